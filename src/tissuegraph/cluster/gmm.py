@@ -1,0 +1,41 @@
+"""Gaussian mixture with one shared full covariance: R mclust's "EEE" model without R."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.mixture import GaussianMixture
+
+
+def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sample: int = 5000) -> np.ndarray:
+    """Labels from a tied-covariance Gaussian mixture started from Ward clustering (as mclust starts from hc).
+
+    k-means++ starts can land in poor optima; a Ward start reproduces mclust. Ward runs on at most
+    ``ward_sample`` spots (its cost is quadratic); the remaining spots join their nearest Ward centroid.
+    """
+    x = np.asarray(embedding, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(x.shape[0], ward_sample, replace=False)) if x.shape[0] > ward_sample else None
+    fit_x = x if sample is None else x[sample]
+    ward = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(fit_x)
+    means = np.stack([fit_x[ward == c].mean(0) for c in range(n_clusters)])
+    resp = np.zeros((x.shape[0], n_clusters))
+    if sample is None:
+        resp[np.arange(x.shape[0]), ward] = 1.0
+    else:
+        nearest = ((x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+        resp[np.arange(x.shape[0]), nearest] = 1.0
+    weights = resp.mean(0)
+    residual = x - means[resp.argmax(1)]
+    precision = np.linalg.pinv(np.cov(residual, rowvar=False) + 1e-6 * np.eye(x.shape[1]))
+    model = GaussianMixture(
+        n_components=n_clusters,
+        covariance_type="tied",
+        weights_init=weights,
+        means_init=means,
+        precisions_init=precision,
+        random_state=seed,
+        max_iter=500,
+        reg_covar=1e-6,
+    )
+    return model.fit_predict(x)

@@ -1,0 +1,251 @@
+"""Read a 10x Visium Space Ranger output folder (counts, spot positions, images, scale factors).
+
+The result follows scanpy's layout so images and coordinates line up the same way they do in scanpy:
+obsm['spatial'] = (pxl_col_in_fullres, pxl_row_in_fullres) = (x, y) in full-resolution pixels and
+uns['spatial'][library_id] = {'images': {...}, 'scalefactors': {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.io
+import scipy.sparse as sp
+from anndata import AnnData
+from PIL import Image
+
+from tissuegraph.errors import InputError
+from tissuegraph.io.validate import quote_examples, validate_spatial
+
+_COUNTS_CANDIDATES = ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix")
+_POSITIONS_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
+_POSITION_COLUMNS = (
+    "barcode",
+    "in_tissue",
+    "array_row",
+    "array_col",
+    "pxl_row_in_fullres",
+    "pxl_col_in_fullres",
+)
+_SCALEFACTORS_FILE = "scalefactors_json.json"
+_IMAGES = {"hires": "tissue_hires_image.png", "lowres": "tissue_lowres_image.png"}
+_GENE_EXPRESSION = "Gene Expression"
+
+
+def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnData:
+    """Read the Space Ranger ``outs`` folder ``folder`` into a validated AnnData.
+
+    ``counts_file`` (relative to ``folder``) picks another count matrix, an ``.h5`` file or an mtx folder,
+    e.g. ``raw_feature_bc_matrix.h5``; by default the filtered matrix is used. Spots keep the counts'
+    barcode order; only 'Gene Expression' features are kept. library_id is the folder name (the parent's
+    name when the folder is called ``outs``, so several slices do not all end up as 'outs').
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise InputError(
+            f"Space Ranger folder '{folder}' {state}; pass the folder that holds "
+            "filtered_feature_bc_matrix.h5 and spatial/ (usually <sample>/outs)"
+        )
+    adata = _read_counts(_find_counts(folder, counts_file))
+    positions = _read_positions(folder / "spatial")
+    unplaced = adata.obs_names[~adata.obs_names.isin(positions.index)]
+    if len(unplaced):
+        raise InputError(
+            f"'{folder}': {len(unplaced)} of {adata.n_obs} barcodes in the count matrix have no row in the "
+            f"spot positions file (e.g. {quote_examples(list(unplaced))}); the counts and spatial/ must come "
+            "from the same Space Ranger run: copy the matching spatial/ folder"
+        )
+    positions = positions.loc[adata.obs_names]
+    for col in ("in_tissue", "array_row", "array_col"):
+        adata.obs[col] = positions[col].to_numpy(dtype=np.int64)
+    adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
+    adata.uns["spatial"] = {_library_id(folder): _read_images(folder / "spatial")}
+    return validate_spatial(adata, what=f"'{folder}'")
+
+
+def _library_id(folder: Path) -> str:
+    """Name the slice after its folder; Space Ranger's generic ``outs`` says nothing, so use its parent."""
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == "outs" else folder.name
+
+
+def _find_counts(folder: Path, counts_file: str | None) -> Path:
+    """Locate the count matrix, listing what was tried when none is there."""
+    candidates = (counts_file,) if counts_file is not None else _COUNTS_CANDIDATES
+    for name in candidates:
+        if (folder / name).exists():
+            return folder / name
+    h5_files = sorted(p.name for p in folder.glob("*.h5"))
+    hint = f" (.h5 files found there: {', '.join(h5_files)})" if h5_files else ""
+    raise InputError(
+        f"no count matrix in '{folder}': looked for {', '.join(candidates)}{hint}; pass the Space Ranger "
+        "outs folder, or name the matrix with counts_file="
+    )
+
+
+def _read_counts(path: Path) -> AnnData:
+    """Read a 10x count matrix (.h5 or mtx folder) into spots x genes."""
+    with warnings.catch_warnings():
+        # 10x matrices often repeat gene symbols; validate_spatial makes them unique, so anndata's advice
+        # to do so would only confuse
+        warnings.filterwarnings("ignore", message="Variable names are not unique")
+        if path.is_dir():
+            return _read_mtx(path)
+        try:
+            return sc.read_10x_h5(path)  # keeps only 'Gene Expression' features (gex_only=True)
+        except Exception as err:
+            raise InputError(
+                f"cannot read '{path}' as a 10x count matrix ({type(err).__name__}: {err}); use the "
+                "filtered_feature_bc_matrix.h5 written by Space Ranger (re-copy it if it may be truncated)"
+            ) from err
+
+
+def _first_file(folder: Path, stem: str) -> Path | None:
+    """Space Ranger gzips its mtx files, users often unzip them: accept both."""
+    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+
+def _read_mtx(folder: Path) -> AnnData:
+    """Read a 10x mtx folder; written here because scanpy's reader accepts only the gzipped v3 layout."""
+    matrix = _first_file(folder, "matrix.mtx")
+    barcodes = _first_file(folder, "barcodes.tsv")
+    features = _first_file(folder, "features.tsv") or _first_file(folder, "genes.tsv")
+    if matrix is None or barcodes is None or features is None:
+        raise InputError(
+            f"incomplete mtx folder '{folder}': needs matrix.mtx(.gz), barcodes.tsv(.gz) and "
+            "features.tsv(.gz) (or genes.tsv); copy the whole filtered_feature_bc_matrix folder"
+        )
+    try:
+        counts = sp.csr_matrix(scipy.io.mmread(matrix).T)
+        barcode_ids = pd.read_csv(barcodes, sep="\t", header=None, dtype=str)[0]
+        feature_table = pd.read_csv(features, sep="\t", header=None, dtype=str)
+    except Exception as err:
+        raise InputError(
+            f"cannot read the mtx folder '{folder}' ({type(err).__name__}: {err}); re-copy the "
+            "filtered_feature_bc_matrix folder from the Space Ranger output"
+        ) from err
+    if counts.shape != (len(barcode_ids), len(feature_table)):
+        raise InputError(
+            f"mtx folder '{folder}' does not fit together: matrix is {counts.shape[1]} features x "
+            f"{counts.shape[0]} barcodes but there are {len(feature_table)} features and {len(barcode_ids)} "
+            "barcodes; the three files must come from the same Space Ranger run"
+        )
+    name_col = 1 if feature_table.shape[1] > 1 else 0
+    var = pd.DataFrame(
+        {"gene_ids": feature_table[0].to_numpy()},
+        index=pd.Index(feature_table[name_col].to_numpy(), dtype=str),
+    )
+    if feature_table.shape[1] > 2:
+        var["feature_types"] = feature_table[2].to_numpy()
+    adata = AnnData(counts, obs=pd.DataFrame(index=pd.Index(barcode_ids.to_numpy(), dtype=str)), var=var)
+    if "feature_types" in var:
+        adata = adata[:, adata.var["feature_types"] == _GENE_EXPRESSION].copy()
+    return adata
+
+
+def _read_positions(spatial: Path) -> pd.DataFrame:
+    """Read spot positions (with header since Space Ranger 2.0, without before), indexed by barcode."""
+    path = next((spatial / n for n in _POSITIONS_FILES if (spatial / n).is_file()), None)
+    if path is None:
+        raise InputError(
+            f"no spot positions in '{spatial}': looked for {' and '.join(_POSITIONS_FILES)}; copy the "
+            "spatial/ folder of the Space Ranger output next to the count matrix"
+        )
+    with path.open() as handle:
+        has_header = "barcode" in [field.strip() for field in handle.readline().split(",")]
+    try:
+        table = pd.read_csv(path, header=0 if has_header else None)
+    except Exception as err:
+        raise InputError(f"cannot read '{path}' ({type(err).__name__}: {err}); re-copy the file") from err
+    if not has_header:
+        if table.shape[1] != len(_POSITION_COLUMNS):
+            raise InputError(
+                f"'{path}' has {table.shape[1]} columns and no header; expected the {len(_POSITION_COLUMNS)} "
+                f"Space Ranger columns {', '.join(_POSITION_COLUMNS)}"
+            )
+        table.columns = list(_POSITION_COLUMNS)
+    missing = [c for c in _POSITION_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"'{path}' lacks columns {missing} (found {list(table.columns)}); expected the Space Ranger "
+            f"columns {', '.join(_POSITION_COLUMNS)}"
+        )
+    table = table.set_index(table["barcode"].astype(str))
+    numeric = list(_POSITION_COLUMNS[1:])
+    try:
+        table[numeric] = table[numeric].apply(pd.to_numeric)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"'{path}' has non-numeric values in {numeric} ({err}); re-copy the file") from err
+    incomplete = table.index[table[numeric].isna().any(axis=1)]
+    if len(incomplete):
+        raise InputError(
+            f"'{path}' has empty fields for {len(incomplete)} barcodes "
+            f"(e.g. {quote_examples(list(incomplete))}); every spot needs all six values: re-copy the file "
+            "from Space Ranger"
+        )
+    duplicated = table.index[table.index.duplicated()].unique()
+    if len(duplicated):
+        raise InputError(
+            f"'{path}' lists {len(duplicated)} barcodes more than once "
+            f"(e.g. {quote_examples(list(duplicated))}); each spot must have one position: re-copy the file "
+            "from Space Ranger"
+        )
+    return table
+
+
+def _read_images(spatial: Path) -> dict[str, Any]:
+    """Load the H&E images present, with the scale factors that map full-res pixels onto them."""
+    images = {key: _read_png(spatial / name) for key, name in _IMAGES.items() if (spatial / name).is_file()}
+    scalefactors_path = spatial / _SCALEFACTORS_FILE
+    if scalefactors_path.is_file():
+        scalefactors = _read_scalefactors(scalefactors_path)
+    elif images:
+        raise InputError(
+            f"'{scalefactors_path}' is missing but tissue images are present; without scale factors the "
+            "images cannot be aligned to the spots: copy scalefactors_json.json from the same Space Ranger "
+            "run or remove the images"
+        )
+    else:
+        scalefactors = {}
+    for key in images:
+        if f"tissue_{key}_scalef" not in scalefactors:
+            raise InputError(
+                f"'{spatial / _SCALEFACTORS_FILE}' has no 'tissue_{key}_scalef' although {_IMAGES[key]} is "
+                "there, so the image cannot be aligned to the spots; use the scalefactors file of the same "
+                f"Space Ranger run or remove {_IMAGES[key]}"
+            )
+    return {"images": images, "scalefactors": scalefactors}
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """Image as HxWx3 float32 in [0, 1], the form scanpy's plotting expects."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except Exception as err:
+        raise InputError(
+            f"cannot read image '{path}' ({type(err).__name__}: {err}); re-copy it or delete it (the image is optional)"
+        ) from err
+
+
+def _read_scalefactors(path: Path) -> dict[str, Any]:
+    """Parse scalefactors_json.json, which maps full-resolution pixels onto the stored images."""
+    try:
+        scalefactors = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(
+            f"'{path}' is not valid JSON ({err}); re-copy scalefactors_json.json from the Space Ranger output"
+        ) from err
+    if not isinstance(scalefactors, dict):
+        raise InputError(
+            f"'{path}' holds a {type(scalefactors).__name__}, not a JSON object of scale factors; re-copy "
+            "scalefactors_json.json from the Space Ranger output"
+        )
+    return scalefactors

@@ -1,0 +1,134 @@
+"""Check that an AnnData can go into the spatial methods, and put it into the one layout they expect.
+
+Every reader ends here, so bad input fails at load time with a message that says what to fix, instead of
+deep inside a graph or a model with a bare traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from tissuegraph.errors import InputError
+
+_NUMERIC_KINDS = "iuf"  # signed, unsigned, float: what counts and coordinates may be stored as
+
+
+def quote_examples(items: Sequence[object], n: int = 3) -> str:
+    """Quote the first few offending ids so the user can find them."""
+    shown = ", ".join(repr(str(i)) for i in items[:n])
+    return shown + (", ..." if len(items) > n else "")
+
+
+def _bad_spots(X: sp.csr_matrix, bad: np.ndarray) -> np.ndarray:
+    """Rows holding the flagged entries; ``bad`` masks ``X.data``, so nothing is densified."""
+    return np.unique(np.searchsorted(X.indptr, np.flatnonzero(bad), side="right") - 1)
+
+
+def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
+    """Return X as CSR float32 after checking it holds finite, non-negative numbers."""
+    X = adata.X
+    if X is None:
+        raise InputError(f"{what} has no count matrix in X; put the raw counts (spots x genes) in adata.X")
+    if not sp.issparse(X):
+        X = np.asarray(X)
+    if X.dtype.kind not in _NUMERIC_KINDS:
+        raise InputError(
+            f"{what} has counts of type {X.dtype} in X; tissuegraph needs numeric raw counts: "
+            "convert X to integers or floats (e.g. adata.X = adata.X.astype('float32'))"
+        )
+    if X.ndim != 2:
+        raise InputError(f"{what} has X with shape {X.shape}; X must be a 2-D spots x genes matrix")
+    X = sp.csr_matrix(X, dtype=np.float32)  # no copy when X is already CSR float32
+    X.sum_duplicates()  # canonical CSR: an entry stored twice is summed, so the checks see real values
+    for problem, bad, fix in (
+        (
+            "non-finite (NaN or infinite) values",
+            ~np.isfinite(X.data),
+            "spatial methods need finite raw counts: remove or fill those spots before running",
+        ),
+        (
+            "negative values",
+            X.data < 0,
+            "tissuegraph needs raw counts (>= 0), X looks normalised or scaled: put the raw counts in X "
+            "(e.g. adata.X = adata.layers['counts'] or adata.raw.X)",
+        ),
+    ):
+        if bad.any():
+            spots = adata.obs_names[_bad_spots(X, bad)]
+            raise InputError(
+                f"{what}: counts contain {int(bad.sum())} {problem} in {len(spots)} spots "
+                f"(first: {quote_examples(list(spots))}); {fix}"
+            )
+    return X
+
+
+def _check_coordinates(adata: AnnData, what: str) -> np.ndarray:
+    """Return obsm['spatial'] as a float64 (n, 2) array after checking it is usable."""
+    if "spatial" not in adata.obsm:
+        present = ", ".join(map(repr, adata.obsm.keys())) or "nothing"
+        raise InputError(
+            f"{what} has no spot coordinates in obsm['spatial'] (obsm holds: {present}); "
+            "set them as an (n_spots, 2) array of x, y, e.g. adata.obsm['spatial'] = adata.obs[['x', 'y']]"
+            ".to_numpy()"
+        )
+    raw = np.asarray(adata.obsm["spatial"])
+    if raw.ndim != 2 or raw.shape[1] != 2:
+        raise InputError(
+            f"{what} has obsm['spatial'] of shape {raw.shape}; tissuegraph needs exactly 2 columns (x, y): "
+            "if extra columns are z or a slice index, keep x and y with "
+            "adata.obsm['spatial'] = adata.obsm['spatial'][:, :2]"
+        )
+    try:
+        coords = raw.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            f"{what} has non-numeric coordinates in obsm['spatial'] (dtype {raw.dtype}); store x, y as numbers"
+        ) from err
+    bad = ~np.isfinite(coords).all(axis=1)
+    if bad.any():
+        spots = list(adata.obs_names[bad])
+        raise InputError(
+            f"{what} has NaN or infinite coordinates for {len(spots)} spots "
+            f"(first: {quote_examples(spots)}); fix their coordinates or drop those spots "
+            "(adata = adata[np.isfinite(adata.obsm['spatial']).all(axis=1)].copy())"
+        )
+    return coords
+
+
+def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input") -> AnnData:
+    """Check ``adata`` is a usable spatial slice and normalise its layout in place.
+
+    Raises InputError naming the problem and the fix. On success X is CSR float32 (values kept),
+    obsm['spatial'] a float64 (n, 2) array and gene names unique; the same object is returned.
+    ``what`` names the input in messages (e.g. the file path); ``min_spots`` is what the caller's
+    neighbour graph needs (k + 1).
+    """
+    if adata.isbacked:
+        raise InputError(f"{what} is opened in backed mode; load it into memory first (adata.to_memory())")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(
+            f"{what} is empty ({adata.n_obs} spots x {adata.n_vars} genes); check that the right file or "
+            "slice was given and that earlier filtering did not remove everything"
+        )
+    duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()
+    if len(duplicated):
+        raise InputError(
+            f"{what} has {len(duplicated)} duplicate spot ids (e.g. {quote_examples(list(duplicated))}); "
+            "spot ids must be unique: call adata.obs_names_make_unique() or fix the ids"
+        )
+    X = _check_counts(adata, what)
+    coords = _check_coordinates(adata, what)
+    if adata.n_obs < min_spots:
+        raise InputError(
+            f"{what} has {adata.n_obs} spots but the spatial graph needs at least {min_spots} "
+            "(k neighbours + 1); lower --k or use a slice with more spots"
+        )
+    adata.X = X
+    adata.obsm["spatial"] = coords
+    if not adata.var_names.is_unique:
+        adata.var_names_make_unique()
+    return adata

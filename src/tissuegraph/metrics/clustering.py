@@ -1,0 +1,45 @@
+"""Clustering scores. Unannotated spots (NaN truth) are left out; label-free scores subsample large inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics
+
+
+def _annotated(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    truth = pd.Series(np.asarray(truth, dtype=object))
+    pred = np.asarray(pred)
+    if truth.shape[0] != pred.shape[0]:
+        raise ValueError(f"truth has {truth.shape[0]} labels but prediction has {pred.shape[0]}; give one per spot.")
+    keep = truth.notna().to_numpy()
+    return truth[keep].astype(str).to_numpy(), pred[keep].astype(str)
+
+
+def ari(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
+    """Adjusted Rand index over annotated spots."""
+    return float(metrics.adjusted_rand_score(*_annotated(truth, pred)))
+
+
+def nmi(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
+    """Normalised mutual information (arithmetic mean) over annotated spots."""
+    return float(metrics.normalized_mutual_info_score(*_annotated(truth, pred)))
+
+
+def _subsample(x: np.ndarray, labels: np.ndarray, max_spots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if x.shape[0] <= max_spots:
+        return x, labels
+    rows = np.random.default_rng(seed).choice(x.shape[0], max_spots, replace=False)
+    return x[rows], labels[rows]
+
+
+def silhouette(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:
+    """Mean silhouette width (euclidean); a seeded subsample beyond ``max_spots`` keeps memory bounded."""
+    x, y = _subsample(np.asarray(embedding), np.asarray(labels), max_spots, seed)
+    return float(metrics.silhouette_score(x, y))
+
+
+def davies_bouldin(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:
+    """Davies-Bouldin index (lower is better), on the same subsample rule as the silhouette."""
+    x, y = _subsample(np.asarray(embedding), np.asarray(labels), max_spots, seed)
+    return float(metrics.davies_bouldin_score(x, y))

@@ -1,0 +1,18 @@
+"""The two random views of each epoch: edges dropped by their probabilities, gene columns masked."""
+
+from __future__ import annotations
+
+import torch
+
+
+def drop_edges(edges: torch.Tensor, drop_prob: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Keep each undirected edge (E, 2) with probability 1 - p; return both directions as a (2, E') edge_index."""
+    keep = torch.rand(drop_prob.shape, generator=generator, device=drop_prob.device) >= drop_prob
+    kept = edges[keep]
+    return torch.cat([kept, kept.flip(1)], dim=0).t().contiguous()
+
+
+def mask_features(x: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero a random ``rate`` share of feature columns (the same columns for every spot)."""
+    keep = (torch.rand(x.shape[1], generator=generator, device=x.device) >= rate).to(x.dtype)
+    return x * keep

@@ -1,0 +1,157 @@
+"""STAIG's neighbour contrastive loss, computed in tiles so no N x N matrix ever exists.
+
+For anchor i with L2-normalised outputs u (view 1) and v (view 2), theta(a, b) = exp(a.b / tau):
+positives are v_i and the graph neighbours of i in both views (sparse edge list); the denominator sums
+theta over every other node of both views. With ``groups`` (one id per slice) the denominator only counts
+the anchor's own slice, so nothing pushes slices apart: the alignment-free integration of STAIG.
+
+Denominators are sums of exp(a.b / tau) over blocks of nodes. ``ExpSimilaritySums`` streams them over row
+tiles and recomputes each tile in its analytic backward pass, so memory is O(tile x N) and there are no
+masks: a slice restriction is a block, and the excluded self-pair is a constant (exp(u_i.u_i / tau) with
+unit vectors). All exponents are shifted by 1 / tau (the largest possible similarity), which cancels in
+the ratio and keeps exp() from overflowing. With ``n_negatives`` the denominator is estimated from that many
+nodes sampled per slice each call (unbiased for the sum), which makes an epoch linear in N.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class ExpSimilaritySums(torch.autograd.Function):
+    """Row and column sums of exp((a @ b.T - 1) / tau), tiled over rows of ``a``; never stores the full matrix."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, inv_tau: float, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        cols = torch.zeros(b.shape[0], dtype=a.dtype, device=a.device)
+        for start in range(0, a.shape[0], tile):
+            block = torch.exp(a[start : start + tile] @ b.t() * inv_tau - inv_tau)
+            rows[start : start + tile] = block.sum(1)
+            cols += block.sum(0)
+        ctx.save_for_backward(a, b)
+        ctx.inv_tau, ctx.tile = inv_tau, tile
+        return rows, cols
+
+    @staticmethod
+    def backward(ctx, grad_rows: torch.Tensor | None, grad_cols: torch.Tensor | None):
+        a, b = ctx.saved_tensors
+        inv_tau, tile = ctx.inv_tau, ctx.tile
+        grad_a = torch.zeros_like(a)
+        grad_b = torch.zeros_like(b)
+        for start in range(0, a.shape[0], tile):
+            a_tile = a[start : start + tile]
+            weight = torch.exp(a_tile @ b.t() * inv_tau - inv_tau)
+            if grad_rows is not None and grad_cols is not None:
+                weight *= grad_rows[start : start + tile, None] + grad_cols[None, :]
+            elif grad_rows is not None:
+                weight *= grad_rows[start : start + tile, None]
+            else:
+                weight *= grad_cols[None, :]
+            grad_a[start : start + tile] = weight @ b
+            grad_b += weight.t() @ a_tile
+        return grad_a * inv_tau, grad_b * inv_tau, None, None
+
+
+def _exact_denominators(
+    u: torch.Tensor, v: torch.Tensor, inv_tau: float, tile: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    uu, _ = ExpSimilaritySums.apply(u, u, inv_tau, tile)
+    vv, _ = ExpSimilaritySums.apply(v, v, inv_tau, tile)
+    uv_rows, uv_cols = ExpSimilaritySums.apply(u, v, inv_tau, tile)
+    return uu - 1.0 + uv_rows, vv - 1.0 + uv_cols
+
+
+def _sampled_denominators(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    inv_tau: float,
+    tile: int,
+    n_negatives: int,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = u.shape[0]
+    picks = torch.randperm(n, generator=generator, device=u.device)[:n_negatives] if n > n_negatives else None
+    if picks is None:
+        return _exact_denominators(u, v, inv_tau, tile)
+    scale = n / picks.numel()
+    u_neg, v_neg = u[picks], v[picks]
+    uu, _ = ExpSimilaritySums.apply(u, u_neg, inv_tau, tile)
+    uv, _ = ExpSimilaritySums.apply(u, v_neg, inv_tau, tile)
+    vv, _ = ExpSimilaritySums.apply(v, v_neg, inv_tau, tile)
+    vu, _ = ExpSimilaritySums.apply(v, u_neg, inv_tau, tile)
+    floor = torch.finfo(u.dtype).tiny
+    return (scale * (uu + uv) - 1.0).clamp_min(floor), (scale * (vv + vu) - 1.0).clamp_min(floor)
+
+
+def _positives(a: torch.Tensor, b: torch.Tensor, edge_index: torch.Tensor, inv_tau: float) -> torch.Tensor:
+    """theta(a_i, b_i) + sum over neighbours j of theta(a_i, a_j) + theta(a_i, b_j), from the sparse edges."""
+    src, dst = edge_index
+    own = torch.exp(((a * b).sum(1) - 1.0) * inv_tau)
+    same_view = torch.exp(((a[src] * a[dst]).sum(1) - 1.0) * inv_tau)
+    cross_view = torch.exp(((a[src] * b[dst]).sum(1) - 1.0) * inv_tau)
+    return own.index_add(0, src, same_view + cross_view)
+
+
+def neighbor_contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    edge_index: torch.Tensor,
+    tau: float,
+    *,
+    groups: list[torch.Tensor] | None = None,
+    n_negatives: int | None = None,
+    tile_size: int = 1024,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean over nodes and both view directions of -log(positives / denominator).
+
+    ``edge_index`` holds both directions of every edge and never links two groups. ``groups`` lists the node
+    indices of each slice (None: one slice). ``n_negatives`` switches from the exact denominator to a sampled
+    estimate with that many nodes per slice.
+    """
+    u, v = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    inv_tau = 1.0 / tau
+    den_u = torch.empty(u.shape[0], dtype=u.dtype, device=u.device)
+    den_v = torch.empty_like(den_u)
+    for rows in groups if groups is not None else [None]:
+        u_g, v_g = (u, v) if rows is None else (u[rows], v[rows])
+        if n_negatives is None:
+            du, dv = _exact_denominators(u_g, v_g, inv_tau, tile_size)
+        else:
+            du, dv = _sampled_denominators(u_g, v_g, inv_tau, tile_size, n_negatives, generator)
+        if rows is None:
+            den_u, den_v = du, dv
+        else:
+            den_u = den_u.index_put((rows,), du)
+            den_v = den_v.index_put((rows,), dv)
+    loss_u = torch.log(den_u) - torch.log(_positives(u, v, edge_index, inv_tau))
+    loss_v = torch.log(den_v) - torch.log(_positives(v, u, edge_index, inv_tau))
+    return 0.5 * (loss_u.mean() + loss_v.mean())
+
+
+def dense_neighbor_contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    edge_index: torch.Tensor,
+    tau: float,
+    *,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The same loss written with dense N x N matrices and masks: a readable reference for tests on small graphs."""
+    u, v = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    n = u.shape[0]
+    adj = torch.zeros(n, n, dtype=u.dtype)
+    adj[edge_index[0], edge_index[1]] = 1.0
+    eye = torch.eye(n, dtype=u.dtype)
+    same = torch.ones(n, n, dtype=u.dtype) if groups is None else (groups[:, None] == groups[None, :]).to(u.dtype)
+
+    def one_direction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        intra = torch.exp(a @ a.t() / tau)
+        inter = torch.exp(a @ b.t() / tau)
+        positives = inter.diag() + (intra * adj).sum(1) + (inter * adj).sum(1)
+        denominator = (intra * (1 - eye) * same).sum(1) + (inter * same).sum(1)
+        return -torch.log(positives / denominator)
+
+    return 0.5 * (one_direction(u, v).mean() + one_direction(v, u).mean())

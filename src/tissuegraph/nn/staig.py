@@ -1,0 +1,92 @@
+"""Training loop of STAIG: two augmented views per epoch, neighbour contrastive loss, full batch Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tissuegraph.nn.augment import drop_edges, mask_features
+from tissuegraph.nn.contrastive import neighbor_contrastive_loss
+from tissuegraph.nn.encoder import GraphContrastiveEncoder
+
+
+@dataclass
+class StaigResult:
+    """What training returns: per-spot embedding and projection, and the loss of every epoch."""
+
+    embedding: np.ndarray
+    projection: np.ndarray
+    losses: list[float]
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when present (or asked for), otherwise the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_staig(
+    features: np.ndarray,
+    edges: np.ndarray,
+    drop_prob: np.ndarray,
+    *,
+    tau: float,
+    epochs: int,
+    feature_mask_rates: tuple[float, float],
+    hidden_dims: tuple[int, ...] = (64,),
+    proj_dim: int = 64,
+    lr: float = 5e-4,
+    weight_decay: float = 1e-5,
+    groups: np.ndarray | None = None,
+    n_negatives: int | None = None,
+    tile_size: int = 1024,
+    seed: int = 0,
+    device: str | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> StaigResult:
+    """Fit the encoder on one graph (block-diagonal for several slices) and return the spot embeddings.
+
+    ``edges`` holds each undirected edge once (i < j) with its drop probability in ``drop_prob``.
+    """
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    x = torch.as_tensor(features, dtype=torch.float32, device=dev)
+    edge_t = torch.as_tensor(edges, dtype=torch.long, device=dev)
+    prob_t = torch.as_tensor(drop_prob, dtype=torch.float32, device=dev)
+    full_edge_index = torch.cat([edge_t, edge_t.flip(1)], dim=0).t().contiguous()
+    groups_t = None
+    if groups is not None:
+        groups_t = [torch.as_tensor(np.flatnonzero(groups == g), device=dev) for g in np.unique(groups)]
+
+    model = GraphContrastiveEncoder(x.shape[1], hidden_dims, proj_dim).to(dev)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    losses: list[float] = []
+    model.train()
+    for epoch in range(epochs):
+        optimiser.zero_grad()
+        _, p1 = model(mask_features(x, feature_mask_rates[0], generator), drop_edges(edge_t, prob_t, generator))
+        _, p2 = model(mask_features(x, feature_mask_rates[1], generator), drop_edges(edge_t, prob_t, generator))
+        loss = neighbor_contrastive_loss(
+            p1,
+            p2,
+            full_edge_index,
+            tau,
+            groups=groups_t,
+            n_negatives=n_negatives,
+            tile_size=tile_size,
+            generator=generator,
+        )
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    model.eval()
+    with torch.no_grad():
+        h, p = model(x, full_edge_index)
+    return StaigResult(h.cpu().numpy(), p.cpu().numpy(), losses)

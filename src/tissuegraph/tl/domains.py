@@ -1,0 +1,137 @@
+"""``domains``: spatial domains of one slice (or one file holding several slices) with STAIG in gene mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from tissuegraph import gr, pp
+from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_labels
+from tissuegraph.errors import InputError
+from tissuegraph.gr.spatial import slice_groups
+from tissuegraph.io.validate import validate_spatial
+from tissuegraph.nn.staig import pick_device, train_staig
+from tissuegraph.tl.settings import StaigSettings
+
+CLUSTERERS: dict[str, Callable[..., np.ndarray]] = {
+    "gmm": gmm_eee,
+    "leiden": leiden_n_clusters,
+    "kmeans": kmeans,
+}
+
+
+def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm", seed: int = 0) -> np.ndarray:
+    """Integer labels 0..K-1 from the chosen clusterer (gmm = mclust EEE, leiden with a K search, kmeans)."""
+    if method not in CLUSTERERS:
+        raise InputError(f"unknown clustering method {method!r}; choose one of {', '.join(CLUSTERERS)}")
+    return CLUSTERERS[method](embedding, n_domains, seed=seed)
+
+
+def _slice_codes(adata: AnnData, batch_key: str) -> np.ndarray | None:
+    groups = slice_groups(adata, batch_key)
+    if len(groups) < 2:
+        return None
+    codes = np.empty(adata.n_obs, dtype=np.int64)
+    for code, rows in enumerate(groups):
+        codes[rows] = code
+    return codes
+
+
+def domains(
+    adata: AnnData,
+    n_domains: int,
+    *,
+    seed: int = 0,
+    cluster: str = "gmm",
+    refine: bool = True,
+    image: bool | None = None,
+    batch_key: str = "batch",
+    device: str | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    **settings_overrides,
+) -> AnnData:
+    """Find ``n_domains`` spatial domains and write them into ``adata`` (in place; also returned).
+
+    Results: ``obs['domain']`` (string labels), ``obsm['X_tissuegraph']`` (the embedding),
+    ``obsp['spatial_connectivities']`` (the graph), ``var['highly_variable']`` and ``uns['tissuegraph']``
+    (every setting used, the loss curve and timings). Raw counts in ``X`` and every spot stay as they were.
+    Settings not given are derived from the data by ``StaigSettings.from_data``; keyword arguments
+    (``tau=``, ``epochs=``, ``n_neighbors=`` ...) override them.
+    """
+    if image:
+        raise InputError(
+            "image mode is not available yet in this version of tissuegraph; run in gene mode "
+            "(image=False, or --no-image on the command line)"
+        )
+    if n_domains < 2:
+        raise InputError(f"n_domains must be at least 2 (got {n_domains}); ask for the number of domains you expect")
+    if cluster not in CLUSTERERS:
+        raise InputError(f"unknown clustering method {cluster!r}; choose one of {', '.join(CLUSTERERS)}")
+    settings = StaigSettings.from_data(adata.n_obs, adata.n_vars, **settings_overrides)
+    validate_spatial(adata, min_spots=settings.n_neighbors + 1)
+    if n_domains >= adata.n_obs:
+        raise InputError(f"asked for {n_domains} domains but the input has only {adata.n_obs} spots; ask for fewer")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    slices = _slice_codes(adata, batch_key)
+    work = AnnData(X=adata.X, obs=adata.obs[[batch_key]] if batch_key in adata.obs else None)
+    work.obsm["spatial"] = adata.obsm["spatial"]
+    pp.preprocess(work, settings.n_top_genes, batch_key=batch_key if slices is not None else None)
+    pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
+    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key=batch_key)
+    edges = gr.undirected_edges(work.obsp["spatial_connectivities"])
+    drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
+    timings["preprocess_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = train_staig(
+        work.obsm["X_expr"],
+        edges,
+        drop_prob,
+        tau=settings.tau,
+        epochs=settings.epochs,
+        feature_mask_rates=settings.feature_mask_rates,
+        hidden_dims=settings.hidden_dims,
+        proj_dim=settings.proj_dim,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        groups=slices,
+        n_negatives=settings.n_negatives,
+        seed=seed,
+        device=device,
+        on_epoch=on_epoch,
+    )
+    timings["train_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    labels = cluster_embedding(result.embedding, n_domains, cluster, seed)
+    if refine:
+        labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=settings.refine_neighbors, groups=slices)
+    timings["cluster_s"] = time.perf_counter() - start
+
+    adata.obs["domain"] = pd.Categorical([str(label) for label in labels])
+    adata.obs["domain"] = adata.obs["domain"].cat.reorder_categories(
+        sorted(adata.obs["domain"].cat.categories, key=int)
+    )
+    adata.obsm["X_tissuegraph"] = result.embedding
+    adata.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
+    adata.var["highly_variable"] = work.var["highly_variable"].to_numpy()
+    adata.uns["tissuegraph"] = {
+        "method": "staig",
+        "mode": "gene",
+        "n_domains": int(n_domains),
+        "seed": int(seed),
+        "cluster": cluster,
+        "refine": bool(refine),
+        "device": str(pick_device(device)),
+        "n_slices": 1 if slices is None else int(slices.max() + 1),
+        "settings": settings.to_dict(),
+        "loss": np.asarray(result.losses, dtype=np.float32),
+        "timings": timings,
+    }
+    return adata

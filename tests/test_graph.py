@@ -1,0 +1,77 @@
+"""Spatial graphs and edge-drop probabilities."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+from scipy import sparse
+
+from tissuegraph import gr
+from tissuegraph.errors import InputError
+
+
+def _grid(n_side: int, batch: list[str] | None = None) -> ad.AnnData:
+    xs, ys = np.meshgrid(np.arange(n_side), np.arange(n_side))
+    coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
+    adata = ad.AnnData(X=sparse.csr_matrix(np.ones((coords.shape[0], 3), dtype=np.float32)))
+    adata.obsm["spatial"] = coords
+    if batch is not None:
+        adata.obs["batch"] = batch
+    return adata
+
+
+def test_knn_graph_is_symmetric_sparse_without_self_loops() -> None:
+    adata = gr.spatial_neighbors(_grid(10), n_neighbors=4)
+    graph = adata.obsp["spatial_connectivities"]
+    assert sparse.issparse(graph)
+    assert (graph != graph.T).nnz == 0
+    assert graph.diagonal().sum() == 0
+    # On a unit grid the 4 nearest neighbours of an interior node are its 4 axis neighbours.
+    interior = 5 * 10 + 5
+    assert sorted(graph[interior].indices) == [interior - 10, interior - 1, interior + 1, interior + 10]
+
+
+def test_radius_graph_matches_distance() -> None:
+    adata = gr.spatial_neighbors(_grid(6), radius=1.5, n_neighbors=None)
+    graph = adata.obsp["spatial_connectivities"]
+    # interior node: 8 neighbours within sqrt(2) < 1.5
+    assert graph[2 * 6 + 2].nnz == 8
+
+
+def test_slices_never_share_edges_even_when_coordinates_overlap() -> None:
+    one = _grid(5)
+    both = ad.concat([one, one], index_unique="-")
+    both.obs["batch"] = ["a"] * 25 + ["b"] * 25
+    graph = gr.spatial_neighbors(both, n_neighbors=4).obsp["spatial_connectivities"].tocoo()
+    batch = both.obs["batch"].to_numpy()
+    assert graph.nnz > 0
+    assert np.all(batch[graph.row] == batch[graph.col])
+
+
+def test_fewer_spots_than_neighbours_is_a_clear_error() -> None:
+    adata = _grid(2)
+    with pytest.raises(InputError, match="needs at least 7"):
+        gr.spatial_neighbors(adata, n_neighbors=6)
+
+
+def test_undirected_edges_lists_each_edge_once() -> None:
+    graph = gr.spatial_neighbors(_grid(4), n_neighbors=4).obsp["spatial_connectivities"]
+    edges = gr.undirected_edges(graph)
+    assert np.all(edges[:, 0] < edges[:, 1])
+    assert 2 * edges.shape[0] == graph.nnz
+
+
+def test_edge_drop_probabilities_favour_dissimilar_neighbours() -> None:
+    # a path 0-1-2: node 2 looks unlike 0 and 1, so the edge 1-2 must be dropped more often than 0-1
+    edges = np.array([[0, 1], [1, 2]])
+    emb = np.array([[1.0, 0.1], [1.0, 0.2], [-1.0, 1.0]])
+    prob = gr.edge_drop_probabilities(edges, emb, 3)
+    assert prob.shape == (2,)
+    assert prob[1] > prob[0]
+    # node 1's two edges share its unit of probability: p_10 + p_12 = 1 before symmetrising
+    dist = 1 - (emb[edges[:, 0]] * emb[edges[:, 1]]).sum(1) / (
+        np.linalg.norm(emb[edges[:, 0]], axis=1) * np.linalg.norm(emb[edges[:, 1]], axis=1)
+    )
+    expected_12 = 0.5 * (dist[1] / dist.sum() + 1.0)
+    assert prob[1] == pytest.approx(expected_12, rel=1e-5)

@@ -1,0 +1,676 @@
+"""Tests for tissuegraph.io: readers, validation and atomic writing, on small generated inputs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.io
+import scipy.sparse as sp
+from PIL import Image
+
+from conftest import real_data
+from tissuegraph.errors import InputError
+from tissuegraph.io import read, read_h5ad, read_tables, read_visium, validate_spatial, write_h5ad
+
+# A tiny Visium slice: 4 spots x 4 features, the last feature an antibody that must be dropped and
+# "GeneA" twice, so gene names need making unique.
+BARCODES = ["AAAC-1", "AAAG-1", "AACC-1", "AAGG-1"]
+FEATURE_IDS = ["ENSG01", "ENSG02", "ENSG03", "AB01"]
+FEATURE_NAMES = ["GeneA", "GeneB", "GeneA", "CD3"]
+FEATURE_TYPES = ["Gene Expression", "Gene Expression", "Gene Expression", "Antibody Capture"]
+COUNTS = np.array([[1, 0, 3, 9], [0, 2, 0, 9], [4, 0, 0, 9], [0, 5, 6, 9]], dtype=np.int32)
+EXPECTED_X = COUNTS[:, :3].astype(np.float32)
+EXPECTED_GENES = ["GeneA", "GeneB", "GeneA-1"]
+# Positions are listed in another order than the counts and include an off-tissue spot not in the counts.
+POSITIONS = pd.DataFrame(
+    {
+        "barcode": ["AAGG-1", "TTTT-1", "AAAC-1", "AACC-1", "AAAG-1"],
+        "in_tissue": [1, 0, 1, 1, 1],
+        "array_row": [3, 9, 0, 2, 1],
+        "array_col": [30, 90, 0, 20, 10],
+        "pxl_row_in_fullres": [1300, 1900, 1000, 1200, 1100],
+        "pxl_col_in_fullres": [2300, 2900, 2000, 2200, 2100],
+    }
+)
+EXPECTED_XY = np.array([[2000, 1000], [2100, 1100], [2200, 1200], [2300, 1300]], dtype=np.float64)
+SCALEFACTORS = {
+    "tissue_hires_scalef": 0.2,
+    "tissue_lowres_scalef": 0.05,
+    "spot_diameter_fullres": 90.0,
+    "fiducial_diameter_fullres": 140.0,
+}
+
+
+def _write_10x_h5(path: Path) -> None:
+    """Write COUNTS in the Cell Ranger v3 h5 layout (CSC features x barcodes == CSR barcodes x features)."""
+    csr = sp.csr_matrix(COUNTS)
+    with h5py.File(path, "w") as f:
+        m = f.create_group("matrix")
+        m["barcodes"] = np.array(BARCODES, dtype="S")
+        m["data"] = csr.data.astype(np.int32)
+        m["indices"] = csr.indices.astype(np.int64)
+        m["indptr"] = csr.indptr.astype(np.int64)
+        m["shape"] = np.array([COUNTS.shape[1], COUNTS.shape[0]], dtype=np.int32)
+        feats = m.create_group("features")
+        feats["id"] = np.array(FEATURE_IDS, dtype="S")
+        feats["name"] = np.array(FEATURE_NAMES, dtype="S")
+        feats["feature_type"] = np.array(FEATURE_TYPES, dtype="S")
+        feats["genome"] = np.array(["GRCh38"] * len(FEATURE_IDS), dtype="S")
+
+
+def _write_mtx_folder(folder: Path, *, gz: bool) -> None:
+    """Write COUNTS as a 10x mtx folder (features x barcodes), gzipped like Space Ranger or plain."""
+    folder.mkdir()
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(COUNTS.T))
+    (folder / "barcodes.tsv").write_text("\n".join(BARCODES) + "\n")
+    rows = zip(FEATURE_IDS, FEATURE_NAMES, FEATURE_TYPES, strict=True)
+    (folder / "features.tsv").write_text("".join(f"{i}\t{n}\t{t}\n" for i, n, t in rows))
+    if gz:
+        for name in ("matrix.mtx", "barcodes.tsv", "features.tsv"):
+            with (folder / name).open("rb") as src, gzip.open(folder / f"{name}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            (folder / name).unlink()
+
+
+def _write_spatial(
+    folder: Path,
+    *,
+    header: bool = True,
+    images: tuple[str, ...] = ("hires", "lowres"),
+    scalefactors: dict | None = SCALEFACTORS,
+    positions: pd.DataFrame = POSITIONS,
+) -> None:
+    """Write spatial/: positions (new header style or old headerless list), images and scale factors."""
+    spatial = folder / "spatial"
+    spatial.mkdir(parents=True)
+    name = "tissue_positions.csv" if header else "tissue_positions_list.csv"
+    positions.to_csv(spatial / name, index=False, header=header)
+    sizes = {"hires": (40, 30), "lowres": (12, 10)}
+    for key in images:
+        pixels = np.full((*sizes[key], 3), 255, dtype=np.uint8)
+        pixels[0, 0] = (0, 51, 102)
+        Image.fromarray(pixels).save(spatial / f"tissue_{key}_image.png")
+    if scalefactors is not None:
+        (spatial / "scalefactors_json.json").write_text(json.dumps(scalefactors))
+
+
+@pytest.fixture
+def visium_dir(tmp_path: Path) -> Path:
+    """A Space Ranger output folder with an h5 count matrix, new-style positions and both images."""
+    folder = tmp_path / "sliceA"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    _write_spatial(folder)
+    return folder
+
+
+def _spatial_adata(n: int = 5, n_genes: int = 3) -> ad.AnnData:
+    """A small valid in-memory slice with dense integer counts."""
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(rng.poisson(2.0, size=(n, n_genes)).astype(np.int64))
+    adata.obs_names = [f"spot{i}" for i in range(n)]
+    adata.var_names = [f"g{j}" for j in range(n_genes)]
+    adata.obsm["spatial"] = np.arange(2 * n).reshape(n, 2)
+    return adata
+
+
+def _assert_visium_layout(adata: ad.AnnData, library_id: str, images: tuple[str, ...]) -> None:
+    assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    assert list(adata.obs_names) == BARCODES
+    assert list(adata.var_names) == EXPECTED_GENES
+    assert list(adata.var["gene_ids"]) == FEATURE_IDS[:3]
+    assert adata.obsm["spatial"].dtype == np.float64
+    np.testing.assert_array_equal(adata.obsm["spatial"], EXPECTED_XY)
+    assert list(adata.obs["in_tissue"]) == [1, 1, 1, 1]
+    assert list(adata.obs["array_row"]) == [0, 1, 2, 3]
+    assert list(adata.obs["array_col"]) == [0, 10, 20, 30]
+    assert list(adata.uns["spatial"]) == [library_id]
+    lib = adata.uns["spatial"][library_id]
+    assert sorted(lib["images"]) == sorted(images)
+    for key in images:
+        image = lib["images"][key]
+        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        np.testing.assert_allclose(image[0, 0], [0.0, 0.2, 0.4], atol=1e-6)
+    assert lib["scalefactors"] == SCALEFACTORS
+
+
+# --- validate_spatial -------------------------------------------------------------------------------
+
+
+def test_validate_normalises_dense_counts_and_coordinates() -> None:
+    adata = _spatial_adata()
+    expected = adata.X.copy()
+    out = validate_spatial(adata)
+    assert out is adata
+    assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32
+    np.testing.assert_array_equal(adata.X.toarray(), expected)
+    assert isinstance(adata.obsm["spatial"], np.ndarray) and adata.obsm["spatial"].dtype == np.float64
+
+
+@pytest.mark.parametrize("convert", [sp.csc_matrix, sp.csr_array, sp.csc_array])
+def test_validate_accepts_sparse_formats(convert: type) -> None:
+    adata = _spatial_adata()
+    dense = np.asarray(adata.X, dtype=np.float32)
+    adata.X = convert(adata.X)
+    validate_spatial(adata)
+    assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32
+    np.testing.assert_array_equal(adata.X.toarray(), dense)
+
+
+def test_validate_never_densifies_sparse_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    adata = _spatial_adata()
+    adata.X = sp.csr_matrix(adata.X)
+    adata.X.data[0] = -1
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("sparse counts were densified")
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", refuse)
+    monkeypatch.setattr(sp.csr_matrix, "todense", refuse)
+    with pytest.raises(InputError, match="negative"):
+        validate_spatial(adata)
+
+
+def test_validate_makes_gene_names_unique() -> None:
+    adata = _spatial_adata()
+    adata.var_names = ["g", "g", "h"]
+    validate_spatial(adata)
+    assert list(adata.var_names) == ["g", "g-1", "h"]
+
+
+def test_validate_missing_coordinates() -> None:
+    adata = _spatial_adata()
+    del adata.obsm["spatial"]
+    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 2))
+    with pytest.raises(InputError, match=r"no spot coordinates in obsm\['spatial'\].*'X_pca'"):
+        validate_spatial(adata)
+
+
+@pytest.mark.parametrize("n_cols", [1, 3])
+def test_validate_coordinates_need_two_columns(n_cols: int) -> None:
+    adata = _spatial_adata()
+    adata.obsm["spatial"] = np.zeros((adata.n_obs, n_cols))
+    with pytest.raises(InputError, match=rf"shape \(5, {n_cols}\).*exactly 2 columns"):
+        validate_spatial(adata)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_validate_non_finite_coordinates(bad: float) -> None:
+    adata = _spatial_adata()
+    coords = adata.obsm["spatial"].astype(float)
+    coords[3, 1] = bad
+    adata.obsm["spatial"] = coords
+    with pytest.raises(InputError, match=r"NaN or infinite coordinates for 1 spots.*'spot3'"):
+        validate_spatial(adata)
+
+
+def test_validate_non_numeric_coordinates() -> None:
+    adata = _spatial_adata()
+    adata.obsm["spatial"] = np.array([["a", "b"]] * adata.n_obs, dtype=object)
+    with pytest.raises(InputError, match="non-numeric coordinates"):
+        validate_spatial(adata)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_validate_non_finite_counts(sparse: bool, bad: float) -> None:
+    adata = _spatial_adata()
+    X = adata.X.astype(np.float64)
+    X[1, 0] = X[1, 2] = X[4, 1] = bad
+    adata.X = sp.csr_matrix(X) if sparse else X
+    with pytest.raises(InputError, match=r"3 non-finite \(NaN or infinite\) values in 2 spots.*'spot1'"):
+        validate_spatial(adata)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_validate_negative_counts(sparse: bool) -> None:
+    adata = _spatial_adata()
+    X = adata.X.astype(np.float64)
+    X[2, 1] = -0.5
+    adata.X = sp.csr_matrix(X) if sparse else X
+    with pytest.raises(InputError, match=r"1 negative values in 1 spots.*'spot2'.*raw counts"):
+        validate_spatial(adata)
+
+
+def test_validate_duplicate_spot_ids() -> None:
+    adata = _spatial_adata()
+    adata.obs_names = ["a", "b", "a", "c", "c"]
+    with pytest.raises(InputError, match=r"2 duplicate spot ids.*'a', 'c'.*obs_names_make_unique"):
+        validate_spatial(adata)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (5, 0)])
+def test_validate_empty_slice(shape: tuple[int, int]) -> None:
+    adata = ad.AnnData(np.zeros(shape, dtype=np.float32))
+    adata.obsm["spatial"] = np.zeros((shape[0], 2))
+    with pytest.raises(InputError, match=rf"empty \({shape[0]} spots x {shape[1]} genes\)"):
+        validate_spatial(adata)
+
+
+def test_validate_too_few_spots() -> None:
+    with pytest.raises(InputError, match=r"has 5 spots but the spatial graph needs at least 7.*lower --k"):
+        validate_spatial(_spatial_adata(), min_spots=7, what="slice 'B'")
+
+
+def test_validate_names_the_input() -> None:
+    adata = _spatial_adata()
+    del adata.obsm["spatial"]
+    with pytest.raises(InputError, match="^slice 'B' has no spot coordinates"):
+        validate_spatial(adata, what="slice 'B'")
+
+
+@pytest.mark.parametrize("values", [np.array([["1", "2"]] * 3, dtype=object), np.ones((3, 2), dtype=bool)])
+def test_validate_non_numeric_counts(values: np.ndarray) -> None:
+    adata = ad.AnnData(values)
+    adata.obsm["spatial"] = np.zeros((3, 2))
+    with pytest.raises(InputError, match="numeric raw counts"):
+        validate_spatial(adata)
+
+
+def test_validate_no_counts() -> None:
+    adata = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]), var=pd.DataFrame(index=["g"]))
+    adata.obsm["spatial"] = np.zeros((2, 2))
+    with pytest.raises(InputError, match=r"no count matrix in X"):
+        validate_spatial(adata)
+
+
+# --- read_h5ad --------------------------------------------------------------------------------------
+
+
+def test_read_h5ad_happy_path(tmp_path: Path) -> None:
+    adata = _spatial_adata()
+    adata.X = sp.csr_matrix(adata.X.astype(np.int32))
+    adata.write_h5ad(tmp_path / "s.h5ad")
+    out = read_h5ad(tmp_path / "s.h5ad")
+    assert isinstance(out.X, sp.csr_matrix) and out.X.dtype == np.float32
+    np.testing.assert_array_equal(out.X.toarray(), adata.X.toarray())
+    np.testing.assert_array_equal(out.obsm["spatial"], adata.obsm["spatial"])
+    assert list(out.obs_names) == list(adata.obs_names)
+
+
+def test_read_h5ad_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="file not found"):
+        read_h5ad(tmp_path / "nope.h5ad")
+
+
+def test_read_h5ad_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a folder.*read_visium"):
+        read_h5ad(tmp_path)
+
+
+def test_read_h5ad_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "bad.h5ad").write_text("not hdf5")
+    with pytest.raises(InputError, match=r"cannot read .*bad\.h5ad.* as \.h5ad"):
+        read_h5ad(tmp_path / "bad.h5ad")
+
+
+@pytest.mark.parametrize("cols", [("x", "y"), ("X", "Y")])
+def test_read_h5ad_refuses_to_guess_coordinates(tmp_path: Path, cols: tuple[str, str]) -> None:
+    adata = _spatial_adata()
+    del adata.obsm["spatial"]
+    adata.obs[cols[0]] = 1.0
+    adata.obs[cols[1]] = 2.0
+    adata.write_h5ad(tmp_path / "s.h5ad")
+    with pytest.raises(InputError, match=rf"no obsm\['spatial'\] but obs has columns \['{cols[0]}', '{cols[1]}'\]"):
+        read_h5ad(tmp_path / "s.h5ad")
+
+
+def test_read_h5ad_without_coordinates(tmp_path: Path) -> None:
+    adata = _spatial_adata()
+    del adata.obsm["spatial"]
+    adata.write_h5ad(tmp_path / "s.h5ad")
+    with pytest.raises(InputError, match=r"no spot coordinates in obsm\['spatial'\]"):
+        read_h5ad(tmp_path / "s.h5ad")
+
+
+# --- read_visium ------------------------------------------------------------------------------------
+
+
+def test_read_visium_h5(visium_dir: Path) -> None:
+    _assert_visium_layout(read_visium(visium_dir), "sliceA", ("hires", "lowres"))
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_visium_mtx_and_headerless_positions(tmp_path: Path, gz: bool) -> None:
+    folder = tmp_path / "sliceB"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=gz)
+    _write_spatial(folder, header=False, images=("lowres",))
+    _assert_visium_layout(read_visium(folder), "sliceB", ("lowres",))
+
+
+def test_read_visium_mtx_matches_scanpy(tmp_path: Path) -> None:
+    folder = tmp_path / "sliceB"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=True)
+    _write_spatial(folder)
+    ours = read_visium(folder)
+    theirs = sc.read_10x_mtx(folder / "filtered_feature_bc_matrix")
+    np.testing.assert_array_equal(ours.X.toarray(), theirs.X.toarray())
+    assert list(ours.var_names) == list(theirs.var_names)
+
+
+def test_read_visium_outs_folder_is_named_after_sample(tmp_path: Path) -> None:
+    folder = tmp_path / "sample7" / "outs"
+    folder.mkdir(parents=True)
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    _write_spatial(folder)
+    assert list(read_visium(folder).uns["spatial"]) == ["sample7"]
+
+
+def test_read_visium_without_images_or_scalefactors(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    _write_spatial(folder, images=(), scalefactors=None)
+    assert read_visium(folder).uns["spatial"]["s"] == {"images": {}, "scalefactors": {}}
+
+
+def test_read_visium_counts_file(visium_dir: Path) -> None:
+    (visium_dir / "filtered_feature_bc_matrix.h5").rename(visium_dir / "raw_feature_bc_matrix.h5")
+    adata = read_visium(visium_dir, counts_file="raw_feature_bc_matrix.h5")
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+
+
+def test_read_visium_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        read_visium(tmp_path / "nope")
+
+
+def test_read_visium_no_counts(visium_dir: Path) -> None:
+    (visium_dir / "filtered_feature_bc_matrix.h5").rename(visium_dir / "sample_filtered.h5")
+    with pytest.raises(
+        InputError,
+        match=r"no count matrix.*filtered_feature_bc_matrix\.h5, filtered_feature_bc_matrix "
+        r"\(\.h5 files found there: sample_filtered\.h5\).*counts_file=",
+    ):
+        read_visium(visium_dir)
+
+
+def test_read_visium_missing_counts_file(visium_dir: Path) -> None:
+    with pytest.raises(InputError, match="looked for raw.h5"):
+        read_visium(visium_dir, counts_file="raw.h5")
+
+
+def test_read_visium_corrupt_h5(visium_dir: Path) -> None:
+    (visium_dir / "filtered_feature_bc_matrix.h5").write_bytes(b"truncated")
+    with pytest.raises(InputError, match="cannot read .* as a 10x count matrix"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_incomplete_mtx(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=True)
+    (folder / "filtered_feature_bc_matrix" / "barcodes.tsv.gz").unlink()
+    _write_spatial(folder)
+    with pytest.raises(InputError, match=r"incomplete mtx folder.*barcodes\.tsv"):
+        read_visium(folder)
+
+
+def test_read_visium_no_positions(visium_dir: Path) -> None:
+    (visium_dir / "spatial" / "tissue_positions.csv").unlink()
+    with pytest.raises(InputError, match="no spot positions.*tissue_positions.csv and tissue_positions_list.csv"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_positions_missing_columns(visium_dir: Path) -> None:
+    positions = POSITIONS.drop(columns="pxl_col_in_fullres")
+    positions.to_csv(visium_dir / "spatial" / "tissue_positions.csv", index=False)
+    with pytest.raises(InputError, match=r"lacks columns \['pxl_col_in_fullres'\]"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_headerless_positions_wrong_width(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    _write_spatial(folder, header=False, positions=POSITIONS.iloc[:, :4])
+    with pytest.raises(InputError, match="has 4 columns and no header"):
+        read_visium(folder)
+
+
+def test_read_visium_positions_with_empty_fields(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    positions = POSITIONS.astype({"in_tissue": float})
+    positions.loc[2, "in_tissue"] = np.nan
+    _write_spatial(folder, positions=positions)
+    with pytest.raises(InputError, match=r"empty fields for 1 barcodes \(e.g. 'AAAC-1'\)"):
+        read_visium(folder)
+
+
+def test_read_visium_barcodes_without_position(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    _write_spatial(folder, positions=POSITIONS[~POSITIONS["barcode"].isin(["AAAG-1", "AAGG-1"])])
+    with pytest.raises(InputError, match=r"2 of 4 barcodes .* no row .*'AAAG-1', 'AAGG-1'"):
+        read_visium(folder)
+
+
+def test_read_visium_malformed_scalefactors(visium_dir: Path) -> None:
+    (visium_dir / "spatial" / "scalefactors_json.json").write_text('{"tissue_hires_scalef": 0.2,')
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_images_without_scalefactors(visium_dir: Path) -> None:
+    (visium_dir / "spatial" / "scalefactors_json.json").unlink()
+    with pytest.raises(InputError, match="scalefactors_json.json' is missing but tissue images are present"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_scalefactor_missing_for_image(visium_dir: Path) -> None:
+    factors = {k: v for k, v in SCALEFACTORS.items() if k != "tissue_lowres_scalef"}
+    (visium_dir / "spatial" / "scalefactors_json.json").write_text(json.dumps(factors))
+    with pytest.raises(InputError, match="no 'tissue_lowres_scalef'"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_corrupt_image(visium_dir: Path) -> None:
+    (visium_dir / "spatial" / "tissue_hires_image.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="cannot read image"):
+        read_visium(visium_dir)
+
+
+# --- read_tables ------------------------------------------------------------------------------------
+
+
+def _counts_table() -> pd.DataFrame:
+    return pd.DataFrame(COUNTS[:, :3], index=pd.Index(BARCODES, name="spot"), columns=["GeneA", "GeneB", "GeneC"])
+
+
+def test_read_tables_csv_named_xy(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    coords = pd.DataFrame(
+        {"y": [13.0, 10.0, 12.0, 11.0], "x": [3.5, 0.5, 2.5, 1.5]},
+        index=["AAGG-1", "AAAC-1", "AACC-1", "AAAG-1"],
+    )
+    coords.to_csv(tmp_path / "coords.csv")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    assert list(adata.obs_names) == BARCODES
+    assert list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
+
+
+def test_read_tables_tsv_gz_first_numeric_columns(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.tsv.gz", sep="\t")
+    coords = pd.DataFrame(
+        {"region": ["a", "b", "c", "d"], "col": [0, 1, 2, 3], "row": [5, 6, 7, 8], "z": [9, 9, 9, 9]},
+        index=BARCODES,
+    )
+    coords.to_csv(tmp_path / "coords.txt", sep="\t")
+    adata = read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt")
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+
+
+def test_read_tables_explicit_separator(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.dat", sep=";")
+    pd.DataFrame({"x": [0, 1, 2, 3], "y": [0, 1, 2, 3]}, index=BARCODES).to_csv(tmp_path / "xy.dat", sep=";")
+    adata = read_tables(tmp_path / "counts.dat", tmp_path / "xy.dat", sep=";")
+    assert adata.shape == (4, 3)
+
+
+def test_read_tables_unknown_extension(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.dat")
+    with pytest.raises(InputError, match="separator.*sep="):
+        read_tables(tmp_path / "counts.dat", tmp_path / "counts.dat")
+
+
+def test_read_tables_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="counts table .* not found"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+@pytest.mark.parametrize(
+    ("coord_ids", "pattern"),
+    [
+        (BARCODES[:2], r"2 spot ids in '.*counts\.csv' are missing from '.*coords\.csv'.*'AACC-1', 'AAGG-1'"),
+        (
+            [*BARCODES, "EXTRA-1"],
+            r"1 spot ids in '.*coords\.csv' are missing from '.*counts\.csv'.*'EXTRA-1'",
+        ),
+    ],
+)
+def test_read_tables_spot_mismatch(tmp_path: Path, coord_ids: list[str], pattern: str) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    n = len(coord_ids)
+    pd.DataFrame({"x": range(n), "y": range(n)}, index=coord_ids).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=pattern):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_non_numeric_counts(tmp_path: Path) -> None:
+    table = _counts_table()
+    table["GeneB"] = table["GeneB"].astype(str)
+    table.loc["AACC-1", "GeneB"] = "12 reads"
+    table.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"non-numeric values in column 'GeneB' \(e.g. '12 reads' for spot 'AACC-1'\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_transposed_counts(tmp_path: Path) -> None:
+    _counts_table().T.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match="looks transposed"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_coordinates_not_found(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"region": list("abcd")}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"no x, y columns \(columns: \['region'\]\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_duplicate_coordinate_ids(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    ids = [*BARCODES, "AAAC-1"]
+    pd.DataFrame({"x": range(5), "y": range(5)}, index=ids).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match="more than once.*'AAAC-1'"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_nan_counts_are_validated(tmp_path: Path) -> None:
+    table = _counts_table().astype(float)
+    table.loc["AAAG-1", "GeneA"] = np.nan
+    table.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"1 non-finite .* in 1 spots \(first: 'AAAG-1'\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+# --- read dispatch ----------------------------------------------------------------------------------
+
+
+def test_read_dispatches(visium_dir: Path, tmp_path: Path) -> None:
+    assert read(visium_dir).shape == (4, 3)
+    _spatial_adata().write_h5ad(tmp_path / "s.h5ad")
+    assert read(tmp_path / "s.h5ad").shape == (5, 3)
+
+
+def test_read_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "counts.csv").write_text("a,b\n")
+    with pytest.raises(InputError, match="supported inputs.*read_tables"):
+        read(tmp_path / "counts.csv")
+    (tmp_path / "m.h5").write_bytes(b"")
+    with pytest.raises(InputError, match="Space Ranger folder"):
+        read(tmp_path / "m.h5")
+    with pytest.raises(InputError, match="not found"):
+        read(tmp_path / "missing.csv")
+
+
+# --- write_h5ad -------------------------------------------------------------------------------------
+
+
+def test_write_h5ad_round_trip(tmp_path: Path) -> None:
+    adata = validate_spatial(_spatial_adata())
+    target = tmp_path / "new" / "dir" / "out.h5ad"
+    assert write_h5ad(adata, target) == target
+    assert os.listdir(target.parent) == ["out.h5ad"]
+    back = read_h5ad(target)
+    np.testing.assert_array_equal(back.X.toarray(), adata.X.toarray())
+    np.testing.assert_array_equal(back.obsm["spatial"], adata.obsm["spatial"])
+
+
+def test_write_h5ad_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adata = validate_spatial(_spatial_adata())
+    target = tmp_path / "out.h5ad"
+
+    def write_half_then_fail(self: ad.AnnData, filename: Path, *args: object, **kwargs: object) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_h5ad(adata, target)
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_h5ad_failure_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adata = validate_spatial(_spatial_adata())
+    target = tmp_path / "out.h5ad"
+    write_h5ad(adata, target)
+    before = target.read_bytes()
+
+    def fail(self: ad.AnnData, filename: Path, *args: object, **kwargs: object) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_h5ad(adata, target)
+    assert os.listdir(tmp_path) == ["out.h5ad"] and target.read_bytes() == before
+
+
+# --- real data --------------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_read_real_dlpfc() -> None:
+    adata = read(real_data("dlpfc_151673.h5ad"))
+    assert adata.shape == (3639, 8513)
+    assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32
+    assert adata.obsm["spatial"].shape == (3639, 2) and adata.obsm["spatial"].dtype == np.float64
+    (library,) = adata.uns["spatial"].values()
+    lowres = library["images"]["lowres"]
+    assert lowres.ndim == 3 and lowres.shape[2] == 3
+    assert "tissue_lowres_scalef" in library["scalefactors"]

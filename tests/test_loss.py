@@ -1,0 +1,60 @@
+"""The tiled neighbour contrastive loss against a dense N x N reference, and its sampled estimate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tissuegraph.nn import dense_neighbor_contrastive_loss, neighbor_contrastive_loss
+
+
+def _problem(n: int = 200, dim: int = 16, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(n, dim, generator=gen, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(n, dim, generator=gen, dtype=torch.float64, requires_grad=True)
+    pairs = torch.randint(0, n, (2, 4 * n), generator=gen)
+    pairs = torch.unique(pairs[:, pairs[0] < pairs[1]], dim=1)
+    return z1, z2, torch.cat([pairs, pairs.flip(0)], dim=1)
+
+
+@pytest.mark.parametrize("tau", [0.5, 35.0])
+@pytest.mark.parametrize("tile", [7, 64, 1000])
+def test_tiled_loss_and_gradients_equal_dense_reference(tau: float, tile: int) -> None:
+    z1, z2, edges = _problem()
+    dense = dense_neighbor_contrastive_loss(z1, z2, edges, tau)
+    dense_grads = torch.autograd.grad(dense, [z1, z2])
+    tiled = neighbor_contrastive_loss(z1, z2, edges, tau, tile_size=tile)
+    tiled_grads = torch.autograd.grad(tiled, [z1, z2])
+    assert tiled.item() == pytest.approx(dense.item(), rel=1e-10)
+    for a, b in zip(tiled_grads, dense_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_slice_restricted_denominator_equals_dense_reference() -> None:
+    z1, z2, edges = _problem()
+    slice_of = (torch.arange(200) >= 70).long()
+    edges = edges[:, slice_of[edges[0]] == slice_of[edges[1]]]
+    dense = dense_neighbor_contrastive_loss(z1, z2, edges, 2.0, groups=slice_of)
+    groups = [torch.nonzero(slice_of == s).ravel() for s in (0, 1)]
+    tiled = neighbor_contrastive_loss(z1, z2, edges, 2.0, groups=groups, tile_size=32)
+    assert tiled.item() == pytest.approx(dense.item(), rel=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(tiled, [z1])[0], torch.autograd.grad(dense, [z1])[0])
+    # restricting the denominator changes the loss: the test would notice a silently ignored restriction
+    assert abs(dense.item() - dense_neighbor_contrastive_loss(z1, z2, edges, 2.0).item()) > 1e-3
+
+
+def test_sampled_denominator_is_close_to_exact_and_unbiased() -> None:
+    z1, z2, edges = _problem(n=2000, dim=8)
+    exact = neighbor_contrastive_loss(z1, z2, edges, 1.0).item()
+    gen = torch.Generator().manual_seed(1)
+    estimates = [neighbor_contrastive_loss(z1, z2, edges, 1.0, n_negatives=256, generator=gen).item() for _ in range(20)]
+    mean = sum(estimates) / len(estimates)
+    assert mean == pytest.approx(exact, rel=2e-3)
+    assert max(estimates) != min(estimates)  # really sampled
+
+
+def test_loss_is_float32_safe_with_small_tau() -> None:
+    z1, z2, edges = _problem()
+    loss = neighbor_contrastive_loss(z1.float(), z2.float(), edges, 0.05)
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(dense_neighbor_contrastive_loss(z1, z2, edges, 0.05).item(), rel=1e-4)

@@ -29,8 +29,9 @@ def _progress(total: int, quiet: bool):
 
 
 def _run_domains(adata, args: argparse.Namespace) -> None:
-    epochs = args.epochs or tl.StaigSettings.from_data(adata.n_obs, adata.n_vars).epochs
-    bar, on_epoch = _progress(epochs, args.quiet)
+    given = {"epochs": args.epochs, "tau": args.tau, "n_neighbors": args.k}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    bar, on_epoch = _progress(tl.StaigSettings.from_data(adata.n_obs, adata.n_vars, **overrides).epochs, args.quiet)
     try:
         tl.domains(
             adata,
@@ -41,9 +42,7 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
             image=args.image,
             device=args.device,
             on_epoch=on_epoch,
-            epochs=args.epochs,
-            tau=args.tau,
-            n_neighbors=args.k,
+            **overrides,
         )
     finally:
         if bar is not None:

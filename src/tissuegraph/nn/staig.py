@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,17 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic torch kernels (e.g. ordered scatter-add) for the duration, so a seed fixes the result."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
 def train_staig(
     features: np.ndarray,
     edges: np.ndarray,
@@ -52,41 +64,42 @@ def train_staig(
 
     ``edges`` holds each undirected edge once (i < j) with its drop probability in ``drop_prob``.
     """
-    dev = pick_device(device)
-    torch.manual_seed(seed)
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    x = torch.as_tensor(features, dtype=torch.float32, device=dev)
-    edge_t = torch.as_tensor(edges, dtype=torch.long, device=dev)
-    prob_t = torch.as_tensor(drop_prob, dtype=torch.float32, device=dev)
-    full_edge_index = torch.cat([edge_t, edge_t.flip(1)], dim=0).t().contiguous()
-    groups_t = None
-    if groups is not None:
-        groups_t = [torch.as_tensor(np.flatnonzero(groups == g), device=dev) for g in np.unique(groups)]
+    with deterministic():
+        dev = pick_device(device)
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=dev).manual_seed(seed)
+        x = torch.as_tensor(features, dtype=torch.float32, device=dev)
+        edge_t = torch.as_tensor(edges, dtype=torch.long, device=dev)
+        prob_t = torch.as_tensor(drop_prob, dtype=torch.float32, device=dev)
+        full_edge_index = torch.cat([edge_t, edge_t.flip(1)], dim=0).t().contiguous()
+        groups_t = None
+        if groups is not None:
+            groups_t = [torch.as_tensor(np.flatnonzero(groups == g), device=dev) for g in np.unique(groups)]
 
-    model = GraphContrastiveEncoder(x.shape[1], hidden_dims, proj_dim).to(dev)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    losses: list[float] = []
-    model.train()
-    for epoch in range(epochs):
-        optimiser.zero_grad()
-        _, p1 = model(mask_features(x, feature_mask_rates[0], generator), drop_edges(edge_t, prob_t, generator))
-        _, p2 = model(mask_features(x, feature_mask_rates[1], generator), drop_edges(edge_t, prob_t, generator))
-        loss = neighbor_contrastive_loss(
-            p1,
-            p2,
-            full_edge_index,
-            tau,
-            groups=groups_t,
-            n_negatives=n_negatives,
-            tile_size=tile_size,
-            generator=generator,
-        )
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss.detach()))
-        if on_epoch is not None:
-            on_epoch(epoch, losses[-1])
-    model.eval()
-    with torch.no_grad():
-        h, p = model(x, full_edge_index)
-    return StaigResult(h.cpu().numpy(), p.cpu().numpy(), losses)
+        model = GraphContrastiveEncoder(x.shape[1], hidden_dims, proj_dim).to(dev)
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        losses: list[float] = []
+        model.train()
+        for epoch in range(epochs):
+            optimiser.zero_grad()
+            _, p1 = model(mask_features(x, feature_mask_rates[0], generator), drop_edges(edge_t, prob_t, generator))
+            _, p2 = model(mask_features(x, feature_mask_rates[1], generator), drop_edges(edge_t, prob_t, generator))
+            loss = neighbor_contrastive_loss(
+                p1,
+                p2,
+                full_edge_index,
+                tau,
+                groups=groups_t,
+                n_negatives=n_negatives,
+                tile_size=tile_size,
+                generator=generator,
+            )
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            if on_epoch is not None:
+                on_epoch(epoch, losses[-1])
+        model.eval()
+        with torch.no_grad():
+            h, p = model(x, full_edge_index)
+        return StaigResult(h.cpu().numpy(), p.cpu().numpy(), losses)

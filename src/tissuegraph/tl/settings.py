@@ -50,8 +50,6 @@ class StaigSettings:
             feature_mask_rates=(0.1, 0.2) if many_genes else (0.01, 0.02),
         )
         for key, value in overrides.items():
-            if value is None:
-                continue
             if not hasattr(settings, key):
                 raise TypeError(f"unknown STAIG setting {key!r}")
             setattr(settings, key, value)

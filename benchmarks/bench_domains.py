@@ -1,0 +1,116 @@
+"""Benchmark ``tissuegraph domains`` end to end on the shared real datasets.
+
+Every run is a fresh ``tissuegraph domains`` process (read, preprocess, train, cluster, write), so the wall
+seconds and the peak RSS (from the kernel's rusage of that process) are what a user would see.
+
+    python benchmarks/bench_domains.py                 # DLPFC x seeds 0-2, STARmap, osmFISH, 20k-spot input
+    python benchmarks/bench_domains.py --only dlpfc --seeds 0
+
+Data come from $TISSUEGRAPH_DATA (default ../shared/data). Labels are read only to score the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from tissuegraph import metrics
+
+DATA = Path(os.environ.get("TISSUEGRAPH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DLPFC = ["151673", "151674", "151675", "151676"]
+
+
+def run_cli(source: Path, n_domains: int, seed: int, out: Path, extra: list[str]) -> tuple[float, float]:
+    """Run one ``tissuegraph domains`` process; return (wall seconds, peak RSS in GB)."""
+    cmd = [sys.executable, "-m", "tissuegraph.cli", "domains", str(source), "--n-domains", str(n_domains)]
+    cmd += ["--seed", str(seed), "--quiet", "--out", str(out), *extra]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"run failed: {' '.join(cmd)}")
+    return wall, usage.ru_maxrss / 1024**2
+
+
+def score(out: Path, excluded: tuple[str, ...] = ()) -> tuple[float, float]:
+    result = ad.read_h5ad(out)
+    truth = result.obs["ground_truth"].astype(object)
+    truth = truth.where(~truth.isin(excluded))
+    return metrics.ari(truth, result.obs["domain"]), metrics.nmi(truth, result.obs["domain"])
+
+
+def large_input(folder: Path, n_target: int = 20000) -> Path:
+    """DLPFC slices laid side by side (shared genes, x shifted) until ``n_target`` spots: one big slice."""
+    parts, offset, total, i = [], 0.0, 0, 0
+    while total < n_target:
+        part = ad.read_h5ad(DATA / f"dlpfc_{DLPFC[i % len(DLPFC)]}.h5ad")
+        part.var_names = part.var["gene_ids"].astype(str)
+        coords = part.obsm["spatial"].copy()
+        coords[:, 0] += offset - coords[:, 0].min()
+        offset = coords[:, 0].max() + 500.0
+        part.obsm["spatial"] = coords
+        part.obs_names = [f"{name}-{i}" for name in part.obs_names]
+        part.uns = {}
+        parts.append(part)
+        total += part.n_obs
+        i += 1
+    big = ad.concat(parts, join="inner")
+    big.obs = big.obs[["ground_truth"]]
+    path = folder / "dlpfc_side_by_side.h5ad"
+    big.write_h5ad(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["dlpfc", "starmap", "osmfish", "large"], action="append")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--extra", default="", help="extra CLI options, e.g. '--epochs 100'")
+    args = parser.parse_args()
+    only = set(args.only or ["dlpfc", "starmap", "osmfish", "large"])
+    extra = args.extra.split()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        jobs = []
+        if "dlpfc" in only:
+            jobs += [(f"DLPFC {s}", DATA / f"dlpfc_{s}.h5ad", 7, ()) for s in DLPFC]
+        if "starmap" in only:
+            jobs.append(("STARmap mPFC (3 slices)", DATA / "starmap_mpfc_3slices.h5ad", 4, ()))
+        if "osmfish" in only:
+            jobs.append(("osmFISH SScortex", DATA / "osmfish_sscortex.h5ad", 11, ("Excluded",)))
+        if "large" in only:
+            jobs.append(("DLPFC side by side (20k spots)", large_input(tmp), 7, ()))
+        for name, source, k, excluded in jobs:
+            for seed in args.seeds:
+                out = tmp / "result.h5ad"
+                wall, rss = run_cli(source, k, seed, out, extra)
+                ari, nmi = score(out, excluded)
+                n_spots = ad.read_h5ad(out, backed="r").n_obs
+                rows.append(
+                    dict(dataset=name, spots=n_spots, seed=seed, ARI=ari, NMI=nmi, wall_s=wall, peak_rss_gb=rss)
+                )
+                print(f"{name:32s} seed {seed}  ARI {ari:.3f}  NMI {nmi:.3f}  {wall:6.1f} s  {rss:5.2f} GB", flush=True)
+    table = pd.DataFrame(rows)
+    print("\n" + table.to_string(index=False, float_format="%.3f"))
+    dlpfc = table[table.dataset.str.match(r"DLPFC \d")]
+    if len(dlpfc):
+        per_slice = dlpfc.groupby("dataset").ARI.mean()
+        print("\nDLPFC mean ARI per slice:", ", ".join(f"{k[-6:]} {v:.3f}" for k, v in per_slice.items()))
+        print(f"DLPFC mean ARI {dlpfc.ARI.mean():.3f}  median ARI {dlpfc.ARI.median():.3f}  (n = {len(dlpfc)})")
+        print(f"DLPFC max wall {dlpfc.wall_s.max():.1f} s  max peak RSS {dlpfc.peak_rss_gb.max():.2f} GB")
+    summary = table.groupby("dataset")[["ARI", "NMI", "wall_s", "peak_rss_gb"]].mean()
+    print("\nmeans per dataset:\n" + summary.to_string(float_format="%.3f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The command line end to end on real data: every spot kept in order, labels, embedding, settings, errors."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from conftest import real_data
+from tissuegraph.cli import main
+
+
+@pytest.mark.realdata
+def test_domains_cli_writes_every_spot_in_order(tmp_path, capsys) -> None:
+    source = real_data("dlpfc_151673.h5ad")
+    out = tmp_path / "result.h5ad"
+    code = main(["domains", str(source), "--n-domains", "7", "--epochs", "20", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    result = ad.read_h5ad(out)
+    original = ad.read_h5ad(source)
+    assert list(result.obs_names) == list(original.obs_names)
+    assert result.n_vars == original.n_vars
+    np.testing.assert_array_equal(result.X.toarray(), original.X.toarray())
+    domains = result.obs["domain"]
+    assert domains.map(type).eq(str).all() and domains.nunique() == 7
+    assert result.obsm["X_tissuegraph"].shape == (original.n_obs, 64)
+    settings = result.uns["tissuegraph"]
+    assert settings["seed"] == 3 and settings["settings"]["epochs"] == 20 and settings["mode"] == "gene"
+    assert len(settings["loss"]) == 20
+    assert "ARI" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_same_seed_gives_same_domains(tmp_path) -> None:
+    source = str(real_data("starmap_mpfc_3slices.h5ad"))
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.h5ad"
+        assert main(["domains", source, "--n-domains", "4", "--epochs", "15", "--quiet", "--out", str(out)]) == 0
+        runs.append(ad.read_h5ad(out))
+    np.testing.assert_array_equal(runs[0].obsm["X_tissuegraph"], runs[1].obsm["X_tissuegraph"])
+    assert list(runs[0].obs["domain"]) == list(runs[1].obs["domain"])
+
+
+def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, capsys) -> None:
+    bad = ad.AnnData(X=np.ones((20, 5), dtype=np.float32))
+    bad.obsm["spatial"] = np.random.default_rng(0).normal(size=(20, 2))
+    bad.X[3, 1] = -1.0
+    source = tmp_path / "bad.h5ad"
+    bad.write_h5ad(source)
+    out = tmp_path / "out.h5ad"
+    assert main(["domains", str(source), "--n-domains", "3", "--out", str(out)]) == 2
+    assert "negative" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == [source]
+
+
+def test_image_mode_is_refused_clearly_until_it_exists(tmp_path, capsys) -> None:
+    data = ad.AnnData(X=np.random.default_rng(0).poisson(2, size=(30, 8)).astype(np.float32))
+    data.obsm["spatial"] = np.random.default_rng(1).normal(size=(30, 2))
+    source = tmp_path / "in.h5ad"
+    data.write_h5ad(source)
+    assert main(["domains", str(source), "--n-domains", "3", "--image", "--out", str(tmp_path / "o.h5ad")]) == 2
+    assert "--no-image" in capsys.readouterr().err
+
+
+def test_out_must_be_h5ad(tmp_path, capsys) -> None:
+    assert main(["domains", "whatever.h5ad", "--n-domains", "3", "--out", str(tmp_path / "x.csv")]) == 2
+    assert ".h5ad" in capsys.readouterr().err
+
+
+def test_too_few_spots_for_the_graph(tmp_path, capsys) -> None:
+    data = ad.AnnData(X=np.ones((5, 4), dtype=np.float32))
+    data.obsm["spatial"] = np.arange(10, dtype=float).reshape(5, 2)
+    source = tmp_path / "tiny.h5ad"
+    data.write_h5ad(source)
+    assert main(["domains", str(source), "--n-domains", "2", "--out", str(tmp_path / "o.h5ad")]) == 2
+    assert "spots" in capsys.readouterr().err
+
+
+def test_demo_runs_on_the_embedded_dataset(capsys) -> None:
+    assert main(["demo", "--epochs", "10", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "6471 cells x 33 genes" in out and "ARI" in out

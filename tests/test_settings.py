@@ -1,0 +1,33 @@
+"""The data-derived default settings (one rule for every platform)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tissuegraph.tl import StaigSettings
+
+
+def test_sequencing_platform_gets_soft_contrast_and_gene_masking() -> None:
+    visium = StaigSettings.from_data(n_spots=3639, n_genes=8513)
+    assert visium.tau == 30.0
+    assert visium.feature_mask_rates == (0.1, 0.2)
+
+
+def test_imaging_platforms_get_small_tau_and_light_masking() -> None:
+    osmfish = StaigSettings.from_data(n_spots=6471, n_genes=33)
+    starmap = StaigSettings.from_data(n_spots=3190, n_genes=166)
+    assert osmfish.tau == 1.0
+    assert starmap.tau == pytest.approx(1.66)
+    assert osmfish.feature_mask_rates == (0.01, 0.02)
+
+
+def test_overrides_win_and_unknown_settings_are_rejected() -> None:
+    assert StaigSettings.from_data(100, 3000, tau=5.0).tau == 5.0
+    with pytest.raises(TypeError, match="unknown STAIG setting"):
+        StaigSettings.from_data(100, 3000, temperature=5.0)
+
+
+def test_settings_serialise_without_none() -> None:
+    stored = StaigSettings.from_data(100, 3000, n_negatives=None).to_dict()
+    assert stored["n_negatives"] == "exact"
+    assert None not in stored.values()

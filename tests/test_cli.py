@@ -6,8 +6,9 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from conftest import real_data
 from tissuegraph.cli import main
+
+from conftest import real_data
 
 
 @pytest.mark.realdata

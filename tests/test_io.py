@@ -18,9 +18,10 @@ import scipy.io
 import scipy.sparse as sp
 from PIL import Image
 
-from conftest import real_data
 from tissuegraph.errors import InputError
 from tissuegraph.io import read, read_h5ad, read_tables, read_visium, validate_spatial, write_h5ad
+
+from conftest import real_data
 
 # A tiny Visium slice: 4 spots x 4 features, the last feature an antibody that must be dropped and
 # "GeneA" twice, so gene names need making unique.

@@ -47,7 +47,9 @@ def test_sampled_denominator_is_close_to_exact_and_unbiased() -> None:
     z1, z2, edges = _problem(n=2000, dim=8)
     exact = neighbor_contrastive_loss(z1, z2, edges, 1.0).item()
     gen = torch.Generator().manual_seed(1)
-    estimates = [neighbor_contrastive_loss(z1, z2, edges, 1.0, n_negatives=256, generator=gen).item() for _ in range(20)]
+    estimates = [
+        neighbor_contrastive_loss(z1, z2, edges, 1.0, n_negatives=256, generator=gen).item() for _ in range(20)
+    ]
     mean = sum(estimates) / len(estimates)
     assert mean == pytest.approx(exact, rel=2e-3)
     assert max(estimates) != min(estimates)  # really sampled

@@ -30,7 +30,9 @@ def layered_tissue():
 
 def _train(tissue, seed: int, epochs: int = 60, **kwargs):
     features, edges, prob, _ = tissue
-    return train_staig(features, edges, prob, tau=1.0, epochs=epochs, feature_mask_rates=(0.05, 0.1), seed=seed, **kwargs)
+    return train_staig(
+        features, edges, prob, tau=1.0, epochs=epochs, feature_mask_rates=(0.05, 0.1), seed=seed, **kwargs
+    )
 
 
 def test_same_seed_same_embedding_other_seed_differs(layered_tissue) -> None:

@@ -56,7 +56,7 @@ def domains(
 ) -> AnnData:
     """Find ``n_domains`` spatial domains and write them into ``adata`` (in place; also returned).
 
-    Results: ``obs['domain']`` (string labels), ``obsm['X_tissuegraph']`` (the embedding),
+    Results: ``obs['domain']`` (string labels), ``obsm['X_tissuegraph']`` (the L2-normalised embedding),
     ``obsp['spatial_connectivities']`` (the graph), ``var['highly_variable']`` and ``uns['tissuegraph']``
     (every setting used, the loss curve and timings). Raw counts in ``X`` and every spot stay as they were.
     Settings not given are derived from the data by ``StaigSettings.from_data``; keyword arguments
@@ -109,7 +109,9 @@ def domains(
     timings["train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    labels = cluster_embedding(result.embedding, n_domains, cluster, seed)
+    # the contrastive loss only compares directions, so domains are found on the unit sphere
+    embedding = result.embedding / np.maximum(np.linalg.norm(result.embedding, axis=1, keepdims=True), 1e-12)
+    labels = cluster_embedding(embedding, n_domains, cluster, seed)
     if refine:
         labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=settings.refine_neighbors, groups=slices)
     timings["cluster_s"] = time.perf_counter() - start
@@ -118,7 +120,7 @@ def domains(
     adata.obs["domain"] = adata.obs["domain"].cat.reorder_categories(
         sorted(adata.obs["domain"].cat.categories, key=int)
     )
-    adata.obsm["X_tissuegraph"] = result.embedding
+    adata.obsm["X_tissuegraph"] = embedding
     adata.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
     adata.var["highly_variable"] = work.var["highly_variable"].to_numpy()
     adata.uns["tissuegraph"] = {

@@ -32,13 +32,14 @@ def normalise_log_scale(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarra
     """Normalise each spot to 1e4 counts over all genes, log1p, keep ``genes``, scale to unit variance (no centring)."""
     counts = sparse.csr_matrix(counts, dtype=np.float32)
     totals = np.asarray(counts.sum(axis=1)).ravel()
-    if np.any(totals <= 0):
-        empty = int(np.sum(totals <= 0))
-        raise InputError(
-            f"{empty} spot(s) have zero total counts, so they cannot be normalised; "
-            "remove spots without counts (e.g. adata = adata[adata.X.sum(1) > 0]) before running."
+    empty = totals <= 0
+    if empty.any():
+        warnings.warn(
+            f"{int(empty.sum())} spot(s) have no counts; they are kept with all-zero features and take their "
+            "domain from their spatial neighbours (filter them out first if that is not wanted)",
+            stacklevel=3,
         )
-    scale = sparse.diags((1e4 / totals).astype(np.float32))
+    scale = sparse.diags(np.where(empty, 0.0, 1e4 / np.maximum(totals, 1e-12)).astype(np.float32))
     logged = (scale @ counts).log1p()
     dense = np.asarray(logged[:, genes].todense(), dtype=np.float32)
     std = dense.std(axis=0, ddof=1) if dense.shape[0] > 1 else np.ones(dense.shape[1], dtype=np.float32)

@@ -1,0 +1,53 @@
+"""Does the sampled contrastive denominator keep accuracy? Exact (tiled) vs sampled (default) on real data.
+
+    python benchmarks/bench_negatives.py                          # DLPFC 151673-151676 + STARmap, seed 0
+    python benchmarks/bench_negatives.py --seeds 0 1 2
+
+Both variants run the same pipeline (``tl.domains``) with the same seed; only ``n_negatives`` differs.
+Labels are only used to score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import anndata as ad
+import pandas as pd
+
+from tissuegraph import metrics, tl
+from tissuegraph.tl import StaigSettings
+
+from bench_domains import DATA, DLPFC
+
+DATASETS = {f"DLPFC {s}": (f"dlpfc_{s}.h5ad", 7) for s in DLPFC} | {"STARmap mPFC": ("starmap_mpfc_3slices.h5ad", 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    rows = []
+    for name, (file, k) in DATASETS.items():
+        source = ad.read_h5ad(DATA / file)
+        for seed in args.seeds:
+            for variant, negatives in (("sampled", StaigSettings.n_negatives), ("exact", None)):
+                adata = source.copy()
+                start = time.perf_counter()
+                tl.domains(adata, k, seed=seed, n_negatives=negatives)
+                wall = time.perf_counter() - start
+                ari = metrics.ari(adata.obs["ground_truth"], adata.obs["domain"])
+                rows.append(dict(dataset=name, seed=seed, denominator=variant, ARI=ari, seconds=wall))
+                print(f"{name:14s} seed {seed} {variant:8s} ARI {ari:.3f}  {wall:6.1f} s", flush=True)
+    table = pd.DataFrame(rows)
+    print(
+        "\n"
+        + table.pivot_table(index=["dataset", "seed"], columns="denominator", values=["ARI", "seconds"]).to_string(
+            float_format="%.3f"
+        )
+    )
+    print("\nmean:\n" + table.groupby("denominator")[["ARI", "seconds"]].mean().to_string(float_format="%.3f"))
+
+
+if __name__ == "__main__":
+    main()

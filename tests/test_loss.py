@@ -48,7 +48,8 @@ def test_sampled_denominator_is_close_to_exact_and_unbiased() -> None:
     exact = neighbor_contrastive_loss(z1, z2, edges, 1.0).item()
     gen = torch.Generator().manual_seed(1)
     estimates = [
-        neighbor_contrastive_loss(z1, z2, edges, 1.0, n_negatives=256, generator=gen).item() for _ in range(20)
+        neighbor_contrastive_loss(z1, z2, edges, 1.0, denominator="sampled", n_negatives=256, generator=gen).item()
+        for _ in range(20)
     ]
     mean = sum(estimates) / len(estimates)
     assert mean == pytest.approx(exact, rel=2e-3)
@@ -60,3 +61,26 @@ def test_loss_is_float32_safe_with_small_tau() -> None:
     loss = neighbor_contrastive_loss(z1.float(), z2.float(), edges, 0.05)
     assert torch.isfinite(loss)
     assert loss.item() == pytest.approx(dense_neighbor_contrastive_loss(z1, z2, edges, 0.05).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("tau", [10.0, 30.0])
+def test_moment_expansion_matches_dense_reference_for_soft_temperatures(tau: float) -> None:
+    z1, z2, edges = _problem()
+    dense = dense_neighbor_contrastive_loss(z1, z2, edges, tau)
+    moments = neighbor_contrastive_loss(z1, z2, edges, tau, denominator="moments")
+    assert moments.item() == pytest.approx(dense.item(), rel=1e-6)
+    dense_grad = torch.autograd.grad(dense, [z1])[0]
+    moment_grad = torch.autograd.grad(moments, [z1])[0]
+    assert (moment_grad - dense_grad).abs().max() <= 1e-4 * dense_grad.abs().max()
+
+
+def test_moment_expansion_respects_slices_and_refuses_sharp_temperatures() -> None:
+    z1, z2, edges = _problem()
+    slice_of = (torch.arange(200) >= 70).long()
+    edges = edges[:, slice_of[edges[0]] == slice_of[edges[1]]]
+    groups = [torch.nonzero(slice_of == s).ravel() for s in (0, 1)]
+    dense = dense_neighbor_contrastive_loss(z1, z2, edges, 20.0, groups=slice_of)
+    moments = neighbor_contrastive_loss(z1, z2, edges, 20.0, groups=groups, denominator="moments")
+    assert moments.item() == pytest.approx(dense.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="tau >= 10"):
+        neighbor_contrastive_loss(z1, z2, edges, 2.0, denominator="moments")

@@ -27,7 +27,14 @@ def test_overrides_win_and_unknown_settings_are_rejected() -> None:
         StaigSettings.from_data(100, 3000, temperature=5.0)
 
 
-def test_settings_serialise_without_none() -> None:
-    stored = StaigSettings.from_data(100, 3000, n_negatives=None).to_dict()
-    assert stored["n_negatives"] == "exact"
-    assert None not in stored.values()
+def test_denominator_follows_the_temperature_unless_asked() -> None:
+    assert StaigSettings.from_data(3639, 8513).denominator == "moments"
+    assert StaigSettings.from_data(6471, 33).denominator == "sampled"
+    assert StaigSettings.from_data(3639, 8513, tau=2.0).denominator == "sampled"
+    assert StaigSettings.from_data(3639, 8513, denominator="exact").denominator == "exact"
+
+
+def test_settings_serialise_to_plain_values() -> None:
+    stored = StaigSettings.from_data(100, 3000).to_dict()
+    assert stored["feature_mask_rates"] == [0.1, 0.2]
+    assert all(isinstance(value, (int, float, str, list)) for value in stored.values())

@@ -51,5 +51,5 @@ def test_training_lowers_the_loss_and_separates_the_layers(layered_tissue) -> No
 
 def test_slice_groups_and_sampled_negatives_run_together(layered_tissue) -> None:
     groups = (np.arange(900) >= 450).astype(int)
-    result = _train(layered_tissue, 0, epochs=5, groups=groups, n_negatives=64)
+    result = _train(layered_tissue, 0, epochs=5, groups=groups, denominator="sampled", n_negatives=64)
     assert result.embedding.shape == (900, 64) and np.isfinite(result.embedding).all()

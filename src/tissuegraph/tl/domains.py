@@ -101,6 +101,7 @@ def domains(
         lr=settings.lr,
         weight_decay=settings.weight_decay,
         groups=slices,
+        denominator=settings.denominator,
         n_negatives=settings.n_negatives,
         seed=seed,
         device=device,

@@ -11,8 +11,10 @@ how many spots there are, and whether it holds several slices.
   range (Visium 17-39, imaging 1-6).
 - The graph: k = 6 nearest spots (the ring of a Visium hexagonal grid; about one cell-width ring on imaging
   data).
-- The contrastive denominator is exact up to ``exact_max_spots`` spots per slice and a sampled estimate
-  (512 nodes per slice per view) beyond, so an epoch costs O(N).
+- The contrastive denominator: with tau >= 10 its second-order moment expansion (exact to 2e-4, O(N));
+  with a sharper tau an unbiased estimate from 512 nodes sampled per slice and view (O(N)). Either way an
+  epoch costs time and memory linear in the number of spots. ``denominator="exact"`` streams the exact
+  sum over tiles (O(N^2) time, O(N) memory).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from tissuegraph.nn.contrastive import MOMENT_MIN_TAU
 
 
 @dataclass
@@ -36,7 +40,8 @@ class StaigSettings:
     lr: float = 5e-4
     weight_decay: float = 1e-5
     n_pcs_edge_drop: int = 64
-    n_negatives: int | None = 512
+    denominator: str = "auto"
+    n_negatives: int = 512
     refine_neighbors: int = 15
 
     @classmethod
@@ -53,11 +58,13 @@ class StaigSettings:
             if not hasattr(settings, key):
                 raise TypeError(f"unknown STAIG setting {key!r}")
             setattr(settings, key, value)
+        if settings.denominator == "auto":
+            settings.denominator = "moments" if settings.tau >= MOMENT_MIN_TAU else "sampled"
         return settings
 
     def to_dict(self) -> dict:
-        """Plain values only (no None), so the settings can be stored in ``uns`` and written to .h5ad."""
+        """Plain values (tuples as lists), so the settings can be stored in ``uns`` and written to .h5ad."""
         out = {}
         for key, value in asdict(self).items():
-            out[key] = "exact" if value is None else (list(value) if isinstance(value, tuple) else value)
+            out[key] = list(value) if isinstance(value, tuple) else value
         return out

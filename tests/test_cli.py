@@ -56,10 +56,8 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, capsys) -> 
 
 
 def test_image_mode_is_refused_clearly_until_it_exists(tmp_path, capsys) -> None:
-    data = ad.AnnData(X=np.random.default_rng(0).poisson(2, size=(30, 8)).astype(np.float32))
-    data.obsm["spatial"] = np.random.default_rng(1).normal(size=(30, 2))
     source = tmp_path / "in.h5ad"
-    data.write_h5ad(source)
+    _small_slice().write_h5ad(source)
     assert main(["domains", str(source), "--n-domains", "3", "--image", "--out", str(tmp_path / "o.h5ad")]) == 2
     assert "--no-image" in capsys.readouterr().err
 
@@ -82,3 +80,26 @@ def test_demo_runs_on_the_embedded_dataset(capsys) -> None:
     assert main(["demo", "--epochs", "10", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "6471 cells x 33 genes" in out and "ARI" in out
+
+
+def _small_slice(n: int = 30) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    data = ad.AnnData(X=rng.poisson(2, size=(n, 8)).astype(np.float32))
+    data.obsm["spatial"] = rng.normal(size=(n, 2))
+    return data
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_domains": 1}, "at least 2"),
+        ({"n_domains": 30}, "only 30 spots"),
+        ({"n_domains": 3, "cluster": "dbscan"}, "unknown clustering method"),
+    ],
+)
+def test_domains_api_rejects_impossible_requests_before_training(kwargs, message) -> None:
+    from tissuegraph import tl
+    from tissuegraph.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        tl.domains(_small_slice(), **kwargs)

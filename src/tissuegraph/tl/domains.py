@@ -24,10 +24,14 @@ CLUSTERERS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm", seed: int = 0) -> np.ndarray:
-    """Integer labels 0..K-1 from the chosen clusterer (gmm = mclust EEE, leiden with a K search, kmeans)."""
+def _check_cluster_method(method: str) -> None:
     if method not in CLUSTERERS:
         raise InputError(f"unknown clustering method {method!r}; choose one of {', '.join(CLUSTERERS)}")
+
+
+def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm", seed: int = 0) -> np.ndarray:
+    """Integer labels 0..K-1 from the chosen clusterer (gmm = mclust EEE, leiden with a K search, kmeans)."""
+    _check_cluster_method(method)
     return CLUSTERERS[method](embedding, n_domains, seed=seed)
 
 
@@ -69,8 +73,7 @@ def domains(
         )
     if n_domains < 2:
         raise InputError(f"n_domains must be at least 2 (got {n_domains}); ask for the number of domains you expect")
-    if cluster not in CLUSTERERS:
-        raise InputError(f"unknown clustering method {cluster!r}; choose one of {', '.join(CLUSTERERS)}")
+    _check_cluster_method(cluster)
     settings = StaigSettings.from_data(adata.n_obs, adata.n_vars, **settings_overrides)
     validate_spatial(adata, min_spots=settings.n_neighbors + 1)
     if n_domains >= adata.n_obs:

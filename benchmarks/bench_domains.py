@@ -30,8 +30,14 @@ DLPFC = ["151673", "151674", "151675", "151676"]
 
 def run_cli(source: Path, n_domains: int, seed: int, out: Path, extra: list[str]) -> tuple[float, float]:
     """Run one ``tissuegraph domains`` process; return (wall seconds, peak RSS in GB)."""
-    cmd = [sys.executable, "-m", "tissuegraph.cli", "domains", str(source), "--n-domains", str(n_domains)]
-    cmd += ["--seed", str(seed), "--quiet", "--out", str(out), *extra]
+    return run_process(
+        ["domains", str(source), "--n-domains", str(n_domains), "--seed", str(seed), "--out", str(out)] + extra
+    )
+
+
+def run_process(args: list[str]) -> tuple[float, float]:
+    """Run ``tissuegraph ARGS --quiet`` as a fresh process; return (wall seconds, peak RSS in GB of that process)."""
+    cmd = [sys.executable, "-m", "tissuegraph.cli", *args, "--quiet"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tissuegraph.errors import InputError
 from tissuegraph.tl import StaigSettings
 
 
@@ -23,7 +24,7 @@ def test_imaging_platforms_get_small_tau_and_light_masking() -> None:
 
 def test_overrides_win_and_unknown_settings_are_rejected() -> None:
     assert StaigSettings.from_data(100, 3000, tau=5.0).tau == 5.0
-    with pytest.raises(TypeError, match="unknown STAIG setting"):
+    with pytest.raises(InputError, match="unknown STAIG setting"):
         StaigSettings.from_data(100, 3000, temperature=5.0)
 
 

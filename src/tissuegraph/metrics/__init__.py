@@ -1,5 +1,19 @@
-"""Scores: agreement with annotation (ARI, NMI) and label-free quality (silhouette, Davies-Bouldin)."""
+"""Scores: agreement with annotation (ARI, NMI), label-free quality (silhouette, Davies-Bouldin), batch mixing."""
 
+from tissuegraph.metrics.batch import batch_asw, batch_kl, ilisi, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
+from tissuegraph.metrics.summary import format_scores, score
 
-__all__ = ["ari", "nmi", "silhouette", "davies_bouldin"]
+__all__ = [
+    "ari",
+    "nmi",
+    "silhouette",
+    "davies_bouldin",
+    "ilisi",
+    "median_ilisi",
+    "batch_kl",
+    "batch_asw",
+    "per_slice_scores",
+    "score",
+    "format_scores",
+]

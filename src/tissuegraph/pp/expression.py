@@ -28,8 +28,8 @@ def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None = None) 
     return tmp.var["highly_variable"].to_numpy()
 
 
-def normalise_log_scale(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray, clip: float = 10.0) -> np.ndarray:
-    """Normalise each spot to 1e4 counts over all genes, log1p, keep ``genes``, scale to unit variance (no centring)."""
+def normalise_log(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """Normalise each spot to 1e4 counts over all genes, log1p, and keep ``genes`` (dense float32)."""
     counts = sparse.csr_matrix(counts, dtype=np.float32)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     empty = totals <= 0
@@ -41,7 +41,12 @@ def normalise_log_scale(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarra
         )
     scale = sparse.diags(np.where(empty, 0.0, 1e4 / np.maximum(totals, 1e-12)).astype(np.float32))
     logged = (scale @ counts).log1p()
-    dense = np.asarray(logged[:, genes].todense(), dtype=np.float32)
+    return np.asarray(logged[:, genes].todense(), dtype=np.float32)
+
+
+def normalise_log_scale(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray, clip: float = 10.0) -> np.ndarray:
+    """``normalise_log``, then scale each gene to unit variance (no centring) and clip at ``clip``."""
+    dense = normalise_log(counts, genes)
     std = dense.std(axis=0, ddof=1) if dense.shape[0] > 1 else np.ones(dense.shape[1], dtype=np.float32)
     std[std == 0] = 1.0
     dense /= std
@@ -55,16 +60,18 @@ def preprocess(
     *,
     batch_key: str | None = None,
     clip: float = 10.0,
+    genes: np.ndarray | None = None,
     key_added: str = "X_expr",
 ) -> AnnData:
     """Compute the model's expression features into ``obsm[key_added]`` and flag genes in ``var['highly_variable']``.
 
     With ``batch_key`` the HVGs are ranked across slices (seurat_v3 per batch, then combined), as for
-    multi-slice input.
+    multi-slice input; ``genes`` (a boolean mask) skips the selection and uses exactly those genes.
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
-    genes = select_hvgs(adata, n_top_genes, batch_key)
+    if genes is None:
+        genes = select_hvgs(adata, n_top_genes, batch_key)
     adata.var["highly_variable"] = genes
     adata.obsm[key_added] = normalise_log_scale(adata.X, genes, clip)
     return adata

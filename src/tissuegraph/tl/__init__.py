@@ -1,6 +1,18 @@
 """Tools users call: each takes an AnnData, computes, and writes results back into it."""
 
+from tissuegraph.tl.align import align
 from tissuegraph.tl.domains import cluster_embedding, domains
-from tissuegraph.tl.settings import StaigSettings
+from tissuegraph.tl.integrate import METHODS as INTEGRATION_METHODS
+from tissuegraph.tl.integrate import integrate, integration_epochs
+from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 
-__all__ = ["domains", "cluster_embedding", "StaigSettings"]
+__all__ = [
+    "domains",
+    "integrate",
+    "integration_epochs",
+    "INTEGRATION_METHODS",
+    "align",
+    "cluster_embedding",
+    "StaigSettings",
+    "StalignerSettings",
+]

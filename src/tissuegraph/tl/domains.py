@@ -45,6 +45,85 @@ def _slice_codes(adata: AnnData, batch_key: str) -> np.ndarray | None:
     return codes
 
 
+def staig_embedding(
+    work: AnnData,
+    settings: StaigSettings,
+    *,
+    slices: np.ndarray | None,
+    seed: int,
+    device: str | None,
+    on_epoch: Callable[[int, float], None] | None,
+    timings: dict[str, float],
+) -> tuple[np.ndarray, list[float]]:
+    """Graph, edge-drop probabilities and STAIG training on ``work`` (features in ``obsm['X_expr']``).
+
+    Returns the L2-normalised embedding (the loss only compares directions, so domains are found on the unit
+    sphere) and the loss curve; the graph lands in ``work.obsp['spatial_connectivities']``.
+    """
+    start = time.perf_counter()
+    pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
+    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch" if slices is not None else None)
+    edges = gr.undirected_edges(work.obsp["spatial_connectivities"])
+    drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
+    timings["graph_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = train_staig(
+        work.obsm["X_expr"],
+        edges,
+        drop_prob,
+        tau=settings.tau,
+        epochs=settings.epochs,
+        feature_mask_rates=settings.feature_mask_rates,
+        hidden_dims=settings.hidden_dims,
+        proj_dim=settings.proj_dim,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        groups=slices,
+        denominator=settings.denominator,
+        n_negatives=settings.n_negatives,
+        seed=seed,
+        device=device,
+        on_epoch=on_epoch,
+    )
+    timings["train_s"] = time.perf_counter() - start
+    embedding = result.embedding / np.maximum(np.linalg.norm(result.embedding, axis=1, keepdims=True), 1e-12)
+    return embedding, result.losses
+
+
+def assign_domains(
+    adata: AnnData,
+    embedding: np.ndarray,
+    n_domains: int,
+    *,
+    cluster: str,
+    refine: bool,
+    refine_neighbors: int,
+    slices: np.ndarray | None,
+    seed: int,
+    timings: dict[str, float],
+) -> AnnData:
+    """Cluster, refine per slice, write ``obs['domain']`` (string labels) and ``obsm['X_tissuegraph']``."""
+    start = time.perf_counter()
+    labels = cluster_embedding(embedding, n_domains, cluster, seed)
+    if refine:
+        labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=refine_neighbors, groups=slices)
+    timings["cluster_s"] = time.perf_counter() - start
+    domain = pd.Categorical([str(label) for label in labels])
+    adata.obs["domain"] = domain.reorder_categories(sorted(domain.categories, key=int))
+    adata.obsm["X_tissuegraph"] = embedding
+    return adata
+
+
+def check_domain_request(n_domains: int, n_spots: int, cluster: str) -> None:
+    """Reject a number of domains or a clusterer that cannot work, before any training."""
+    if n_domains < 2:
+        raise InputError(f"n_domains must be at least 2 (got {n_domains}); ask for the number of domains you expect")
+    if n_domains >= n_spots:
+        raise InputError(f"asked for {n_domains} domains but the input has only {n_spots} spots; ask for fewer")
+    _check_cluster_method(cluster)
+
+
 def domains(
     adata: AnnData,
     n_domains: int,
@@ -71,60 +150,33 @@ def domains(
             "image mode is not available yet in this version of tissuegraph; run in gene mode "
             "(image=False, or --no-image on the command line)"
         )
-    if n_domains < 2:
-        raise InputError(f"n_domains must be at least 2 (got {n_domains}); ask for the number of domains you expect")
-    _check_cluster_method(cluster)
     settings = StaigSettings.from_data(adata.n_obs, adata.n_vars, **settings_overrides)
     validate_spatial(adata, min_spots=settings.n_neighbors + 1)
-    if n_domains >= adata.n_obs:
-        raise InputError(f"asked for {n_domains} domains but the input has only {adata.n_obs} spots; ask for fewer")
+    check_domain_request(n_domains, adata.n_obs, cluster)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
     slices = _slice_codes(adata, batch_key)
-    work = AnnData(X=adata.X, obs=adata.obs[[batch_key]] if batch_key in adata.obs else None)
+    work = AnnData(X=adata.X)
+    if slices is not None:
+        work.obs["batch"] = slices
     work.obsm["spatial"] = adata.obsm["spatial"]
-    pp.preprocess(work, settings.n_top_genes, batch_key=batch_key if slices is not None else None)
-    pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
-    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key=batch_key)
-    edges = gr.undirected_edges(work.obsp["spatial_connectivities"])
-    drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
+    pp.preprocess(work, settings.n_top_genes, batch_key="batch" if slices is not None else None)
     timings["preprocess_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    result = train_staig(
-        work.obsm["X_expr"],
-        edges,
-        drop_prob,
-        tau=settings.tau,
-        epochs=settings.epochs,
-        feature_mask_rates=settings.feature_mask_rates,
-        hidden_dims=settings.hidden_dims,
-        proj_dim=settings.proj_dim,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        groups=slices,
-        denominator=settings.denominator,
-        n_negatives=settings.n_negatives,
+    embedding, losses = staig_embedding(
+        work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
+    )
+    assign_domains(
+        adata,
+        embedding,
+        n_domains,
+        cluster=cluster,
+        refine=refine,
+        refine_neighbors=settings.refine_neighbors,
+        slices=slices,
         seed=seed,
-        device=device,
-        on_epoch=on_epoch,
+        timings=timings,
     )
-    timings["train_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    # the contrastive loss only compares directions, so domains are found on the unit sphere
-    embedding = result.embedding / np.maximum(np.linalg.norm(result.embedding, axis=1, keepdims=True), 1e-12)
-    labels = cluster_embedding(embedding, n_domains, cluster, seed)
-    if refine:
-        labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=settings.refine_neighbors, groups=slices)
-    timings["cluster_s"] = time.perf_counter() - start
-
-    adata.obs["domain"] = pd.Categorical([str(label) for label in labels])
-    adata.obs["domain"] = adata.obs["domain"].cat.reorder_categories(
-        sorted(adata.obs["domain"].cat.categories, key=int)
-    )
-    adata.obsm["X_tissuegraph"] = embedding
     adata.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
     adata.var["highly_variable"] = work.var["highly_variable"].to_numpy()
     adata.uns["tissuegraph"] = {
@@ -137,7 +189,7 @@ def domains(
         "device": str(pick_device(device)),
         "n_slices": 1 if slices is None else int(slices.max() + 1),
         "settings": settings.to_dict(),
-        "loss": np.asarray(result.losses, dtype=np.float32),
+        "loss": np.asarray(losses, dtype=np.float32),
         "timings": timings,
     }
     return adata

@@ -1,0 +1,71 @@
+"""Benchmark ``tissuegraph integrate`` (STAIG and STAligner) on the shared real multi-slice datasets.
+
+Every run is a fresh ``tissuegraph integrate`` process, so wall seconds and peak RSS are what a user sees.
+
+    python benchmarks/bench_integrate.py                          # every job, both methods, seeds 0-2
+    python benchmarks/bench_integrate.py --only dlpfc4 --methods staig --seeds 0
+
+Jobs: DLPFC 151673-151676 jointly (K = 7), the pair 151675 + 151676 (K = 7), STARmap mPFC's three slices
+(K = 4), and the unlabelled 4-section ST breast cancer set (K = 4 by convention; iLISI and silhouette only).
+Labels are read only to score the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from tissuegraph import metrics
+
+from bench_domains import DATA, DLPFC, run_process
+
+JOBS = {
+    "dlpfc4": ("DLPFC 151673-151676", [DATA / f"dlpfc_{s}.h5ad" for s in DLPFC], 7),
+    "dlpfc_pair": ("DLPFC 151675+151676", [DATA / f"dlpfc_{s}.h5ad" for s in DLPFC[2:]], 7),
+    "starmap": ("STARmap mPFC (3 slices)", [DATA / "starmap_mpfc_3slices.h5ad"], 4),
+    "breast": ("ST breast cancer (4 sections, unlabelled)", [DATA / "st_breast_cancer_4layers_unlabelled.h5ad"], 4),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(JOBS), action="append")
+    parser.add_argument("--methods", nargs="+", choices=["staig", "staligner"], default=["staig", "staligner"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--extra", default="", help="extra CLI options, e.g. '--epochs 100'")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "joint.h5ad"
+        for job in args.only or list(JOBS):
+            name, inputs, k = JOBS[job]
+            for method in args.methods:
+                for seed in args.seeds:
+                    cli = ["integrate", *map(str, inputs), "--method", method, "--n-domains", str(k)]
+                    wall, rss = run_process([*cli, "--seed", str(seed), "--out", str(out), *args.extra.split()])
+                    scores = metrics.score(ad.read_h5ad(out), seed=seed)
+                    row = dict(job=name, method=method, seed=seed, wall_s=wall, peak_rss_gb=rss)
+                    row.update({key: value for key, value in scores.items() if key != "per_slice"})
+                    for slice_name, values in scores.get("per_slice", {}).items():
+                        row[f"ARI {slice_name}"] = values["ari"]
+                    rows.append(row)
+                    print(
+                        f"{name} {method} seed {seed}: {metrics.format_scores(scores)}  {wall:.1f} s  {rss:.2f} GB",
+                        flush=True,
+                    )
+    table = pd.DataFrame(rows)
+    print("\n" + table.to_string(index=False, float_format="%.3f", na_rep=""))
+    columns = [
+        c for c in ("ari", "nmi", "median_ilisi", "batch_kl", "silhouette", "wall_s", "peak_rss_gb") if c in table
+    ]
+    summary = table.groupby(["job", "method"], sort=False)[columns].agg(lambda v: np.nanmean(v))
+    print("\nmeans over seeds:\n" + summary.to_string(float_format="%.3f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Mutual nearest neighbours between two sets of points (slices in an embedding, or landmark coordinates).
+
+Exact kNN from scikit-learn, with k clipped to the smaller set, so a slice with fewer spots than k is never a
+crash: it simply offers every spot as a candidate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.neighbors import NearestNeighbors
+
+
+def _knn_matrix(queries: np.ndarray, points: np.ndarray, k: int) -> sparse.csr_matrix:
+    """Sparse (n_queries, n_points) 0/1 matrix marking each query's k nearest points."""
+    k = min(k, points.shape[0])
+    index = NearestNeighbors(n_neighbors=k).fit(points)
+    return index.kneighbors_graph(queries, mode="connectivity").tocsr()
+
+
+def mutual_nearest_neighbors(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Pairs (i, j) where y[j] is among the k nearest of x[i] and x[i] among the k nearest of y[j].
+
+    Returns an (n_pairs, 2) int64 array sorted by i then j (empty, shape (0, 2), when there is none).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
+    if len(x) == 0 or len(y) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    x_to_y = _knn_matrix(x, y, k)
+    y_to_x = _knn_matrix(y, x, k)
+    mutual = x_to_y.multiply(y_to_x.T).tocoo()
+    pairs = np.stack([mutual.row, mutual.col], axis=1).astype(np.int64)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def nearest_mnn_partner(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """For each x[i] with at least one MNN partner in y, its nearest such partner: an (n, 2) array (i, j)."""
+    pairs = mutual_nearest_neighbors(x, y, k)
+    if len(pairs) == 0:
+        return pairs
+    distance = np.linalg.norm(x[pairs[:, 0]] - y[pairs[:, 1]], axis=1)
+    order = np.lexsort((distance, pairs[:, 0]))
+    pairs = pairs[order]
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = pairs[1:, 0] != pairs[:-1, 0]
+    return pairs[first]

@@ -1,0 +1,217 @@
+"""Batch-mixing scores for an embedding of several slices, and clustering scores slice by slice.
+
+Integration must mix slices where they share tissue without smearing domains: iLISI, batch KL and batch ASW
+measure the mixing from different angles (local diversity, divergence from the global mix, silhouette), and
+per-slice ARI/NMI shows whether one slice carries the average. Neighbourhoods come from exact kNN, never a
+dense N x N matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import entr
+from sklearn import metrics
+from sklearn.neighbors import NearestNeighbors
+
+from tissuegraph.metrics.clustering import ari, nmi
+
+_CHUNK = 20000  # rows per block in the perplexity search, to bound memory on large inputs
+
+
+def _prepare(embedding: np.ndarray, batches: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Embedding as a 2-D float array, batch labels as codes 0..B-1, and B."""
+    x = np.asarray(embedding, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"embedding must be a 2-D (spots x dimensions) array (got shape {x.shape}).")
+    labels = pd.Series(np.asarray(batches, dtype=object)).astype(str)
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError(f"embedding has {x.shape[0]} spots but batches has {labels.shape[0]}; give one per spot.")
+    if x.shape[0] < 2:
+        raise ValueError(f"batch mixing needs at least 2 spots (got {x.shape[0]}).")
+    codes, names = pd.factorize(labels, sort=False)
+    return x, codes.astype(np.int64), len(names)
+
+
+def _need_two_batches(n_batches: int, what: str) -> None:
+    if n_batches < 2:
+        raise ValueError(f"{what} compares batches, but all spots belong to one batch; give the slice of each spot.")
+
+
+def _perplexity_weights(sq_dist: np.ndarray, perplexity: float, n_iter: int = 40) -> np.ndarray:
+    """Row-normalised Gaussian weights whose entropy is log(perplexity), bandwidth found by bisection per row.
+
+    Distances are shifted by each row's smallest and scaled by its mean, which leaves the weights unchanged but
+    keeps ``exp`` away from underflow, so a fixed search window on log(beta) fits every row.
+    """
+    d = sq_dist - sq_dist[:, :1]
+    scale = d.mean(axis=1, keepdims=True)
+    d = d / np.where(scale > 0, scale, 1.0)
+    target = np.log(perplexity)
+    lo = np.full((d.shape[0], 1), -30.0)
+    hi = np.full((d.shape[0], 1), 30.0)
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        p = np.exp(-d * np.exp(mid))
+        p /= p.sum(axis=1, keepdims=True)
+        too_flat = entr(p).sum(axis=1, keepdims=True) > target  # entropy too high: narrow the kernel
+        lo = np.where(too_flat, mid, lo)
+        hi = np.where(too_flat, hi, mid)
+    p = np.exp(-d * np.exp(0.5 * (lo + hi)))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def ilisi(
+    embedding: np.ndarray,
+    batches: np.ndarray | pd.Series,
+    perplexity: float = 30.0,
+    n_neighbors: int | None = None,
+) -> np.ndarray:
+    """Per-spot integration LISI: the effective number of batches around each spot (Korsunsky et al. 2019).
+
+    Each spot's ``n_neighbors`` nearest other spots (exact kNN; default ``3 * perplexity``, at most n - 1) are
+    weighted by a Gaussian kernel whose width is tuned per spot so the weights have the given perplexity; the
+    score is the inverse Simpson index of the batch labels under those weights. It runs from 1 (only one batch
+    nearby) to B (all B batches equally present). With a single batch every spot scores exactly 1.
+    """
+    x, codes, n_batches = _prepare(embedding, batches)
+    if perplexity <= 0:
+        raise ValueError(f"perplexity must be positive (got {perplexity}).")
+    n = x.shape[0]
+    if n_batches == 1:
+        return np.ones(n)
+    k = int(3 * perplexity) if n_neighbors is None else int(n_neighbors)
+    if k < 1:
+        raise ValueError(f"n_neighbors must be at least 1 (got {n_neighbors}).")
+    k = min(k, n - 1)
+    dist, nbr = NearestNeighbors(n_neighbors=k).fit(x).kneighbors()  # no query: each spot is left out of its own
+    scores = np.empty(n)
+    for start in range(0, n, _CHUNK):
+        rows = slice(start, min(start + _CHUNK, n))
+        w = _perplexity_weights(dist[rows] ** 2, perplexity)
+        m = w.shape[0]
+        flat = np.repeat(np.arange(m), k) * n_batches + codes[nbr[rows]].ravel()
+        share = np.bincount(flat, weights=w.ravel(), minlength=m * n_batches).reshape(m, n_batches)
+        scores[rows] = 1.0 / np.square(share).sum(axis=1)
+    return scores
+
+
+def median_ilisi(
+    embedding: np.ndarray,
+    batches: np.ndarray | pd.Series,
+    perplexity: float = 30.0,
+    n_neighbors: int | None = None,
+) -> float:
+    """Median of the per-spot iLISI (see ``ilisi``): close to B for B well-mixed batches, 1 for separated ones."""
+    return float(np.median(ilisi(embedding, batches, perplexity=perplexity, n_neighbors=n_neighbors)))
+
+
+def _neighbours_of(x: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest other spots of each query spot (itself left out even when it has exact duplicates)."""
+    nbr = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x[queries], return_distance=False)
+    drop = nbr == queries[:, None]
+    drop[~drop.any(axis=1), -1] = True  # a duplicate pushed the spot itself out: drop the farthest instead
+    return nbr[~drop].reshape(len(queries), k)
+
+
+def batch_kl(
+    embedding: np.ndarray,
+    batches: np.ndarray | pd.Series,
+    n_neighbors: int = 100,
+    n_cells: int = 100,
+    n_repeats: int = 100,
+    seed: int = 0,
+) -> float:
+    """Batch KL divergence: how far local batch mixes stray from the global one (0 = perfect, higher = worse).
+
+    ``n_repeats`` times, ``n_cells`` spots are drawn without replacement (seeded); for each, the batch shares
+    among its ``n_neighbors`` nearest other spots q are compared to the batch shares of the whole input p by
+    KL(q || p) = sum q log(q / p) (natural log, 0 log 0 = 0). The score is the mean over spots and repeats.
+    Neighbours are searched once for the distinct drawn spots, so repeats cost little.
+    """
+    x, codes, n_batches = _prepare(embedding, batches)
+    _need_two_batches(n_batches, "batch_kl")
+    if min(n_neighbors, n_cells, n_repeats) < 1:
+        raise ValueError(
+            f"n_neighbors, n_cells and n_repeats must be at least 1 (got {n_neighbors}, {n_cells}, {n_repeats})."
+        )
+    n = x.shape[0]
+    k = min(n_neighbors, n - 1)
+    n_cells = min(n_cells, n)
+    rng = np.random.default_rng(seed)
+    drawn = np.stack([rng.choice(n, n_cells, replace=False) for _ in range(n_repeats)])
+    spots, where = np.unique(drawn, return_inverse=True)
+    nbr = _neighbours_of(x, spots, k)
+    m = len(spots)
+    flat = np.repeat(np.arange(m), k) * n_batches + codes[nbr].ravel()
+    local = np.bincount(flat, minlength=m * n_batches).reshape(m, n_batches) / k
+    overall = np.bincount(codes, minlength=n_batches) / n
+    ratio = np.divide(local, overall, out=np.ones_like(local), where=local > 0)
+    kl = (local * np.log(ratio)).sum(axis=1)
+    return float(kl[where.reshape(drawn.shape)].mean())
+
+
+def batch_asw(
+    embedding: np.ndarray,
+    batches: np.ndarray | pd.Series,
+    labels: np.ndarray | pd.Series | None = None,
+    *,
+    max_spots: int = 20000,
+    seed: int = 0,
+) -> float:
+    """Batch silhouette as in scIB: mean of 1 - |s| with s the silhouette on batch labels; 1 = well mixed.
+
+    With ``labels`` (cell types or domains) the silhouette is taken within each label and the per-label means are
+    averaged, so separating domains is not punished; labels present in one batch only are skipped, and spots
+    without a label (NaN) are left out. Beyond ``max_spots`` a seeded subsample keeps the cost bounded.
+    """
+    x, codes, n_batches = _prepare(embedding, batches)
+    _need_two_batches(n_batches, "batch_asw")
+    if labels is None:
+        groups = np.zeros(x.shape[0], dtype=np.int64)
+    else:
+        named = pd.Series(np.asarray(labels, dtype=object))
+        if named.shape[0] != x.shape[0]:
+            raise ValueError(f"embedding has {x.shape[0]} spots but labels has {named.shape[0]}; give one per spot.")
+        groups = pd.factorize(named, use_na_sentinel=True)[0]  # NaN labels get -1
+    rows = np.flatnonzero(groups >= 0)
+    if rows.size > max_spots:
+        rows = np.random.default_rng(seed).choice(rows, max_spots, replace=False)
+    x, codes, groups = x[rows], codes[rows], groups[rows]
+    per_label = []
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        present = np.unique(codes[members]).size
+        if present < 2 or present >= members.size:  # silhouette needs 2 <= n_batches <= n_spots - 1
+            continue
+        s = metrics.silhouette_samples(x[members], codes[members])
+        per_label.append(np.mean(1.0 - np.abs(s)))
+    if not per_label:
+        raise ValueError("batch_asw found no label with spots from at least two batches; check batches and labels.")
+    return float(np.mean(per_label))
+
+
+def per_slice_scores(
+    truth: np.ndarray | pd.Series, predicted: np.ndarray | pd.Series, batches: np.ndarray | pd.Series
+) -> dict[str, dict[str, float]]:
+    """ARI and NMI of each slice on its own, keyed by slice name (in order of first appearance).
+
+    Unannotated spots (NaN truth) are left out; a slice without any annotated spot scores NaN.
+    """
+    truth = pd.Series(np.asarray(truth, dtype=object))
+    predicted = np.asarray(predicted)
+    names = pd.Series(np.asarray(batches, dtype=object)).astype(str)
+    if not truth.shape[0] == predicted.shape[0] == names.shape[0]:
+        raise ValueError(
+            f"truth, predicted and batches have {truth.shape[0]}, {predicted.shape[0]} and {names.shape[0]} "
+            "entries; give one per spot."
+        )
+    codes, uniques = pd.factorize(names, sort=False)
+    scores: dict[str, dict[str, float]] = {}
+    for code, name in enumerate(uniques):
+        rows = codes == code
+        if truth[rows].notna().any():
+            scores[str(name)] = {"ari": ari(truth[rows], predicted[rows]), "nmi": nmi(truth[rows], predicted[rows])}
+        else:
+            scores[str(name)] = {"ari": float("nan"), "nmi": float("nan")}
+    return scores

@@ -1,0 +1,111 @@
+"""Several slices into one AnnData: shared genes, unique spot ids, one ``obs['batch']`` naming each slice.
+
+Coordinates are kept as each slice had them: the graph is built per slice, so slices never need a common
+coordinate frame. A file that already holds several slices (``obs['batch']`` with several values) counts as
+those slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from tissuegraph.errors import InputError
+from tissuegraph.io.validate import quote_examples, validate_spatial
+from tissuegraph.pp.expression import select_hvgs
+
+MIN_SHARED_GENES = 20
+
+
+def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
+    """One (name, AnnData) per slice of ``adata``: its own batch values when it holds several.
+
+    A single slice is called ``name`` when given, else by the batch value it carries, else by its position.
+    """
+    batches = adata.obs[batch_key].astype(str) if batch_key in adata.obs else None
+    if batches is not None and batches.nunique() > 1:
+        return [(value, adata[(batches == value).to_numpy()].copy()) for value in pd.unique(batches)]
+    if name is None:
+        name = str(batches.iloc[0]) if batches is not None else f"slice{position + 1}"
+    return [(name, adata)]
+
+
+def concat_slices(
+    slices: Sequence[AnnData],
+    names: Sequence[str] | None = None,
+    *,
+    batch_key: str = "batch",
+    min_shared_genes: int = MIN_SHARED_GENES,
+) -> AnnData:
+    """Concatenate slices on their shared genes, in the order given, spots in their original order.
+
+    ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
+    spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
+    ``uns['spatial']`` are kept per library. Raises ``InputError`` when the slices share fewer than
+    ``min_shared_genes`` genes or two slices get the same name.
+    """
+    if len(slices) == 0:
+        raise InputError("no slices given; pass at least one AnnData or file")
+    if names is not None and len(names) != len(slices):
+        raise InputError(f"got {len(names)} names for {len(slices)} slices; give one name per input")
+    parts: list[tuple[str, AnnData]] = []
+    for position, adata in enumerate(slices):
+        validate_spatial(adata, what=f"slice {position + 1}")
+        parts.extend(_split_slices(adata, str(names[position]) if names else None, position, batch_key))
+    labels = [label for label, _ in parts]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise InputError(
+            f"several slices are named {quote_examples(repeated)}; give each input a distinct name "
+            "(e.g. set obs['batch'] per file, or pass names=...)"
+        )
+    shared = parts[0][1].var_names
+    for _, adata in parts[1:]:
+        shared = shared.intersection(adata.var_names, sort=False)
+    if len(shared) < min_shared_genes:
+        sizes = ", ".join(f"{label}: {adata.n_vars}" for label, adata in parts)
+        raise InputError(
+            f"the slices share only {len(shared)} gene(s) (genes per slice: {sizes}); integration needs at least "
+            f"{min_shared_genes}: check that every slice uses the same gene naming (symbols vs Ensembl ids) and "
+            "species"
+        )
+    pieces = []
+    spatial_uns: dict = {}
+    for label, adata in parts:
+        piece = AnnData(X=adata[:, shared].X, obs=adata.obs.copy(), var=adata.var.loc[shared].copy())
+        piece.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+        piece.obs[batch_key] = label
+        piece.obs_names = [f"{spot}-{label}" for spot in adata.obs_names]
+        pieces.append(piece)
+        spatial_uns.update(adata.uns.get("spatial", {}))
+    joint = ad.concat(pieces, join="inner", merge="first")
+    joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
+    if spatial_uns:
+        joint.uns["spatial"] = spatial_uns
+    return joint
+
+
+def per_slice_hvgs(
+    adata: AnnData, n_top_genes: int, *, batch_key: str = "batch", combine: str = "intersection"
+) -> np.ndarray:
+    """Highly variable genes chosen in each slice on its own, then combined across slices.
+
+    ``combine='intersection'`` keeps genes variable in every slice (the methods' default), ``'union'`` those
+    variable in any. A gene measured in several slices but variable in one only is then left out (or kept),
+    so no slice's noise dominates the joint features.
+    """
+    if combine not in ("intersection", "union"):
+        raise InputError(f"unknown gene combination {combine!r}; use 'intersection' or 'union'")
+    batches = adata.obs[batch_key].astype(str).to_numpy()
+    masks = [select_hvgs(adata[batches == value], n_top_genes) for value in pd.unique(batches)]
+    combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
+    if combined.sum() < MIN_SHARED_GENES:
+        raise InputError(
+            f"only {int(combined.sum())} genes are highly variable in every slice; use combine='union' or a larger "
+            "n_top_genes"
+        )
+    return combined

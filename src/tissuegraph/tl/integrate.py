@@ -1,0 +1,184 @@
+"""``integrate``: one embedding and one set of domains across several slices, without aligning them first.
+
+Two methods share the input handling (shared genes, per-slice HVGs, block-diagonal graphs) and the
+clustering: STAIG, whose contrastive denominator only counts the anchor's own slice (nothing pushes slices
+apart), and STAligner, a graph-attention autoencoder whose mutual-nearest-neighbour triplets pull matching
+spots of different slices together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from tissuegraph import gr, pp
+from tissuegraph.errors import InputError
+from tissuegraph.nn.staig import pick_device
+from tissuegraph.nn.staligner import train_staligner
+from tissuegraph.pp.expression import normalise_log
+from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
+from tissuegraph.tl.domains import assign_domains, check_domain_request, staig_embedding
+from tissuegraph.tl.settings import StaigSettings, StalignerSettings
+
+METHODS = ("staig", "staligner")
+
+
+def _integrate_staig(
+    joint: AnnData,
+    slices: np.ndarray,
+    *,
+    genes: str,
+    seed: int,
+    device: str | None,
+    on_epoch: Callable[[int, float], None] | None,
+    timings: dict[str, float],
+    overrides: dict,
+) -> tuple[np.ndarray, list[float], dict, int]:
+    start = time.perf_counter()
+    n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
+    mask = per_slice_hvgs(joint, n_top_genes, combine=genes)
+    settings = StaigSettings.from_data(joint.n_obs, int(mask.sum()), n_top_genes=n_top_genes, **overrides)
+    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
+    work.obsm["spatial"] = joint.obsm["spatial"]
+    pp.preprocess(work, genes=mask)
+    timings["preprocess_s"] = time.perf_counter() - start
+    embedding, losses = staig_embedding(
+        work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
+    )
+    joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
+    return embedding, losses, settings.to_dict(), settings.refine_neighbors
+
+
+def _integrate_staligner(
+    joint: AnnData,
+    slices: np.ndarray,
+    *,
+    genes: str,
+    seed: int,
+    device: str | None,
+    on_epoch: Callable[[int, float], None] | None,
+    timings: dict[str, float],
+    overrides: dict,
+) -> tuple[np.ndarray, list[float], dict, int]:
+    start = time.perf_counter()
+    settings = StalignerSettings.from_data(**overrides)
+    mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
+    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
+    work.obsm["spatial"] = joint.obsm["spatial"]
+    work.obsm["X_log"] = normalise_log(joint.X, mask)
+    pp.pca(work, settings.n_pcs, use_rep="X_log", seed=seed)
+    timings["preprocess_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch")
+    graph = work.obsp["spatial_connectivities"].tocoo()
+    loops = np.arange(work.n_obs)
+    edges = np.stack([np.concatenate([graph.row, loops]), np.concatenate([graph.col, loops])], axis=1)
+    timings["graph_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = train_staligner(
+        work.obsm["X_pca"],
+        edges.astype(np.int64),
+        slices,
+        hidden_dim=settings.hidden_dim,
+        out_dim=settings.out_dim,
+        pretrain_epochs=settings.pretrain_epochs,
+        triplet_epochs=settings.triplet_epochs,
+        mnn_every=settings.mnn_every,
+        mnn_k=settings.mnn_k,
+        pair_mode=settings.pair_mode,
+        reference=settings.reference,
+        margin=settings.margin,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        grad_clip=settings.grad_clip,
+        seed=seed,
+        device=device,
+        on_epoch=on_epoch,
+    )
+    timings["train_s"] = time.perf_counter() - start
+    joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
+    return result.embedding, result.losses, settings.to_dict(), settings.refine_neighbors
+
+
+def integration_epochs(method: str, **settings_overrides) -> int:
+    """How many training epochs ``integrate`` will run (for progress bars), settings overrides included."""
+    if method == "staligner":
+        return StalignerSettings.from_data(**settings_overrides).epochs
+    return int(settings_overrides.get("epochs", StaigSettings.epochs))
+
+
+def integrate(
+    slices: Sequence[AnnData],
+    n_domains: int,
+    *,
+    names: Sequence[str] | None = None,
+    method: str = "staig",
+    seed: int = 0,
+    cluster: str = "gmm",
+    refine: bool = True,
+    genes: str = "intersection",
+    batch_key: str = "batch",
+    device: str | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    **settings_overrides,
+) -> AnnData:
+    """Embed several slices jointly and find ``n_domains`` domains shared across them.
+
+    Returns a new AnnData holding every spot of every slice, in the order given (a file holding several
+    slices in ``obs[batch_key]`` counts as those slices), on the genes all slices share, with
+    ``obs[batch_key]`` (slice name), ``obs['domain']``, ``obsm['X_tissuegraph']``, each slice's original
+    ``obsm['spatial']`` and ``uns['tissuegraph']`` (settings, loss curve, timings). ``genes`` says how the
+    per-slice HVGs are combined ('intersection' or 'union').
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    joint = concat_slices(slices, names, batch_key=batch_key)
+    check_domain_request(n_domains, joint.n_obs, cluster)
+    slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)
+    timings["combine_s"] = time.perf_counter() - start
+    runner = _integrate_staig if method == "staig" else _integrate_staligner
+    embedding, losses, settings, refine_neighbors = runner(
+        joint,
+        slice_codes,
+        genes=genes,
+        seed=seed,
+        device=device,
+        on_epoch=on_epoch,
+        timings=timings,
+        overrides=dict(settings_overrides),
+    )
+    assign_domains(
+        joint,
+        embedding,
+        n_domains,
+        cluster=cluster,
+        refine=refine,
+        refine_neighbors=refine_neighbors,
+        slices=slice_codes,
+        seed=seed,
+        timings=timings,
+    )
+    joint.uns["tissuegraph"] = {
+        "method": method,
+        "mode": "gene",
+        "n_domains": int(n_domains),
+        "seed": int(seed),
+        "cluster": cluster,
+        "refine": bool(refine),
+        "device": str(pick_device(device)),
+        "n_slices": int(slice_codes.max() + 1),
+        "slices": [str(name) for name in joint.obs[batch_key].cat.categories],
+        "genes": genes,
+        "settings": settings,
+        "loss": np.asarray(losses, dtype=np.float32),
+        "timings": timings,
+    }
+    return joint

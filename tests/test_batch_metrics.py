@@ -1,0 +1,80 @@
+"""Batch-mixing scores (iLISI, batch KL, batch ASW) on toy embeddings whose mixing is known, and per-slice ARI/NMI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tissuegraph import metrics
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The same 300 points once per batch (perfectly mixed), and the copy moved far away (fully separated)."""
+    points = np.random.default_rng(0).normal(size=(300, 5))
+    batches = np.repeat(["a", "b"], 300)
+    mixed = np.vstack([points, points])
+    separated = np.vstack([points, points + 100.0])
+    return mixed, separated, batches
+
+
+def test_ilisi_counts_batches_present_nearby(toy) -> None:
+    mixed, separated, batches = toy
+    assert metrics.median_ilisi(mixed, batches) == pytest.approx(2.0, abs=0.15)
+    assert metrics.median_ilisi(separated, batches) == pytest.approx(1.0, abs=1e-6)
+    scores = metrics.ilisi(mixed, batches, perplexity=10)
+    assert scores.shape == (600,) and np.all(scores >= 1 - 1e-9) and np.all(scores <= 2 + 1e-9)
+    # three batches evenly spread over the same cloud: close to 3
+    cloud = np.random.default_rng(1).normal(size=(900, 3))
+    three = np.tile(["a", "b", "c"], 300)
+    assert metrics.median_ilisi(cloud, three) > 2.6
+
+
+def test_ilisi_one_batch_and_bad_input() -> None:
+    x = np.random.default_rng(2).normal(size=(20, 2))
+    np.testing.assert_array_equal(metrics.ilisi(x, np.zeros(20)), np.ones(20))
+    with pytest.raises(ValueError, match="one per spot"):
+        metrics.ilisi(x, np.zeros(19))
+    with pytest.raises(ValueError, match="perplexity"):
+        metrics.ilisi(x, np.arange(20) % 2, perplexity=0)
+
+
+def test_batch_kl_zero_when_mixed_large_when_separated(toy) -> None:
+    mixed, separated, batches = toy
+    assert metrics.batch_kl(mixed, batches) < 0.01
+    # every neighbourhood holds one batch only: KL = log 2 against the 50/50 global mix
+    assert metrics.batch_kl(separated, batches) == pytest.approx(np.log(2), abs=1e-9)
+    rough = np.random.default_rng(3).normal(size=(600, 5))
+    assert metrics.batch_kl(rough, batches, seed=7) == metrics.batch_kl(rough, batches, seed=7)
+    with pytest.raises(ValueError, match="one batch"):
+        metrics.batch_kl(mixed, np.zeros(600))
+
+
+def test_batch_asw_one_when_mixed_zero_when_separated(toy) -> None:
+    mixed, separated, batches = toy
+    assert metrics.batch_asw(mixed, batches) > 0.95
+    assert metrics.batch_asw(separated, batches) < 0.05
+    # within labels: two domains far apart, each mixed across batches, still scores as mixed
+    domains = np.tile(np.repeat(["d1", "d2"], 150), 2)
+    shifted = mixed + np.where(domains == "d2", 50.0, 0.0)[:, None]
+    assert metrics.batch_asw(shifted, batches, labels=domains) > 0.95
+    # subsampling keeps the value close
+    assert metrics.batch_asw(separated, batches, max_spots=200) == pytest.approx(
+        metrics.batch_asw(separated, batches), abs=0.05
+    )
+    with pytest.raises(ValueError, match="one batch"):
+        metrics.batch_asw(mixed, np.zeros(600))
+
+
+def test_per_slice_scores_by_hand() -> None:
+    truth = np.array(["x", "x", "y", "y", "x", "x", "y", "y", np.nan], dtype=object)
+    pred = np.array([0, 0, 1, 1, 0, 1, 0, 1, 1])
+    batches = np.array(["s1"] * 4 + ["s2"] * 5)
+    scores = metrics.per_slice_scores(truth, pred, batches)
+    assert list(scores) == ["s1", "s2"]
+    assert scores["s1"] == {"ari": pytest.approx(1.0), "nmi": pytest.approx(1.0)}
+    # s2: x -> {0, 1}, y -> {0, 1} once each; the NaN spot is left out
+    assert scores["s2"]["ari"] == pytest.approx(-0.5)
+    assert scores["s2"]["nmi"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="one per spot"):
+        metrics.per_slice_scores(truth, pred[:-1], batches)

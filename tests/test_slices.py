@@ -1,0 +1,75 @@
+"""Joining several slices: shared genes, unique spot ids, slice names, per-slice HVGs."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+from scipy import sparse
+
+from tissuegraph.errors import InputError
+from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
+
+
+def _slice(genes: list[str], n: int = 12, seed: int = 0, batch: str | None = None) -> ad.AnnData:
+    rng = np.random.default_rng(seed)
+    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(2.0, size=(n, len(genes))).astype(np.float32)))
+    adata.var_names = genes
+    adata.obs_names = [f"AAAC-{i}" for i in range(n)]
+    adata.obsm["spatial"] = rng.uniform(0, 100, size=(n, 2))
+    if batch is not None:
+        adata.obs["batch"] = batch
+    return adata
+
+
+GENES = [f"g{i}" for i in range(30)]
+
+
+def test_slices_keep_order_coordinates_and_get_unique_ids() -> None:
+    a, b = _slice(GENES, 12, 0), _slice(GENES[5:] + ["extra"], 9, 1)
+    joint = concat_slices([a, b], names=["left", "right"])
+    assert joint.n_obs == 21
+    assert list(joint.var_names) == GENES[5:]
+    assert joint.obs_names.is_unique
+    assert list(joint.obs["batch"].cat.categories) == ["left", "right"]
+    assert (joint.obs["batch"].to_numpy()[:12] == "left").all()
+    np.testing.assert_array_equal(joint.obsm["spatial"][12:], b.obsm["spatial"])
+    np.testing.assert_array_equal(joint[joint.obs["batch"] == "right", "g7"].X.toarray(), b[:, "g7"].X.toarray())
+
+
+def test_a_file_with_several_batches_counts_as_those_slices() -> None:
+    multi = ad.concat([_slice(GENES, 10, 0, "s1"), _slice(GENES, 8, 1, "s2")], index_unique="_")
+    joint = concat_slices([multi, _slice(GENES, 7, 2, "s3")])
+    assert list(joint.obs["batch"].cat.categories) == ["s1", "s2", "s3"]
+    assert joint.obs["batch"].value_counts().to_dict() == {"s1": 10, "s2": 8, "s3": 7}
+
+
+def test_unnamed_slices_take_their_batch_value_or_position() -> None:
+    joint = concat_slices([_slice(GENES, 10, 0, "151673"), _slice(GENES, 10, 1)])
+    assert list(joint.obs["batch"].cat.categories) == ["151673", "slice2"]
+
+
+def test_slices_sharing_too_few_genes_are_rejected() -> None:
+    with pytest.raises(InputError, match="share only 0 gene"):
+        concat_slices([_slice(GENES), _slice([f"ENSG{i}" for i in range(30)])])
+
+
+def test_two_slices_with_one_name_are_rejected() -> None:
+    with pytest.raises(InputError, match="distinct name"):
+        concat_slices([_slice(GENES, batch="s1"), _slice(GENES, seed=1, batch="s1")])
+
+
+def test_per_slice_hvgs_intersection_is_inside_union() -> None:
+    rng = np.random.default_rng(0)
+    genes = [f"g{i}" for i in range(100)]
+    a, b = _slice(genes, 80, 0), _slice(genes, 80, 1)
+    bursts = rng.poisson(30, (80, 20)) * rng.integers(0, 2, (80, 20))  # genes 0-19 vary strongly in slice a only
+    a.X = sparse.csr_matrix(a.X.toarray() + np.pad(bursts, ((0, 0), (0, 80))))
+    joint = concat_slices([a, b], names=["a", "b"])
+    both = per_slice_hvgs(joint, 60, combine="intersection")
+    either = per_slice_hvgs(joint, 60, combine="union")
+    assert both.sum() < either.sum()
+    assert not (both & ~either).any()
+    assert both[:20].sum() < either[:20].sum()  # variable in one slice only: in the union, not all in both
+    with pytest.raises(InputError, match="unknown gene combination"):
+        per_slice_hvgs(joint, 60, combine="average")

@@ -1,5 +1,6 @@
 """Benchmark ``tissuegraph domains`` end to end on the shared real datasets.
 
+Gene mode (``--no-image``) throughout; ``bench_image.py`` compares image mode on the DLPFC slices.
 Every run is a fresh ``tissuegraph domains`` process (read, preprocess, train, cluster, write), so the wall
 seconds and the peak RSS (from the kernel's rusage of that process) are what a user would see.
 
@@ -29,9 +30,10 @@ DLPFC = ["151673", "151674", "151675", "151676"]
 
 
 def run_cli(source: Path, n_domains: int, seed: int, out: Path, extra: list[str]) -> tuple[float, float]:
-    """Run one ``tissuegraph domains`` process; return (wall seconds, peak RSS in GB)."""
+    """Run one gene-mode ``tissuegraph domains`` process; return (wall seconds, peak RSS in GB)."""
     return run_process(
-        ["domains", str(source), "--n-domains", str(n_domains), "--seed", str(seed), "--out", str(out)] + extra
+        ["domains", str(source), "--n-domains", str(n_domains), "--seed", str(seed), "--no-image", "--out", str(out)]
+        + extra
     )
 
 

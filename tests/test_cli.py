@@ -15,7 +15,9 @@ from conftest import real_data
 def test_domains_cli_writes_every_spot_in_order(tmp_path, capsys) -> None:
     source = real_data("dlpfc_151673.h5ad")
     out = tmp_path / "result.h5ad"
-    code = main(["domains", str(source), "--n-domains", "7", "--epochs", "20", "--seed", "3", "--out", str(out)])
+    code = main(
+        ["domains", str(source), "--n-domains", "7", "--epochs", "20", "--seed", "3", "--no-image", "--out", str(out)]
+    )
     assert code == 0
     result = ad.read_h5ad(out)
     original = ad.read_h5ad(source)
@@ -55,11 +57,12 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, capsys) -> 
     assert not out.exists() and list(tmp_path.iterdir()) == [source]
 
 
-def test_image_mode_is_refused_clearly_until_it_exists(tmp_path, capsys) -> None:
+def test_image_mode_without_an_image_is_refused_clearly(tmp_path, capsys) -> None:
     source = tmp_path / "in.h5ad"
     _small_slice().write_h5ad(source)
     assert main(["domains", str(source), "--n-domains", "3", "--image", "--out", str(tmp_path / "o.h5ad")]) == 2
-    assert "--no-image" in capsys.readouterr().err
+    assert "image" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5ad").exists()
 
 
 def test_out_must_be_h5ad(tmp_path, capsys) -> None:

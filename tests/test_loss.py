@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tissuegraph.nn import dense_neighbor_contrastive_loss, neighbor_contrastive_loss
+from tissuegraph.nn.contrastive import same_label_pairs
 
 
 def _problem(n: int = 200, dim: int = 16, seed: int = 0):
@@ -84,3 +85,30 @@ def test_moment_expansion_respects_slices_and_refuses_sharp_temperatures() -> No
     assert moments.item() == pytest.approx(dense.item(), rel=1e-6)
     with pytest.raises(ValueError, match="tau >= 10"):
         neighbor_contrastive_loss(z1, z2, edges, 2.0, denominator="moments")
+
+
+def test_same_label_pairs_lists_every_ordered_pair_within_each_label() -> None:
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 5])
+    pairs = {tuple(p) for p in same_label_pairs(labels).t().tolist()}
+    assert pairs == {(1, 4), (4, 1), (0, 2), (0, 5), (2, 0), (2, 5), (5, 0), (5, 2)}
+
+
+@pytest.mark.parametrize(("tau", "denominator"), [(0.7, "exact"), (20.0, "exact"), (20.0, "moments")])
+def test_pseudo_label_negatives_removed_as_in_dense_reference(tau: float, denominator: str) -> None:
+    """Image mode: same-label nodes leave the denominator, per slice, without any N x N mask."""
+    z1, z2, edges = _problem()
+    slice_of = (torch.arange(200) >= 70).long()
+    edges = edges[:, slice_of[edges[0]] == slice_of[edges[1]]]
+    pseudo = torch.randint(0, 9, (200,), generator=torch.Generator().manual_seed(1)) + 100 * slice_of
+    dense = dense_neighbor_contrastive_loss(z1, z2, edges, tau, groups=slice_of, pseudo_labels=pseudo)
+    groups = [torch.nonzero(slice_of == s).ravel() for s in (0, 1)]
+    tiled = neighbor_contrastive_loss(
+        z1, z2, edges, tau, groups=groups, denominator=denominator, tile_size=16, label_pairs=same_label_pairs(pseudo)
+    )
+    rel = 1e-10 if denominator == "exact" else 1e-5
+    assert tiled.item() == pytest.approx(dense.item(), rel=rel)
+    torch.testing.assert_close(
+        torch.autograd.grad(tiled, [z1])[0], torch.autograd.grad(dense, [z1])[0], rtol=rel * 100, atol=1e-9
+    )
+    without = dense_neighbor_contrastive_loss(z1, z2, edges, tau, groups=slice_of)
+    assert abs(dense.item() - without.item()) > 1e-3  # the exclusion really changes the loss

@@ -1,10 +1,11 @@
 """tissuegraph: spatial domains and alignment-free integration of spatial transcriptomics slices.
 
 The public surface, scanpy style: readers at the top level, then ``pp`` (preprocessing), ``gr`` (graphs),
-``tl`` (tools), ``cluster``, ``metrics`` and ``datasets``.
+``im`` (H&E image features), ``tl`` (tools), ``cluster``, ``metrics``, ``pl`` (figures), ``datasets`` and
+``report`` (the HTML report of a result).
 """
 
-from tissuegraph import cluster, datasets, gr, metrics, pp, tl
+from tissuegraph import cluster, datasets, gr, im, metrics, pl, pp, report, tl
 from tissuegraph.errors import InputError
 from tissuegraph.io import read, read_h5ad, read_tables, read_visium, write_h5ad
 
@@ -18,9 +19,12 @@ __all__ = [
     "write_h5ad",
     "pp",
     "gr",
+    "im",
     "tl",
+    "pl",
     "cluster",
     "metrics",
     "datasets",
+    "report",
     "InputError",
 ]

@@ -10,18 +10,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from tissuegraph import datasets, io, metrics, tl
+from tissuegraph import datasets, im, io, metrics, report, tl
 from tissuegraph.errors import InputError
 from tissuegraph.tl.domains import CLUSTERERS
 
 
 @contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[int, float], None] | None]:
+def _progress(total: int, quiet: bool, desc: str = "training") -> Iterator[Callable[[int, float], None] | None]:
     """A tqdm bar over training epochs for the duration; yields the per-epoch callback (None when quiet)."""
     if quiet:
         yield None
         return
-    bar = tqdm(total=total, desc="training", unit="epoch", file=sys.stderr)
+    bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr)
 
     def on_epoch(epoch: int, loss: float) -> None:
         bar.update(1)
@@ -40,8 +40,16 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in given.items() if value is not None}
 
 
+def _image_features(adata, args: argparse.Namespace) -> None:
+    """BYOL image features with their own progress bar, so that ``domains`` then finds ``obsm['X_image']``."""
+    with _progress(im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)") as on_epoch:
+        im.image_features(adata, seed=args.seed, device=args.device, on_epoch=on_epoch)
+
+
 def _run_domains(adata, args: argparse.Namespace) -> None:
     overrides = _overrides(args)
+    if (im.has_image(adata) if args.image is None else args.image) and "X_image" not in adata.obsm:
+        _image_features(adata, args)
     epochs = tl.StaigSettings.from_data(adata.n_obs, adata.n_vars, **overrides).epochs
     with _progress(epochs, args.quiet) as on_epoch:
         tl.domains(
@@ -59,6 +67,7 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
 
 def cmd_integrate(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
+    html = _check_report(args.report)
     slices = [io.read(path) for path in args.inputs]
     overrides = _overrides(args)
     with _progress(tl.integration_epochs(args.method, **overrides), args.quiet) as on_epoch:
@@ -71,6 +80,7 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             cluster=args.cluster,
             refine=args.refine,
             genes=args.genes,
+            image=args.image,
             device=args.device,
             on_epoch=on_epoch,
             **overrides,
@@ -83,6 +93,20 @@ def cmd_integrate(args: argparse.Namespace) -> None:
         f"wrote {joint.n_obs} spots of {len(names)} slices ({', '.join(names)}) with {args.n_domains} domains to {out}"
     )
     print(metrics.format_scores(metrics.score(joint)))
+    _write_report(joint, html)
+
+
+def cmd_image_features(args: argparse.Namespace) -> None:
+    out = _check_out(args.out)
+    adata = io.read(args.input)
+    _image_features(adata, args)
+    if args.n_domains is not None:
+        tl.image_domains(adata, args.n_domains, seed=args.seed)
+    io.write_h5ad(adata, out)
+    print(f"wrote obsm['X_image'] ({adata.obsm['X_image'].shape[1]} dimensions) for {adata.n_obs} spots to {out}")
+    if args.n_domains is not None and "ground_truth" in adata.obs:
+        truth = adata.obs["ground_truth"]
+        print(f"image-only domains: ARI {metrics.ari(truth, adata.obs['image_domain']):.3f}")
 
 
 def _check_out(path: str) -> Path:
@@ -94,13 +118,38 @@ def _check_out(path: str) -> Path:
     return out
 
 
+def _check_report(path: str | None, option: str = "--report") -> Path | None:
+    """The report path, refused up front (before any training) unless it names an .html file."""
+    if path is None:
+        return None
+    html = Path(path)
+    if html.suffix.lower() != ".html":
+        raise InputError(f"{option} must name an .html file (got '{html}'); e.g. {option} report.html")
+    if html.is_dir():
+        raise InputError(f"{option} '{html}' is a folder; give a file name such as {html / 'report.html'}")
+    return html
+
+
+def _write_report(adata, path: Path | None) -> None:
+    if path is not None:
+        print(f"wrote report {report.write_report(adata, path)}")
+
+
 def cmd_domains(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
+    html = _check_report(args.report)
     adata = io.read(args.input)
     _run_domains(adata, args)
     io.write_h5ad(adata, out)
     print(f"wrote {adata.n_obs} spots with {args.n_domains} domains to {out}")
     print(metrics.format_scores(metrics.score(adata)))
+    _write_report(adata, html)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    html = _check_report(args.out, option="--out")
+    adata = io.read_h5ad(args.result)
+    _write_report(adata, html)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -131,7 +180,7 @@ def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -
             "--image",
             action=argparse.BooleanOptionalAction,
             default=None,
-            help="use the H&E image (not available yet: --no-image forces gene mode)",
+            help="use the H&E image (default: when the input has one); --no-image forces gene mode",
         )
     parser.add_argument("--epochs", type=int, default=None, help="override the data-derived number of epochs")
     parser.add_argument("--tau", type=float, default=None, help="override the data-derived temperature")
@@ -147,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     dom.add_argument("input", help="an .h5ad file or a Space Ranger output folder")
     dom.add_argument("--n-domains", type=int, required=True, help="number of domains K")
     dom.add_argument("--out", required=True, help="result .h5ad (written atomically)")
+    dom.add_argument("--report", default=None, metavar="HTML", help="also write the HTML report of the result")
     _add_training_options(dom)
     dom.set_defaults(func=cmd_domains)
     integ = sub.add_parser("integrate", help="embed several slices jointly and find shared domains (no alignment)")
@@ -167,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="combine per-slice highly variable genes by intersection or union",
     )
     integ.add_argument("--out", required=True, help="result .h5ad with every spot of every slice (written atomically)")
+    integ.add_argument("--report", default=None, metavar="HTML", help="also write the HTML report of the result")
     integ.add_argument(
         "--align-to",
         default=None,
@@ -177,11 +228,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--landmark", default=None, metavar="DOMAIN", help="with --align-to: pair spots only inside this domain"
     )
     _add_training_options(integ, image=False)
+    integ.add_argument(
+        "--image",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="STAIG only: also use each slice's H&E image (off by default: BYOL adds about a minute per slice)",
+    )
     integ.set_defaults(func=cmd_integrate)
+    feats = sub.add_parser("image-features", help="compute the H&E image embedding obsm['X_image'] (BYOL) alone")
+    feats.add_argument("input", help="an .h5ad file or a Space Ranger output folder with an H&E image")
+    feats.add_argument("--out", required=True, help="result .h5ad (written atomically)")
+    feats.add_argument(
+        "--n-domains",
+        type=int,
+        default=None,
+        help="also cluster the image embedding alone into K domains (obs['image_domain']): what the histology shows",
+    )
+    feats.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible per seed)")
+    feats.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    feats.add_argument("--quiet", action="store_true", help="no progress bar")
+    feats.set_defaults(func=cmd_image_features)
     demo = sub.add_parser("demo", help="run the whole job on the embedded osmFISH dataset and print ARI/NMI")
     demo.add_argument("--out", default=None, help="optionally write the result .h5ad")
     _add_training_options(demo)
     demo.set_defaults(func=cmd_demo)
+    rep = sub.add_parser("report", help="write a self-contained HTML report of a result .h5ad")
+    rep.add_argument("result", help="an .h5ad written by `tissuegraph domains` or `tissuegraph integrate`")
+    rep.add_argument("--out", required=True, help="the report .html (one file, images inline, written atomically)")
+    rep.set_defaults(func=cmd_report)
     return parser
 
 

@@ -6,8 +6,7 @@ graph, and the embedding is a linear read-out of it.
 
 Decoder: tied weights, ``h' = ELU(attend(z W2^T))`` with the *encoder's* attention coefficients, then
 ``x_hat = h' W1^T``. The final map is linear like the last encoder layer, so the decoder mirrors the encoder and
-the attention is re-used once ("re-uses the first layer's attention"). ``output_attention=True`` also smooths the
-reconstruction with the same coefficients, for those who read the decoder as attending at both layers.
+the attention is re-used once ("re-uses the first layer's attention").
 
 Attention, single head, for an edge j -> i (``edge_index[0] = j`` source, ``edge_index[1] = i`` destination):
 ``e_ij = sigmoid(a_s . W x_j + a_d . W x_i)``, softmax over i's incoming edges, message ``alpha_ij W x_j``
@@ -58,13 +57,12 @@ class GraphAttentionAutoencoder(nn.Module):
     Parameters are W1 (in x hidden), W2 (hidden x out) and the two attention vectors: the decoder owns none.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 30, *, output_attention: bool = False):
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 30):
         super().__init__()
         self.w1 = nn.Parameter(torch.empty(in_dim, hidden_dim))
         self.w2 = nn.Parameter(torch.empty(hidden_dim, out_dim))
         self.att_src = nn.Parameter(torch.empty(hidden_dim))
         self.att_dst = nn.Parameter(torch.empty(hidden_dim))
-        self.output_attention = output_attention
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -86,8 +84,6 @@ class GraphAttentionAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor, edge_index: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """Reconstruction (N, in) through the transposed weights and the encoder's attention."""
         h = F.elu(attend_linear(z, self.w2.t(), edge_index, alpha))
-        if self.output_attention:
-            return attend_linear(h, self.w1.t(), edge_index, alpha)
         return h @ self.w1.t()
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,11 @@ The denominator can be computed three ways (``denominator=``):
 - ``"sampled"``: an unbiased estimate from ``n_negatives`` nodes drawn per slice each call, O(N n_negatives),
   for sharp temperatures on large inputs.
 
+With ``pseudo_labels`` (image mode: k-means labels of the spots' histology) nodes sharing the anchor's label
+are taken out of its denominator, so histologically similar spots are never pushed away. Their sums are
+computed exactly from the list of same-label pairs (sum over labels of size^2, about N^2 / K pairs for K labels,
+streamed in chunks) and subtracted: no N x N mask.
+
 All exponents are shifted by 1 / tau (the largest possible similarity), which cancels in the ratio and keeps
 exp() from overflowing in float32.
 """
@@ -112,6 +117,33 @@ def _sampled_denominators(
     return (scale * (uu + uv) - 1.0).clamp_min(floor), (scale * (vv + vu) - 1.0).clamp_min(floor)
 
 
+def same_label_pairs(labels: torch.Tensor) -> torch.Tensor:
+    """(2, P) ordered pairs (i, j), i != j, of nodes sharing a label: sum over labels of size * (size - 1) pairs."""
+    order = torch.argsort(labels, stable=True)
+    _, counts = torch.unique_consecutive(labels[order], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    sizes = counts[torch.repeat_interleave(torch.arange(counts.numel(), device=labels.device), counts)]
+    first = starts[torch.repeat_interleave(torch.arange(counts.numel(), device=labels.device), counts)]
+    # each sorted position p pairs with every other position of its label's run
+    anchor = torch.repeat_interleave(torch.arange(order.numel(), device=labels.device), sizes)
+    offset = torch.arange(anchor.numel(), device=labels.device) - torch.repeat_interleave(
+        torch.cumsum(sizes, 0) - sizes, sizes
+    )
+    partner = torch.repeat_interleave(first, sizes) + offset
+    keep = partner != anchor
+    return torch.stack([order[anchor[keep]], order[partner[keep]]])
+
+
+def _same_label_sums(a: torch.Tensor, b: torch.Tensor, pairs: torch.Tensor, inv_tau: float, chunk: int) -> torch.Tensor:
+    """Per anchor i: sum over same-label nodes j != i of theta(a_i, a_j) + theta(a_i, b_j), shifted like the rest."""
+    out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+    for start in range(0, pairs.shape[1], chunk):
+        i, j = pairs[:, start : start + chunk]
+        terms = torch.exp(((a[i] * a[j]).sum(1) - 1.0) * inv_tau) + torch.exp(((a[i] * b[j]).sum(1) - 1.0) * inv_tau)
+        out = out.index_add(0, i, terms)
+    return out
+
+
 def _positives(a: torch.Tensor, b: torch.Tensor, edge_index: torch.Tensor, inv_tau: float) -> torch.Tensor:
     """theta(a_i, b_i) + sum over neighbours j of theta(a_i, a_j) + theta(a_i, b_j), from the sparse edges."""
     src, dst = edge_index
@@ -132,12 +164,14 @@ def neighbor_contrastive_loss(
     n_negatives: int = 512,
     tile_size: int = 1024,
     generator: torch.Generator | None = None,
+    label_pairs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over nodes and both view directions of -log(positives / denominator).
 
     ``edge_index`` holds both directions of every edge and never links two groups. ``groups`` lists the node
     indices of each slice (None: one slice). ``denominator`` is "exact", "moments" (tau >= 10) or "sampled"
-    (``n_negatives`` nodes per slice), see the module docstring.
+    (``n_negatives`` nodes per slice), see the module docstring. ``label_pairs`` (from ``same_label_pairs`` of
+    pseudo-labels that never span two slices) removes same-label nodes from each anchor's denominator.
     """
     if denominator not in DENOMINATORS:
         raise ValueError(f"denominator must be one of {DENOMINATORS}, got {denominator!r}")
@@ -160,6 +194,12 @@ def neighbor_contrastive_loss(
         else:
             den_u = den_u.index_put((rows,), du)
             den_v = den_v.index_put((rows,), dv)
+    if label_pairs is not None:
+        # the anchor's own copy in the other view stays: it is the first positive
+        own_copy = torch.exp(((u * v).sum(1) - 1.0) * inv_tau)
+        chunk = 64 * tile_size
+        den_u = torch.maximum(den_u - _same_label_sums(u, v, label_pairs, inv_tau, chunk), own_copy)
+        den_v = torch.maximum(den_v - _same_label_sums(v, u, label_pairs, inv_tau, chunk), own_copy)
     loss_u = torch.log(den_u) - torch.log(_positives(u, v, edge_index, inv_tau))
     loss_v = torch.log(den_v) - torch.log(_positives(v, u, edge_index, inv_tau))
     return 0.5 * (loss_u.mean() + loss_v.mean())
@@ -172,6 +212,7 @@ def dense_neighbor_contrastive_loss(
     tau: float,
     *,
     groups: torch.Tensor | None = None,
+    pseudo_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The same loss written with dense N x N matrices and masks: a readable reference for tests on small graphs."""
     u, v = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
@@ -180,6 +221,8 @@ def dense_neighbor_contrastive_loss(
     adj[edge_index[0], edge_index[1]] = 1.0
     eye = torch.eye(n, dtype=u.dtype)
     same = torch.ones(n, n, dtype=u.dtype) if groups is None else (groups[:, None] == groups[None, :]).to(u.dtype)
+    if pseudo_labels is not None:  # same-label nodes are no negatives, except the anchor's own other-view copy
+        same = same * ((pseudo_labels[:, None] != pseudo_labels[None, :]).to(u.dtype) + eye)
 
     def one_direction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         intra = torch.exp(a @ a.t() / tau)

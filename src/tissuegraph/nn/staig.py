@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from tissuegraph.nn.augment import drop_edges, mask_features
-from tissuegraph.nn.contrastive import neighbor_contrastive_loss
+from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_pairs
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
 
 
@@ -54,6 +54,7 @@ def train_staig(
     lr: float = 5e-4,
     weight_decay: float = 1e-5,
     groups: np.ndarray | None = None,
+    pseudo_labels: np.ndarray | None = None,
     denominator: str = "exact",
     n_negatives: int = 512,
     tile_size: int = 1024,
@@ -63,7 +64,9 @@ def train_staig(
 ) -> StaigResult:
     """Fit the encoder on one graph (block-diagonal for several slices) and return the spot embeddings.
 
-    ``edges`` holds each undirected edge once (i < j) with its drop probability in ``drop_prob``.
+    ``edges`` holds each undirected edge once (i < j) with its drop probability in ``drop_prob``. ``groups``
+    (slice code per spot) restricts each denominator to the anchor's slice; ``pseudo_labels`` (image mode)
+    removes spots of the anchor's slice sharing its label from the denominator.
     """
     with deterministic():
         dev = pick_device(device)
@@ -76,6 +79,14 @@ def train_staig(
         groups_t = None
         if groups is not None:
             groups_t = [torch.as_tensor(np.flatnonzero(groups == g), device=dev) for g in np.unique(groups)]
+        label_pairs = None
+        if pseudo_labels is not None:
+            within_slice = np.unique(
+                np.stack([np.zeros_like(pseudo_labels) if groups is None else groups, pseudo_labels], axis=1),
+                axis=0,
+                return_inverse=True,
+            )[1]
+            label_pairs = same_label_pairs(torch.as_tensor(within_slice.ravel(), device=dev))
 
         model = GraphContrastiveEncoder(x.shape[1], hidden_dims, proj_dim).to(dev)
         optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -95,6 +106,7 @@ def train_staig(
                 n_negatives=n_negatives,
                 tile_size=tile_size,
                 generator=generator,
+                label_pairs=label_pairs,
             )
             loss.backward()
             optimiser.step()

@@ -45,8 +45,8 @@ def concat_slices(
 
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
     spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
-    ``uns['spatial']`` are kept per library. Raises ``InputError`` when the slices share fewer than
-    ``min_shared_genes`` genes or two slices get the same name.
+    ``uns['spatial']`` are kept per library, a slice's single library filed under the slice name. Raises
+    ``InputError`` when the slices share fewer than ``min_shared_genes`` genes or two slices get the same name.
     """
     if len(slices) == 0:
         raise InputError("no slices given; pass at least one AnnData or file")
@@ -81,7 +81,10 @@ def concat_slices(
         piece.obs[batch_key] = label
         piece.obs_names = [f"{spot}-{label}" for spot in adata.obs_names]
         pieces.append(piece)
-        spatial_uns.update(adata.uns.get("spatial", {}))
+        libraries = dict(adata.uns.get("spatial", {}))
+        if len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
+            libraries = {label: next(iter(libraries.values()))}
+        spatial_uns.update(libraries)
     joint = ad.concat(pieces, join="inner", merge="first")
     joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
     if spatial_uns:

@@ -1,13 +1,18 @@
 """Tools users call: each takes an AnnData, computes, and writes results back into it."""
 
 from tissuegraph.tl.align import align
-from tissuegraph.tl.domains import cluster_embedding, domains
+from tissuegraph.tl.domains import cluster_embedding, domains, image_domains
 from tissuegraph.tl.integrate import METHODS as INTEGRATION_METHODS
 from tissuegraph.tl.integrate import integrate, integration_epochs
+from tissuegraph.tl.markers import marker_table, markers, subdomains
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 
 __all__ = [
     "domains",
+    "image_domains",
+    "markers",
+    "marker_table",
+    "subdomains",
     "integrate",
     "integration_epochs",
     "INTEGRATION_METHODS",

@@ -13,6 +13,7 @@ from tissuegraph import gr, pp
 from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_labels
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
+from tissuegraph.im import has_image, image_features
 from tissuegraph.io.validate import validate_spatial
 from tissuegraph.nn.staig import pick_device, train_staig
 from tissuegraph.tl.settings import StaigSettings
@@ -57,14 +58,24 @@ def staig_embedding(
 ) -> tuple[np.ndarray, list[float]]:
     """Graph, edge-drop probabilities and STAIG training on ``work`` (features in ``obsm['X_expr']``).
 
-    Returns the L2-normalised embedding (the loss only compares directions, so domains are found on the unit
-    sphere) and the loss curve; the graph lands in ``work.obsp['spatial_connectivities']``.
+    Gene mode drops edges by the cosine distance of the expression PCA. Image mode (``work.obsm['X_image']``
+    present) drops them by the distance of the image embeddings and takes spots sharing the anchor's image
+    pseudo-label (k-means on ``X_image``, one label per ``settings.spots_per_pseudo_label`` spots) out of its
+    contrastive denominator. Returns the L2-normalised embedding (the loss only compares directions, so domains
+    are found on the unit sphere) and the loss curve; the graph lands in ``work.obsp['spatial_connectivities']``.
     """
     start = time.perf_counter()
-    pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
     gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch" if slices is not None else None)
     edges = gr.undirected_edges(work.obsp["spatial_connectivities"])
-    drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
+    pseudo_labels = None
+    if "X_image" in work.obsm:
+        image = work.obsm["X_image"]
+        drop_prob = gr.edge_drop_probabilities(edges, image, work.n_obs, metric="euclidean")
+        n_labels = int(np.clip(round(work.n_obs / settings.spots_per_pseudo_label), 2, work.n_obs - 1))
+        pseudo_labels = kmeans(image, n_labels, seed=seed)
+    else:
+        pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
+        drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
     timings["graph_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -80,6 +91,7 @@ def staig_embedding(
         lr=settings.lr,
         weight_decay=settings.weight_decay,
         groups=slices,
+        pseudo_labels=pseudo_labels,
         denominator=settings.denominator,
         n_negatives=settings.n_negatives,
         seed=seed,
@@ -143,13 +155,10 @@ def domains(
     ``obsp['spatial_connectivities']`` (the graph), ``var['highly_variable']`` and ``uns['tissuegraph']``
     (every setting used, the loss curve and timings). Raw counts in ``X`` and every spot stay as they were.
     Settings not given are derived from the data by ``StaigSettings.from_data``; keyword arguments
-    (``tau=``, ``epochs=``, ``n_neighbors=`` ...) override them.
+    (``tau=``, ``epochs=``, ``n_neighbors=`` ...) override them. ``image=None`` uses the H&E image when the input
+    has one (image mode: ``obsm['X_image']``, computed by ``im.image_features`` unless already there), ``False``
+    forces gene mode, ``True`` requires an image.
     """
-    if image:
-        raise InputError(
-            "image mode is not available yet in this version of tissuegraph; run in gene mode "
-            "(image=False, or --no-image on the command line)"
-        )
     settings = StaigSettings.from_data(adata.n_obs, adata.n_vars, **settings_overrides)
     validate_spatial(adata, min_spots=settings.n_neighbors + 1)
     check_domain_request(n_domains, adata.n_obs, cluster)
@@ -163,6 +172,13 @@ def domains(
     work.obsm["spatial"] = adata.obsm["spatial"]
     pp.preprocess(work, settings.n_top_genes, batch_key="batch" if slices is not None else None)
     timings["preprocess_s"] = time.perf_counter() - start
+    mode = "image" if (has_image(adata) if image is None else image) else "gene"
+    if mode == "image":
+        if "X_image" not in adata.obsm:
+            start = time.perf_counter()
+            image_features(adata, seed=seed, device=device)
+            timings["image_features_s"] = time.perf_counter() - start
+        work.obsm["X_image"] = adata.obsm["X_image"]
     embedding, losses = staig_embedding(
         work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
     )
@@ -181,7 +197,7 @@ def domains(
     adata.var["highly_variable"] = work.var["highly_variable"].to_numpy()
     adata.uns["tissuegraph"] = {
         "method": "staig",
-        "mode": "gene",
+        "mode": mode,
         "n_domains": int(n_domains),
         "seed": int(seed),
         "cluster": cluster,
@@ -192,4 +208,25 @@ def domains(
         "loss": np.asarray(losses, dtype=np.float32),
         "timings": timings,
     }
+    return adata
+
+
+def image_domains(
+    adata: AnnData,
+    n_domains: int,
+    *,
+    seed: int = 0,
+    cluster: str = "kmeans",
+    device: str | None = None,
+    key_added: str = "image_domain",
+) -> AnnData:
+    """Domains from the histology alone: ``obs[key_added]`` from clustering ``obsm['X_image']`` (computed by
+    ``im.image_features`` when missing), to show what the H&E image separates without any expression."""
+    check_domain_request(n_domains, adata.n_obs, cluster)
+    if "X_image" not in adata.obsm:
+        validate_spatial(adata)
+        image_features(adata, seed=seed, device=device)
+    labels = cluster_embedding(adata.obsm["X_image"], n_domains, cluster, seed)
+    domain = pd.Categorical([str(label) for label in labels])
+    adata.obs[key_added] = domain.reorder_categories(sorted(domain.categories, key=int))
     return adata

@@ -17,6 +17,7 @@ from anndata import AnnData
 
 from tissuegraph import gr, pp
 from tissuegraph.errors import InputError
+from tissuegraph.im import image_features
 from tissuegraph.nn.staig import pick_device
 from tissuegraph.nn.staligner import train_staligner
 from tissuegraph.pp.expression import normalise_log
@@ -31,6 +32,7 @@ def _integrate_staig(
     joint: AnnData,
     slices: np.ndarray,
     *,
+    image: bool,
     genes: str,
     seed: int,
     device: str | None,
@@ -46,6 +48,12 @@ def _integrate_staig(
     work.obsm["spatial"] = joint.obsm["spatial"]
     pp.preprocess(work, genes=mask)
     timings["preprocess_s"] = time.perf_counter() - start
+    if image:
+        if "X_image" not in joint.obsm:
+            start = time.perf_counter()
+            image_features(joint, seed=seed, device=device)  # each slice's patches from its own image
+            timings["image_features_s"] = time.perf_counter() - start
+        work.obsm["X_image"] = joint.obsm["X_image"]
     embedding, losses = staig_embedding(
         work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
     )
@@ -57,6 +65,7 @@ def _integrate_staligner(
     joint: AnnData,
     slices: np.ndarray,
     *,
+    image: bool,
     genes: str,
     seed: int,
     device: str | None,
@@ -64,6 +73,8 @@ def _integrate_staligner(
     timings: dict[str, float],
     overrides: dict,
 ) -> tuple[np.ndarray, list[float], dict, int]:
+    if image:
+        raise InputError("STAligner has no image mode; use method='staig' with image=True, or image=False")
     start = time.perf_counter()
     settings = StalignerSettings.from_data(**overrides)
     mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
@@ -122,6 +133,7 @@ def integrate(
     seed: int = 0,
     cluster: str = "gmm",
     refine: bool = True,
+    image: bool = False,
     genes: str = "intersection",
     batch_key: str = "batch",
     device: str | None = None,
@@ -134,7 +146,9 @@ def integrate(
     slices in ``obs[batch_key]`` counts as those slices), on the genes all slices share, with
     ``obs[batch_key]`` (slice name), ``obs['domain']``, ``obsm['X_tissuegraph']``, each slice's original
     ``obsm['spatial']`` and ``uns['tissuegraph']`` (settings, loss curve, timings). ``genes`` says how the
-    per-slice HVGs are combined ('intersection' or 'union').
+    per-slice HVGs are combined ('intersection' or 'union'). ``image=True`` (STAIG only) adds the histology:
+    each slice's patches come from its own image in ``uns['spatial']``, one BYOL encoder is trained on all of
+    them, and pseudo-labels stay within a slice. It is off by default because BYOL adds about a minute per slice.
     """
     if method not in METHODS:
         raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")
@@ -148,6 +162,7 @@ def integrate(
     embedding, losses, settings, refine_neighbors = runner(
         joint,
         slice_codes,
+        image=image,
         genes=genes,
         seed=seed,
         device=device,
@@ -168,7 +183,7 @@ def integrate(
     )
     joint.uns["tissuegraph"] = {
         "method": method,
-        "mode": "gene",
+        "mode": "image" if image else "gene",
         "n_domains": int(n_domains),
         "seed": int(seed),
         "cluster": cluster,

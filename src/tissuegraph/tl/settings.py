@@ -11,6 +11,9 @@ how many spots there are, and whether it holds several slices.
   range (Visium 17-39, imaging 1-6).
 - The graph: k = 6 nearest spots (the ring of a Visium hexagonal grid; about one cell-width ring on imaging
   data).
+- Image mode: one histology pseudo-label per 45 spots (k-means on the image embedding), the ratio of the
+  reference's 80 labels for the 3,639 spots of DLPFC 151673, so the excluded same-label negatives stay a small,
+  fixed share of each slice whatever its size.
 - The contrastive denominator: with tau >= 10 its second-order moment expansion (exact to 2e-4, O(N));
   with a sharper tau an unbiased estimate from 512 nodes sampled per slice and view (O(N)). Either way an
   epoch costs time and memory linear in the number of spots. ``denominator="exact"`` streams the exact
@@ -41,6 +44,7 @@ class StaigSettings:
     lr: float = 5e-4
     weight_decay: float = 1e-5
     n_pcs_edge_drop: int = 64
+    spots_per_pseudo_label: int = 45
     denominator: str = "auto"
     n_negatives: int = 512
     refine_neighbors: int = 15

@@ -1,0 +1,83 @@
+"""Benchmark STAIG image mode against gene mode on the DLPFC slices (they carry a 600x600 lowres H&E).
+
+For each slice and seed, two fresh ``tissuegraph domains`` processes run side by side in one session: gene
+mode (``--no-image``) and image mode (``--image``). The image-mode result also gives the image-only clustering
+(k-means on ``obsm['X_image']`` alone) and the seconds spent on patches, BYOL and training.
+
+    python benchmarks/bench_image.py                   # 151673-151676 x seeds 0-2
+    python benchmarks/bench_image.py --slices 151673 --seeds 0
+
+Labels are read only to score the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from tissuegraph import metrics, tl
+
+from bench_domains import DATA, DLPFC, run_process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slices", nargs="+", default=DLPFC)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.h5ad"
+        for name in args.slices:
+            source = DATA / f"dlpfc_{name}.h5ad"
+            for seed in args.seeds:
+                for mode in ("--no-image", "--image"):
+                    cli = ["domains", str(source), "--n-domains", "7", "--seed", str(seed), mode, "--out", str(out)]
+                    wall, rss = run_process(cli)
+                    result = ad.read_h5ad(out)
+                    truth = result.obs["ground_truth"]
+                    timings = result.uns["tissuegraph"]["timings"]
+                    row = dict(
+                        slice=name,
+                        seed=seed,
+                        mode=mode.strip("-"),
+                        ARI=metrics.ari(truth, result.obs["domain"]),
+                        NMI=metrics.nmi(truth, result.obs["domain"]),
+                        wall_s=wall,
+                        peak_rss_gb=rss,
+                        train_s=timings["train_s"],
+                    )
+                    if mode == "--image":
+                        image = result.uns["tissuegraph_image"]
+                        tl.image_domains(result, 7, seed=seed)
+                        row.update(
+                            image_only_ARI=metrics.ari(truth, result.obs["image_domain"]),
+                            patches_s=image["patches_s"] + image["filter_s"],
+                            byol_s=image["byol_s"],
+                            image_features_s=timings["image_features_s"],
+                        )
+                    rows.append(row)
+                    print(
+                        f"{name} seed {seed} {row['mode']:9s} ARI {row['ARI']:.3f}  {wall:6.1f} s  {rss:.2f} GB"
+                        + (f"  image-only ARI {row['image_only_ARI']:.3f}" if "image_only_ARI" in row else ""),
+                        flush=True,
+                    )
+    table = pd.DataFrame(rows)
+    print("\n" + table.to_string(index=False, float_format="%.3f", na_rep=""))
+    print("\nmean ARI per slice and mode:\n" + table.pivot_table("ARI", "slice", "mode").to_string(float_format="%.3f"))
+    means = table.groupby("mode")[["ARI", "wall_s"]].mean()
+    print("\nmeans over every slice and seed:\n" + means.to_string(float_format="%.3f"))
+    image = table[table["mode"] == "image"]
+    print(
+        f"image-only ARI {image.image_only_ARI.mean():.3f}; image features max {image.image_features_s.max():.1f} s "
+        f"(patches + filter {image.patches_s.max():.1f} s, BYOL {image.byol_s.max():.1f} s); image mode max wall "
+        f"{image.wall_s.max():.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

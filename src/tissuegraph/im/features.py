@@ -1,0 +1,145 @@
+"""``image_features``: the image half of STAIG image mode, from the H&E slide to a per-spot embedding.
+
+Patches of every slice come from that slice's own image; one encoder is trained on all of them, so the
+embedding space is shared across slices without aligning them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from anndata import AnnData
+
+from tissuegraph.errors import InputError
+from tissuegraph.gr.spatial import slice_groups
+from tissuegraph.im.byol import DEFAULT_EPOCHS, PatchEncoder, embed_patches, train_byol
+from tissuegraph.im.filter import default_window, stain_filter
+from tissuegraph.im.patches import ImageInput, resolve_library, spot_patches, stored_image
+
+
+def _slices(adata: AnnData, library_id: str | None) -> list[tuple[np.ndarray, str | None, str | None]]:
+    """Rows, uns['spatial'] library and name of each slice (several when obs['batch'] holds several values)."""
+    groups = slice_groups(adata, "batch")
+    if len(groups) == 1:
+        return [(groups[0], library_id, None)]
+    if library_id is not None:
+        raise InputError(
+            f"library_id={library_id!r} names one library but obs['batch'] holds {len(groups)} slices; leave it out: "
+            "each slice's library in uns['spatial'] is named by its obs['batch'] value"
+        )
+    batch = adata.obs["batch"].astype(str).to_numpy()
+    return [(rows, batch[rows[0]], batch[rows[0]]) for rows in groups]
+
+
+def has_image(adata: AnnData) -> bool:
+    """Whether image mode can run without an image argument: obsm['X_image'] exists or every slice has a stored
+    slide image ('hires' or 'lowres' with its scale factor)."""
+    if "X_image" in adata.obsm:
+        return True
+    try:
+        for _, library, _ in _slices(adata, None):
+            stored_image(adata, resolve_library(adata, library))
+    except InputError:
+        return False
+    return True
+
+
+def _reduce(embedding: np.ndarray, n_comps: int) -> np.ndarray:
+    """Standardise each feature, then PCA to n_comps (capped by the numerical rank); signs fixed for determinism."""
+    centred = embedding.astype(np.float64) - embedding.mean(axis=0)
+    std = centred.std(axis=0)
+    centred /= np.where(std > 0, std, 1.0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    rank = int((s > s[0] * 1e-6).sum()) if s.size and s[0] > 0 else 0
+    k = max(1, min(n_comps, rank))
+    signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
+    return (u[:, :k] * (s[:k] * signs)).astype(np.float32)
+
+
+def image_features(
+    adata: AnnData,
+    *,
+    image: ImageInput | Mapping[str, ImageInput] | None = None,
+    library_id: str | None = None,
+    scale: float | None = None,
+    size_factor: float = 3.5,
+    out_px: int = 32,
+    filter_window: int | None = None,
+    use_filter: bool = True,
+    n_comps: int = 64,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | None = None,
+    encoder: PatchEncoder | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    key_added: str = "X_image",
+) -> AnnData:
+    """Patches -> stain filter -> BYOL encoder (or the given pre-fitted ``encoder``, no training) -> embedding ->
+    standardise -> PCA, into ``obsm[key_added]``; settings and seconds per stage go to uns['tissuegraph_image'].
+
+    ``image``, ``library_id`` and ``scale`` are as in ``spot_patches``; with several slices (obs['batch']) each
+    slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
+    fixes ``out_px`` to the size it was trained on. Every image is checked before training starts.
+    """
+    slices = _slices(adata, library_id)
+    if len(slices) > 1 and image is not None and not isinstance(image, Mapping):
+        raise InputError(
+            f"one image was given for {len(slices)} slices; pass a dict {{obs['batch'] value: image}} or leave image "
+            "out to use each slice's stored image"
+        )
+    if len(slices) == 1 and isinstance(image, Mapping):
+        raise InputError("image is a dict but the data holds one slice; pass the image itself")
+    if encoder is not None:
+        out_px = encoder.input_px
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    patches = np.empty((adata.n_obs, out_px, out_px, 3), dtype=np.float32)
+    for rows, library, name in slices:
+        picked = image
+        if isinstance(image, Mapping):
+            if name not in image:
+                raise InputError(f"image has no entry for slice {name!r}; give one image per obs['batch'] value")
+            picked = image[name]
+        part = adata if len(slices) == 1 else adata[rows]
+        patches[rows] = spot_patches(
+            part, image=picked, library_id=library, scale=scale, size_factor=size_factor, out_px=out_px
+        )
+    timings["patches_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    window = default_window(out_px) if filter_window is None else filter_window
+    patches = stain_filter(patches, window=window, enabled=use_filter)
+    timings["filter_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    losses: list[float] = []
+    trained = encoder is None
+    if encoder is None:
+        result = train_byol(patches, epochs=epochs, batch_size=batch_size, seed=seed, device=device, on_epoch=on_epoch)
+        encoder, losses = result.encoder, result.losses
+    timings["byol_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    embedding = embed_patches(encoder, patches, device=device)
+    timings["embed_s"] = time.perf_counter() - start
+
+    adata.obsm[key_added] = _reduce(embedding, n_comps)
+    adata.uns["tissuegraph_image"] = {
+        "key_added": key_added,
+        "size_factor": float(size_factor),
+        "out_px": int(out_px),
+        "use_filter": bool(use_filter),
+        "filter_window": int(window),
+        "n_comps": int(adata.obsm[key_added].shape[1]),
+        "encoder": "trained" if trained else "given",
+        "encoder_widths": list(encoder.widths),
+        "epochs": int(epochs) if trained else 0,
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "losses": np.asarray(losses, dtype=np.float64),
+        **{key: float(value) for key, value in timings.items()},
+    }
+    return adata

@@ -1,0 +1,20 @@
+"""One order for domain labels everywhere (tables, legends, palettes): digit runs compare by value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+
+
+def natural_key(label: object) -> tuple:
+    """Sort key that orders digit runs by value: '2' < '10', 'L2' < 'L10', '3.1' < '3.10'."""
+    parts = re.split(r"(\d+)", str(label))
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+
+
+def sorted_labels(labels: Iterable) -> list[str]:
+    """Distinct non-missing labels as strings, naturally sorted."""
+    unique = {str(label) for label in pd.Series(list(labels), dtype=object).dropna()}
+    return sorted(unique, key=natural_key)

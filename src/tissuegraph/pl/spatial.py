@@ -1,0 +1,184 @@
+"""Domains drawn on the tissue: over the H&E image when the slice has one, as a spot map otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from scipy.spatial import cKDTree
+
+from tissuegraph.errors import InputError
+from tissuegraph.labels import sorted_labels
+from tissuegraph.metrics.clustering import ari
+from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
+
+#: Image resolutions tried, best fit for a figure first, with the scale factor that maps coordinates onto each.
+_IMAGES = (("lowres", "tissue_lowres_scalef"), ("hires", "tissue_hires_scalef"))
+
+
+def slices(adata: AnnData, batch_key: str | None) -> list[tuple[str | None, np.ndarray]]:
+    """(slice name, row indices) per slice: category order of ``obs[batch_key]``, else order of appearance."""
+    if batch_key is None or batch_key not in adata.obs:
+        return [(None, np.arange(adata.n_obs))]
+    column = adata.obs[batch_key]
+    values = column.astype(str).to_numpy()
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        names = [str(c) for c in column.cat.categories if (values == str(c)).any()]
+    else:
+        names = list(pd.unique(values))
+    return [(name, np.flatnonzero(values == name)) for name in names]
+
+
+def tissue_image(adata: AnnData, name: str | None, n_slices: int) -> tuple[np.ndarray, float] | None:
+    """The slice's H&E image and the factor from ``obsm['spatial']`` to its pixels, or None when it has none.
+
+    The library is the one named like the slice (integrated results); a single slice also takes the only
+    library there is, whatever it is called.
+    """
+    libraries = adata.uns.get("spatial")
+    if not isinstance(libraries, Mapping) or not libraries:
+        return None
+    if name is not None and name in libraries:
+        library = libraries[name]
+    elif n_slices == 1 and len(libraries) == 1:
+        library = next(iter(libraries.values()))
+    else:
+        return None
+    images, scalefactors = library.get("images", {}), library.get("scalefactors", {})
+    for resolution, factor in _IMAGES:
+        if resolution in images and factor in scalefactors:
+            return np.asarray(images[resolution]), float(scalefactors[factor])
+    return None
+
+
+def default_spot_size(xy: np.ndarray, panel_inches: float) -> float:
+    """Marker area (points^2) at which neighbouring spots about touch in a panel ``panel_inches`` wide."""
+    if xy.shape[0] < 2:
+        return 30.0
+    spacing = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
+    extent = float(np.ptp(xy, axis=0).max()) + 2 * spacing
+    if spacing <= 0 or extent <= 0:
+        return 10.0
+    diameter = spacing / extent * panel_inches * 72 * 0.85
+    return float(np.clip(diameter**2, 0.05, 200.0))
+
+
+def legend_handles(palette: Mapping[str, RGBA], names: list[str], missing: bool = False) -> list[Line2D]:
+    """One round marker per label (and one for unlabelled spots when there are some)."""
+    entries = [(name, palette[name]) for name in names] + ([("unannotated", MISSING_COLOUR)] if missing else [])
+    return [
+        Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor=colour, markeredgewidth=0, label=name)
+        for name, colour in entries
+    ]
+
+
+def draw_tissue(
+    ax: Axes,
+    coords: np.ndarray,
+    colours: np.ndarray,
+    *,
+    background: tuple[np.ndarray, float] | None,
+    spot_size: float | None,
+    panel_inches: float,
+) -> None:
+    """Spots at their tissue position: image pixels over the image, else raw coordinates with y pointing down."""
+    xy = coords * background[1] if background is not None else coords
+    size = default_spot_size(xy, panel_inches) if spot_size is None else float(spot_size)
+    if background is not None:
+        ax.imshow(background[0])
+    ax.scatter(xy[:, 0], xy[:, 1], s=size, c=colours, marker="o", linewidths=0, rasterized=xy.shape[0] > 5000)
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    margin = 0.03 * float((high - low).max()) + np.sqrt(size) * 0.5
+    ax.set_xlim(low[0] - margin, high[0] + margin)
+    ax.set_ylim(high[1] + margin, low[1] - margin)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def domains(
+    adata: AnnData,
+    *,
+    key: str = "domain",
+    image: bool = True,
+    spot_size: float | None = None,
+    truth_key: str | None = "ground_truth",
+    batch_key: str = "batch",
+    panel_inches: float = 4.0,
+) -> Figure:
+    """Domains on the tissue, one panel per slice, with the ground truth beside each when it is annotated.
+
+    Over the slice's H&E image (``uns['spatial'][slice]``, spots placed with the image's scale factor) when
+    ``image`` and there is one; a spot map with equal axes and y pointing down (as in an image) otherwise.
+    Domain colours come from ``domain_palette`` (the same in every figure); ground-truth labels take the
+    colour of the domain they are matched to, so agreement shows as matching colours. ``spot_size`` is the
+    marker area in points^2; by default neighbouring spots about touch. Returns the figure (never shown).
+    """
+    if "spatial" not in adata.obsm:
+        raise InputError("obsm['spatial'] not found; the plot needs the spot coordinates")
+    palette = domain_palette(adata, key)
+    with_truth = (
+        truth_key is not None and truth_key != key and truth_key in adata.obs and adata.obs[truth_key].notna().any()
+    )
+    truth_colours = matched_palette(adata.obs[truth_key], adata.obs[key], palette) if with_truth else {}
+    groups = slices(adata, batch_key)
+    per_slice = 2 if with_truth else 1
+    slices_per_row = max(1, 4 // per_slice)
+    n_rows = -(-len(groups) // slices_per_row)
+    n_cols = per_slice * min(len(groups), slices_per_row)
+    legend_inches = 1.6
+    fig = Figure(figsize=(n_cols * (panel_inches + legend_inches), n_rows * panel_inches), layout="constrained")
+    grid = fig.add_gridspec(n_rows, n_cols)
+    coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+
+    for i, (name, rows) in enumerate(groups):
+        row, col = divmod(i, slices_per_row)
+        background = tissue_image(adata, name, len(groups)) if image else None
+        labels = adata.obs[key].iloc[rows]
+        prefix = "" if name is None else f"{name}: "
+        ax = fig.add_subplot(grid[row, col * per_slice])
+        draw_tissue(
+            ax,
+            coords[rows],
+            spot_colours(labels, palette),
+            background=background,
+            spot_size=spot_size,
+            panel_inches=panel_inches,
+        )
+        title = f"{prefix}{key}"
+        if with_truth and adata.obs[truth_key].iloc[rows].notna().any():
+            title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels.astype(str)):.2f})"
+        ax.set_title(title)
+        ax.legend(
+            handles=legend_handles(palette, sorted_labels(labels), missing=bool(labels.isna().any())),
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+            title=key,
+        )
+        if not with_truth:
+            continue
+        truth = adata.obs[truth_key].iloc[rows]
+        tax = fig.add_subplot(grid[row, col * per_slice + 1])
+        draw_tissue(
+            tax,
+            coords[rows],
+            spot_colours(truth, truth_colours),
+            background=background,
+            spot_size=spot_size,
+            panel_inches=panel_inches,
+        )
+        tax.set_title(f"{prefix}{truth_key}")
+        tax.legend(
+            handles=legend_handles(truth_colours, sorted_labels(truth), missing=bool(truth.isna().any())),
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+            title=truth_key,
+        )
+    return fig

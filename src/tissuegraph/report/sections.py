@@ -1,0 +1,175 @@
+"""The report's sections, each built from the result alone: (anchor, heading, HTML body)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from tissuegraph import metrics, pl
+from tissuegraph.errors import InputError
+from tissuegraph.pl.spatial import slices, tissue_image
+from tissuegraph.report.figures import png_uri
+from tissuegraph.report.html import esc, figure, note, table
+from tissuegraph.tl.markers import MARKERS_KEY, marker_store, marker_table, markers
+
+Section = tuple[str, str, str]
+
+#: Entries of ``uns['tissuegraph']`` shown in their own sections rather than in the run table.
+_SHOWN_ELSEWHERE = ("settings", "loss", "timings", "slices")
+#: Markers per domain in the tables (the dot plot shows the top 5).
+N_MARKERS = 8
+
+
+def plain(value: object) -> str:
+    """A stored setting as short text: h5ad turns lists into arrays and numbers into numpy scalars."""
+    if isinstance(value, np.ndarray):
+        return ", ".join(plain(item) for item in value.tolist())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(item) for item in value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _score(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def run_settings(run: Mapping) -> Section:
+    """What was run and with which knobs, so a result can be reproduced from its report."""
+    top = [(key, plain(value)) for key, value in run.items() if key not in _SHOWN_ELSEWHERE]
+    settings = run.get("settings", {})
+    body = '<div class="row">' + table(("run", "value"), top)
+    if isinstance(settings, Mapping) and settings:
+        body += table(("model setting", "value"), [(key, plain(value)) for key, value in settings.items()])
+    return "settings", "Run settings", body + "</div>"
+
+
+def data_summary(adata: AnnData) -> Section:
+    """Spots, genes and, per slice, how many spots, annotated spots and whether an H&E image came with it."""
+    groups = slices(adata, "batch")
+    truth = adata.obs["ground_truth"] if "ground_truth" in adata.obs else None
+    rows = []
+    for name, index in groups:
+        image = tissue_image(adata, name, len(groups)) is not None
+        annotated = "none" if truth is None else f"{int(truth.iloc[index].notna().sum()):,}"
+        rows.append((name or "(one slice)", f"{index.size:,}", annotated, "yes" if image else "no"))
+    facts = [
+        ("spots", f"{adata.n_obs:,}"),
+        ("genes", f"{adata.n_vars:,}"),
+        ("slices", f"{len(groups)}"),
+        ("domains", f"{adata.obs['domain'].nunique()}"),
+    ]
+    body = '<div class="row">' + table(("data", ""), facts, numeric=True)
+    body += table(("slice", "spots", "annotated spots", "H&E image"), rows, numeric=True) + "</div>"
+    return "data", "Data", body
+
+
+def domain_maps(adata: AnnData) -> Section:
+    """Domains on the tissue (over the H&E image where there is one), ground truth beside them when annotated.
+
+    One figure per slice, stacked, so every slice is drawn large enough to read however many there are;
+    ``obs['domain']`` is categorical, so a slice's view keeps every domain's colour.
+    """
+    groups = slices(adata, "batch")
+    caption = "Domains on the tissue"
+    if "ground_truth" in adata.obs:
+        caption += "; ground-truth regions take the colour of the domain they overlap most"
+    body = "".join(
+        figure(
+            png_uri(pl.domains(adata[rows], image=tissue_image(adata, name, len(groups)) is not None)),
+            f"spatial domains of slice {name}" if name else "spatial domains on the tissue",
+        )
+        for name, rows in groups
+    )
+    return "domains", "Spatial domains", body + note(caption + ".")
+
+
+def umap_plots(adata: AnnData) -> Section:
+    """The embedding by domain, and by slice when there are several (well mixed slices overlap)."""
+    several = len(slices(adata, "batch")) > 1
+    caption = "UMAP of obsm['X_tissuegraph'] coloured by domain" + (" and by slice." if several else ".")
+    seed = int(adata.uns["tissuegraph"].get("seed", 0))
+    return "umap", "UMAP", figure(png_uri(pl.umap(adata, seed=seed)), "UMAP of the embedding", caption)
+
+
+def scores(adata: AnnData) -> Section:
+    """Agreement with the annotation, or label-free quality without one; batch mixing for several slices."""
+    found = metrics.score(adata)
+    rows = []
+    if "ari" in found:
+        rows += [("ARI", _score(found["ari"]), "agreement with obs['ground_truth'], 1 = identical, 0 = chance")]
+        rows += [("NMI", _score(found["nmi"]), "shared information with obs['ground_truth'], 1 = identical")]
+    if "silhouette" in found:
+        rows += [("silhouette", _score(found["silhouette"]), "no annotation: domain separation, higher is better")]
+        rows += [("Davies-Bouldin", _score(found["davies_bouldin"]), "no annotation: lower is better")]
+    if "median_ilisi" in found:
+        n = len(slices(adata, "batch"))
+        rows += [("median iLISI", _score(found["median_ilisi"]), f"slice mixing, 1 = unmixed, {n} = fully mixed")]
+        rows += [("batch KL", _score(found["batch_kl"]), "slice mixing, 0 = fully mixed")]
+    body = table(("metric", "value", "meaning"), rows)
+    if "per_slice" in found:
+        per_slice = [(name, _score(s["ari"]), _score(s["nmi"])) for name, s in found["per_slice"].items()]
+        body += "<h3>Per slice</h3>" + table(("slice", "ARI", "NMI"), per_slice, numeric=True)
+    return "metrics", "Metrics", body
+
+
+def _marker_data(adata: AnnData) -> AnnData:
+    """Counts and domains with the domain markers: the stored ones, else computed now (and kept in ``adata``
+    when it stores no markers yet, so a second report is faster)."""
+    work = AnnData(X=adata.X, obs=adata.obs[["domain"]], var=pd.DataFrame(index=adata.var_names))
+    stored = adata.uns.get(MARKERS_KEY)
+    if isinstance(stored, Mapping) and str(stored["params"]["key"]) == "domain":
+        work.uns[MARKERS_KEY] = stored
+        return work
+    markers(work)
+    if MARKERS_KEY not in adata.uns:
+        adata.uns[MARKERS_KEY] = work.uns[MARKERS_KEY]
+    return work
+
+
+def marker_genes(adata: AnnData) -> Section:
+    """Dot plot of the top markers and, per domain, its best genes with fold change and adjusted p-value."""
+    try:
+        work = _marker_data(adata)
+    except InputError as error:  # e.g. every domain but one is a single spot: the rest of the report stands
+        return "markers", "Marker genes", note(f"no marker genes: {error}")
+    store = marker_store(work, "domain")
+    method = plain(store["params"]["method"])
+    body = figure(
+        png_uri(pl.marker_dotplot(work, n_genes=5)),
+        "dot plot of the top marker genes per domain",
+        f"Top 5 markers per domain ({method} test of each domain against all other spots).",
+    )
+    cards = []
+    for group in store["groups"]:
+        top = marker_table(work, str(group), n=N_MARKERS)
+        rows = [
+            (gene, f"{lfc:.2f}", f"{p:.1e}", f"{pct:.0%}")
+            for gene, lfc, p, pct in top[["gene", "logfoldchange", "pvals_adj", "pct_in"]].itertuples(index=False)
+        ]
+        cards.append(
+            f"<div><h3>domain {esc(group)}</h3>{table(('gene', 'logFC', 'adj. p', 'in'), rows, numeric=True)}</div>"
+        )
+    body += note(f"Top {N_MARKERS} per domain; logFC: log2 fold change; in: share of the domain's spots expressing it.")
+    return "markers", "Marker genes", body + f'<div class="cards">{"".join(cards)}</div>'
+
+
+def training(run: Mapping, adata: AnnData) -> Section:
+    """The loss curve (did it converge?) and where the time went."""
+    timings = run.get("timings", {})
+    rows = [(str(step).removesuffix("_s"), f"{float(seconds):.1f}") for step, seconds in timings.items()]
+    total = sum(float(seconds) for seconds in timings.values())
+    body = '<div class="row">' + figure(png_uri(pl.loss_curve(adata)), "training loss per epoch")
+    if rows:
+        body += (
+            "<div><h3>Timings</h3>"
+            + table(("step", "seconds"), [*rows, ("total", f"{total:.1f}")], numeric=True, total=True)
+            + "</div>"
+        )
+    return "training", "Training", body + "</div>"

@@ -1,0 +1,232 @@
+"""Image features: patch geometry against hand-computed crops, the stain filter's spectrum, BYOL on real patches."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from tissuegraph.errors import InputError
+from tissuegraph.im import (
+    embed_patches,
+    has_image,
+    image_features,
+    load_encoder,
+    save_encoder,
+    spot_patches,
+    stain_filter,
+    train_byol,
+)
+from tissuegraph.im import features as features_module
+from tissuegraph.im import patches as patches_module
+
+SCALE = 0.5  # image pixels per coordinate unit
+DIAMETER = 4.0  # coordinate units: 3.5 x 4 x 0.5 = 7 px patches
+
+
+def _ramp_image(height: int = 60, width: int = 80) -> np.ndarray:
+    """uint8 image whose red channel is the row and green channel the column, so a patch shows where it came from."""
+    rows, cols = np.mgrid[:height, :width]
+    return np.stack([rows, cols, np.full_like(rows, 7)], axis=-1).astype(np.uint8)
+
+
+def _slide(image: np.ndarray, rows_cols: list[tuple[float, float]], **scalefactors: float) -> ad.AnnData:
+    """A slice whose spots sit at the given image (row, col) positions, with the image stored as 'lowres'."""
+    rc = np.asarray(rows_cols, dtype=float)
+    adata = ad.AnnData(X=np.ones((len(rc), 2), dtype=np.float32))
+    adata.obsm["spatial"] = rc[:, ::-1] / SCALE  # x, y in full-resolution units
+    factors = {"tissue_lowres_scalef": SCALE, "spot_diameter_fullres": DIAMETER, **scalefactors}
+    adata.uns["spatial"] = {"lib": {"images": {"lowres": image}, "scalefactors": factors}}
+    return adata
+
+
+SPOTS = [(20.0, 30.0), (33.0, 50.0), (2.0, 78.0), (45.0, 12.0)]  # the third sits at the top-right corner
+
+
+def test_patches_match_hand_computed_crops_with_edge_padding() -> None:
+    image = _ramp_image()
+    patches = spot_patches(_slide(image, SPOTS), out_px=7)
+    assert patches.shape == (4, 7, 7, 3) and patches.dtype == np.float32
+    pixels = np.rint(patches * 255).astype(int)
+    for patch, (row, col) in zip(pixels, SPOTS, strict=True):
+        expected_rows = np.clip(np.arange(row - 3, row + 4), 0, 59).astype(int)
+        expected_cols = np.clip(np.arange(col - 3, col + 4), 0, 79).astype(int)
+        np.testing.assert_array_equal(patch[:, :, 0], np.repeat(expected_rows[:, None], 7, axis=1))
+        np.testing.assert_array_equal(patch[:, :, 1], np.repeat(expected_cols[None, :], 7, axis=0))
+        assert patch[3, 3, 0] == row and patch[3, 3, 1] == col
+    corner = pixels[2]
+    assert (corner[0, :, 0] == 0).all() and (corner[1, :, 0] == 0).all()  # rows -1 repeats the edge row 0
+    assert (corner[:, -3:, 1] == 79).all()  # columns 79..81 repeat the edge column 79
+
+
+def test_resampled_patches_keep_their_centre() -> None:
+    patches = spot_patches(_slide(_ramp_image().astype(np.float32) / 255, SPOTS), out_px=32)
+    assert patches.shape == (4, 32, 32, 3)
+    for patch, (row, col) in zip(patches[[0, 1, 3]], [SPOTS[0], SPOTS[1], SPOTS[3]], strict=True):
+        assert patch[..., 0].mean() * 255 == pytest.approx(row, abs=1e-3)
+        assert patch[..., 1].mean() * 255 == pytest.approx(col, abs=1e-3)
+
+
+def test_diameter_falls_back_to_nearest_neighbour_distance() -> None:
+    grid = [(20.0 + 2 * i, 30.0 + 2 * j) for i in range(3) for j in range(3)]  # 2 px = 4 units apart
+    with_factor = spot_patches(_slide(_ramp_image(), grid), out_px=7)
+    adata = _slide(_ramp_image(), grid)
+    del adata.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"]
+    np.testing.assert_array_equal(spot_patches(adata, out_px=7), with_factor)
+
+
+def test_wrong_scale_factor_fails_before_training(monkeypatch) -> None:
+    adata = _slide(_ramp_image(), SPOTS, tissue_lowres_scalef=SCALE * 10)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the image was checked")
+
+    monkeypatch.setattr(features_module, "train_byol", no_training)
+    with pytest.raises(InputError, match="tissue_lowres_scalef.*= 5.*80 wide and 60 high"):
+        image_features(adata)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.uns.pop("spatial"), "there is no image"),
+        (lambda a: a.uns["spatial"].update(other=a.uns["spatial"]["lib"]), "several libraries"),
+        (lambda a: a.uns["spatial"]["lib"]["images"].update(lowres=np.zeros((60, 80, 2))), "H x W"),
+        (lambda a: a.uns["spatial"]["lib"]["images"].update(lowres=np.full((60, 80, 3), 255.0)), "divide by 255"),
+    ],
+)
+def test_unusable_images_are_refused(change, message: str) -> None:
+    adata = _slide(_ramp_image(), SPOTS)
+    change(adata)
+    with pytest.raises(InputError, match=message):
+        spot_patches(adata)
+
+
+def test_unknown_library_is_named_and_no_image_means_no_image_mode() -> None:
+    adata = _slide(_ramp_image(), SPOTS)
+    with pytest.raises(InputError, match="'nope' is not in uns"):
+        spot_patches(adata, library_id="nope")
+    assert has_image(adata)
+    del adata.uns["spatial"]
+    assert not has_image(adata)
+
+
+def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
+    image = _ramp_image()
+    adata = _slide(image, SPOTS)
+    expected = spot_patches(adata, image=image, scale=SCALE, out_px=16)
+    Image.fromarray(image).save(tmp_path / "slide.png")
+    tifffile.imwrite(tmp_path / "slide.tif", image, tile=(16, 16), compression="zlib")
+    tifffile.imwrite(tmp_path / "planar.tiff", np.moveaxis(image, -1, 0), photometric="rgb", planarconfig="separate")
+    monkeypatch.setattr(patches_module, "_BAND_BYTES", 80 * 3 * 12)  # 12-row bands: several windows per file
+    for name in ("slide.png", "slide.tif", "planar.tiff"):
+        got = spot_patches(adata, image=tmp_path / name, scale=SCALE, out_px=16)
+        np.testing.assert_array_equal(got, expected)
+    rgba = np.concatenate([image, np.full_like(image[..., :1], 255)], axis=-1)
+    np.testing.assert_array_equal(spot_patches(adata, image=rgba, scale=SCALE, out_px=16), expected)
+    grey = spot_patches(adata, image=image[..., 0], scale=SCALE, out_px=16)
+    np.testing.assert_array_equal(grey, np.repeat(expected[..., :1], 3, axis=-1))
+    with pytest.raises(InputError, match="default scale.*full resolution"):
+        spot_patches(adata, image=tmp_path / "slide.tif")
+
+
+def _sinusoids(low: int, high: int, size: int = 32) -> np.ndarray:
+    rows, cols = np.mgrid[:size, :size] / size
+    plane = 0.5 + 0.2 * np.sin(2 * np.pi * low * cols) + 0.2 * np.sin(2 * np.pi * high * rows)
+    return np.repeat(plane[None, :, :, None], 3, axis=-1).astype(np.float32)
+
+
+def test_filter_keeps_low_and_removes_high_frequencies() -> None:
+    patches = _sinusoids(low=2, high=12)
+    filtered = stain_filter(patches)  # default window 17: up to 8 cycles per patch
+    before, after = (np.abs(np.fft.fft2(p[0, :, :, 0] - p[0, :, :, 0].mean())) ** 2 for p in (patches, filtered))
+    assert after[0, 2] / before[0, 2] > 0.5
+    assert after[12, 0] / before[12, 0] < 1e-4
+    assert stain_filter(patches, enabled=False) is patches
+    narrow = stain_filter(patches, window=3)  # keeps only 1 cycle per patch: the low sinusoid goes too
+    assert np.abs(np.fft.fft2(narrow[0, :, :, 0]))[0, 2] ** 2 / before[0, 2] < 1e-3
+
+
+@pytest.fixture(scope="module")
+def real_patches(dlpfc_151673) -> np.ndarray:
+    return stain_filter(spot_patches(dlpfc_151673[:512]))
+
+
+def test_byol_learns_and_is_reproducible(real_patches, tmp_path) -> None:
+    first = train_byol(real_patches, epochs=3, batch_size=128, seed=0)
+    second = train_byol(real_patches, epochs=3, batch_size=128, seed=0)
+    assert first.losses[-1] < first.losses[0]
+    embedding = embed_patches(first.encoder, real_patches)
+    assert embedding.shape == (512, first.encoder.dim) and np.isfinite(embedding).all()
+    np.testing.assert_array_equal(embed_patches(second.encoder, real_patches), embedding)
+    save_encoder(first.encoder, tmp_path / "encoder.pt")
+    np.testing.assert_array_equal(embed_patches(load_encoder(tmp_path / "encoder.pt"), real_patches), embedding)
+    with pytest.raises(InputError, match="out_px=32"):
+        embed_patches(first.encoder, real_patches[:, :16, :16])
+
+
+def test_image_features_on_a_real_subset(dlpfc_151673) -> None:
+    adata = dlpfc_151673[:300].copy()
+    assert has_image(adata)
+    seen: list[int] = []
+    image_features(adata, n_comps=16, epochs=2, on_epoch=lambda epoch, loss: seen.append(epoch))
+    assert adata.obsm["X_image"].shape == (300, 16) and np.isfinite(adata.obsm["X_image"]).all()
+    record = adata.uns["tissuegraph_image"]
+    assert seen == [0, 1] and record["encoder"] == "trained" and record["patches_s"] >= 0
+    encoder = train_byol(stain_filter(spot_patches(adata)), epochs=1, seed=1).encoder
+    image_features(adata, encoder=encoder, key_added="X_reused")
+    assert adata.obsm["X_reused"].shape[0] == 300 and adata.uns["tissuegraph_image"]["encoder"] == "given"
+
+
+def test_several_slices_take_their_own_images() -> None:
+    image = _ramp_image()
+    first = _slide(image, SPOTS)
+    second = _slide(255 - image, SPOTS)
+    first.uns["spatial"] = {"a": first.uns["spatial"]["lib"]}
+    second.uns["spatial"] = {"b": second.uns["spatial"]["lib"]}
+    joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-", uns_merge="unique")
+    assert has_image(joined)
+    image_features(joined, out_px=8, epochs=1, n_comps=4)
+    assert joined.obsm["X_image"].shape == (8, 4)
+    with pytest.raises(InputError, match="one image was given for 2 slices"):
+        image_features(joined, image=image)
+
+
+@pytest.mark.realdata
+def test_domains_image_mode_uses_the_histology(dlpfc_151673) -> None:
+    """Image mode end to end on a real slice: edge drops from image distances, pseudo-label negatives removed."""
+    from tissuegraph import tl
+
+    part = dlpfc_151673[dlpfc_151673.obsm["spatial"][:, 1] < np.median(dlpfc_151673.obsm["spatial"][:, 1])].copy()
+    image_features(part, epochs=1, seed=0)
+    features = part.obsm["X_image"].copy()
+    tl.domains(part, 5, epochs=5, seed=0)  # image=None: the slide has an image, so image mode
+    assert part.uns["tissuegraph"]["mode"] == "image"
+    np.testing.assert_array_equal(part.obsm["X_image"], features)  # reused, not recomputed
+    gene = tl.domains(part.copy(), 5, epochs=5, seed=0, image=False)
+    assert gene.uns["tissuegraph"]["mode"] == "gene"
+    assert not np.allclose(gene.obsm["X_tissuegraph"], part.obsm["X_tissuegraph"])
+    tl.image_domains(part, 4, seed=0)
+    assert part.obs["image_domain"].nunique() == 4
+
+
+@pytest.mark.realdata
+def test_integrate_image_mode_takes_each_slice_from_its_own_image(dlpfc_151673, monkeypatch) -> None:
+    import functools
+    import importlib
+
+    from tissuegraph import tl
+
+    integrate_module = importlib.import_module("tissuegraph.tl.integrate")  # the module, not tl.integrate()
+
+    monkeypatch.setattr(integrate_module, "image_features", functools.partial(image_features, epochs=1))
+    y = dlpfc_151673.obsm["spatial"][:, 1]
+    top, bottom = dlpfc_151673[y < np.quantile(y, 0.3)].copy(), dlpfc_151673[y > np.quantile(y, 0.7)].copy()
+    joint = tl.integrate([top, bottom], 4, names=["top", "bottom"], image=True, epochs=3)
+    assert sorted(joint.uns["spatial"]) == ["bottom", "top"]
+    assert joint.uns["tissuegraph"]["mode"] == "image"
+    assert joint.obsm["X_image"].shape[0] == joint.n_obs and np.isfinite(joint.obsm["X_image"]).all()
+    with pytest.raises(InputError, match="no image mode"):
+        tl.integrate([top, bottom], 4, names=["top", "bottom"], method="staligner", image=True)

@@ -1,0 +1,126 @@
+"""Marker genes per domain and sub-domains: planted markers found, statistics sane, real white-matter markers."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from tissuegraph import pl
+from tissuegraph.errors import InputError
+from tissuegraph.metrics import ari
+from tissuegraph.tl.markers import MARKERS_KEY, SUBDOMAIN_MARKERS_KEY, marker_table, markers, subdomains
+
+WHITE_MATTER = {"MBP", "PLP1", "MOBP", "MAG", "CNP", "TF", "CLDN11", "GFAP"}
+
+
+def planted(n_per_domain: int = 60, seed: int = 0) -> ad.AnnData:
+    """Domains 0, 1, 2 marked by genes g0, g1, g2; domain 1 holds two halves marked by h0 / h1 and apart in
+    the embedding; some spots have no ground truth."""
+    rng = np.random.default_rng(seed)
+    domain = np.repeat(np.arange(3), n_per_domain)
+    n = domain.size
+    half = np.zeros(n, dtype=int)
+    half[(domain == 1) & (np.arange(n) % 2 == 1)] = 1
+    names = ["g0", "g1", "g2", "h0", "h1"] + [f"n{j}" for j in range(15)]
+    counts = rng.poisson(2.0, (n, len(names))).astype(np.float32)
+    counts[np.arange(n), domain] += rng.poisson(25.0, n)
+    inside = domain == 1
+    counts[inside, 3 + half[inside]] += rng.poisson(25.0, int(inside.sum()))
+    adata = ad.AnnData(X=sparse.csr_matrix(counts))
+    adata.obs_names = [f"s{i}" for i in range(n)]
+    adata.var_names = names
+    adata.obs["domain"] = pd.Categorical([str(d) for d in domain], categories=["0", "1", "2"])
+    truth = pd.Series([f"T{d}" for d in domain], index=adata.obs_names, dtype=object)
+    truth[rng.random(n) < 0.1] = np.nan
+    adata.obs["ground_truth"] = truth
+    embedding = rng.normal(0, 0.2, (n, 6)) + 3.0 * np.eye(6)[domain]
+    embedding[inside, 5] += np.where(half[inside] == 1, 2.0, -2.0)
+    adata.obsm["X_tissuegraph"] = embedding.astype(np.float32)
+    adata.obsm["spatial"] = rng.random((n, 2))
+    adata.uns["half"] = half
+    return adata
+
+
+def test_markers_find_the_planted_genes_with_sane_statistics_and_keep_x(tmp_path) -> None:
+    adata = planted()
+    before = adata.X.copy()
+    markers(adata, n_genes=8)
+    assert (adata.X != before).nnz == 0
+    store = adata.uns[MARKERS_KEY]
+    assert store["params"]["key"] == "domain" and list(store["groups"]) == ["0", "1", "2"]
+    for d in "012":
+        table = marker_table(adata, d, 5)
+        assert list(table.columns) == ["gene", "score", "logfoldchange", "pvals_adj", "pct_in", "pct_out"]
+        assert len(table) == 5 and table["gene"].iloc[0] == f"g{d}"
+        top = table.iloc[0]
+        assert top["logfoldchange"] > 1 and top["pvals_adj"] < 1e-6 and top["pct_in"] >= top["pct_out"]
+        assert ((table["pvals_adj"] >= 0) & (table["pvals_adj"] <= 1)).all()
+        assert table["score"].is_monotonic_decreasing
+    path = tmp_path / "markers.h5ad"
+    adata.write_h5ad(path)
+    pd.testing.assert_frame_equal(marker_table(ad.read_h5ad(path), "1", 8), marker_table(adata, "1", 8))
+
+
+def test_spots_without_a_label_are_left_out_and_bad_requests_are_refused() -> None:
+    adata = planted()
+    markers(adata, key="ground_truth", n_genes=3)
+    assert list(adata.uns[MARKERS_KEY]["groups"]) == ["T0", "T1", "T2"]
+    assert marker_table(adata, "T2", 1)["gene"].iloc[0] == "g2"
+    with pytest.raises(InputError, match="celltype"):
+        markers(adata, key="celltype")
+    with pytest.raises(InputError, match="unknown marker method"):
+        markers(adata, method="logreg")
+    with pytest.raises(InputError, match="markers exist for"):
+        marker_table(adata, "7")
+
+
+@pytest.mark.realdata
+def test_white_matter_markers_on_dlpfc(dlpfc_151673) -> None:
+    adata = dlpfc_151673[dlpfc_151673.obs["ground_truth"].notna()].copy()
+    markers(adata, key="ground_truth", n_genes=20)
+    table = marker_table(adata, "WM", 20)
+    significant = set(table.loc[table["pvals_adj"] < 0.05, "gene"])
+    assert len(significant & WHITE_MATTER) >= 2, table
+    assert (table["logfoldchange"] > 0).all()
+    records = adata.uns[MARKERS_KEY]["records"]
+    assert ((records["pvals_adj"] >= 0) & (records["pvals_adj"] <= 1)).all()
+    assert ((records["pct_in"] >= 0) & (records["pct_in"] <= 1)).all()
+
+
+def test_subdomains_split_one_domain_and_find_what_tells_the_parts_apart() -> None:
+    adata = planted()
+    markers(adata, n_genes=5)
+    subdomains(adata, "1", 2, n_genes=5)
+    labels = adata.obs["subdomain"].astype(str).to_numpy()
+    inside = (adata.obs["domain"] == "1").to_numpy()
+    assert set(labels[inside]) == {"1.0", "1.1"}
+    np.testing.assert_array_equal(labels[~inside], adata.obs["domain"].astype(str).to_numpy()[~inside])
+    assert ari(adata.uns["half"][inside], labels[inside]) == 1.0
+    store = adata.uns[SUBDOMAIN_MARKERS_KEY]
+    assert store["params"]["domain"] == "1" and list(store["groups"]) == ["1.0", "1.1"]
+    for sub in ("1.0", "1.1"):
+        half = adata.uns["half"][inside][labels[inside] == sub][0]
+        assert marker_table(adata, sub, 1)["gene"].iloc[0] == f"h{half}"
+    assert marker_table(adata, "1", 1)["gene"].iloc[0] == "g1"  # the domain markers are kept
+    ax = pl.marker_dotplot(adata, key="subdomain", n_genes=1).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1.0", "1.1"]
+
+
+@pytest.mark.parametrize(
+    ("domain", "n", "kwargs", "message"),
+    [
+        ("9", 2, {}, "domain '9' not found"),
+        ("1", 2, {"key": "region"}, "obs\\['region'\\] not found"),
+        ("1", 1, {}, "at least 2"),
+        ("1", 61, {}, "only 60 spots"),
+        ("1", 2, {"use_rep": "X_other"}, "obsm\\['X_other'\\] not found"),
+    ],
+)
+def test_subdomain_requests_that_cannot_work_are_refused(domain: str, n: int, kwargs: dict, message: str) -> None:
+    adata = planted()
+    with pytest.raises(InputError, match=message):
+        subdomains(adata, domain, n, **kwargs)
+    assert "subdomain" not in adata.obs

@@ -1,0 +1,42 @@
+"""Mutual nearest neighbours on small point sets whose answer is known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tissuegraph.gr.mnn import mutual_nearest_neighbors, nearest_mnn_partner
+
+
+def test_mnn_pairs_on_a_line() -> None:
+    x = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+    y = np.array([[0.5, 0.0], [10.5, 0.0], [100.0, 0.0]])
+    # k = 1: x0<->y0 and x1<->y1 are mutual; y2's nearest x is x2, but x2's nearest y is y1
+    np.testing.assert_array_equal(mutual_nearest_neighbors(x, y, 1), [[0, 0], [1, 1]])
+    # k = 2 adds x2<->y1 (y1's two nearest x are x1, x2) and x1<->y0 (y0's two nearest are x0, x1)
+    np.testing.assert_array_equal(mutual_nearest_neighbors(x, y, 2), [[0, 0], [1, 0], [1, 1], [2, 1]])
+
+
+def test_nearest_partner_keeps_the_closest_mutual_match() -> None:
+    x = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+    y = np.array([[0.5, 0.0], [10.5, 0.0], [100.0, 0.0]])
+    np.testing.assert_array_equal(nearest_mnn_partner(x, y, 2), [[0, 0], [1, 1], [2, 1]])
+
+
+def test_shuffled_copy_is_matched_to_itself() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    order = rng.permutation(200)
+    pairs = nearest_mnn_partner(x, x[order] + 1e-6, 10)
+    assert len(pairs) == 200
+    np.testing.assert_array_equal(order[pairs[:, 1]], pairs[:, 0])
+
+
+def test_k_larger_than_a_set_and_empty_sets_do_not_crash() -> None:
+    x = np.random.default_rng(1).normal(size=(50, 3))
+    small = x[:4] + 0.01
+    pairs = mutual_nearest_neighbors(x, small, 30)
+    assert len(pairs) > 0 and pairs[:, 1].max() < 4
+    assert mutual_nearest_neighbors(x, np.empty((0, 3)), 5).shape == (0, 2)
+    with pytest.raises(ValueError, match="k must be"):
+        mutual_nearest_neighbors(x, small, 0)

@@ -1,0 +1,199 @@
+"""Plots check what is drawn: panels, images, legends, the colour of every spot, matched truth colours."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from tissuegraph import pl
+from tissuegraph.errors import InputError
+from tissuegraph.pl import embedding
+from tissuegraph.pl.palette import MISSING_COLOUR, colour_sequence, domain_palette, match_labels, matched_palette
+from tissuegraph.tl.markers import marker_table, markers
+
+#: Ground-truth names of the synthetic domains: a permutation, so truth order differs from domain order.
+TRUTH_OF = {"0": "WM", "1": "L1", "2": "L2"}
+SCALE = 0.1
+
+
+def _slice(name: str, rng: np.random.Generator, side: int = 12) -> ad.AnnData:
+    """A side x side grid in three horizontal bands (domains 0, 1, 2), domain d marked by gene g<d>."""
+    xx, yy = np.meshgrid(np.arange(side), np.arange(side))
+    coords = np.c_[xx.ravel(), yy.ravel()].astype(np.float64) * 100.0
+    domain = np.minimum(yy.ravel() * 3 // side, 2)
+    counts = rng.poisson(2.0, (side * side, 12)).astype(np.float32)
+    counts[np.arange(side * side), domain] += rng.poisson(30.0, side * side)
+    adata = ad.AnnData(X=sparse.csr_matrix(counts))
+    adata.obs_names = [f"spot{i}-{name}" for i in range(side * side)]
+    adata.var_names = [f"g{j}" for j in range(counts.shape[1])]
+    adata.obsm["spatial"] = coords
+    adata.obs["domain"] = [str(d) for d in domain]
+    truth = pd.Series([TRUTH_OF[str(d)] for d in domain], index=adata.obs_names, dtype=object)
+    truth[rng.random(side * side) < 0.1] = np.nan
+    adata.obs["ground_truth"] = truth
+    adata.obs["batch"] = name
+    return adata
+
+
+def two_slices(image_for: tuple[str, ...] = ("A",)) -> ad.AnnData:
+    """Two slices as tl.integrate writes them; an H&E image for the slices named in ``image_for``."""
+    rng = np.random.default_rng(0)
+    joint = ad.concat([_slice("A", rng), _slice("B", rng)])
+    joint.obs["batch"] = pd.Categorical(joint.obs["batch"], categories=["A", "B"])
+    joint.obs["domain"] = pd.Categorical(joint.obs["domain"].astype(str), categories=["0", "1", "2"])
+    joint.uns["spatial"] = {
+        name: {"images": {"lowres": rng.random((150, 150, 3))}, "scalefactors": {"tissue_lowres_scalef": SCALE}}
+        for name in image_for
+    }
+    codes = joint.obs["domain"].astype(int).to_numpy()
+    joint.obsm["X_tissuegraph"] = (rng.normal(0, 0.3, (joint.n_obs, 8)) + 3.0 * np.eye(8)[codes]).astype(np.float32)
+    joint.uns["tissuegraph"] = {"method": "staig", "loss": np.linspace(5.0, 1.0, 40).astype(np.float32)}
+    return joint
+
+
+def legend_texts(ax) -> list[str]:
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_two_slices_with_truth_give_four_panels_with_the_image_only_where_there_is_one() -> None:
+    joint = two_slices(image_for=("A",))
+    fig = pl.domains(joint)
+    assert len(fig.axes) == 4
+    assert [len(ax.images) for ax in fig.axes] == [1, 1, 0, 0]
+    assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["A", "A", "B", "B"]
+    assert "ground_truth" in fig.axes[1].get_title() and "domain" in fig.axes[0].get_title()
+
+
+def test_without_truth_or_image_one_plain_panel_per_slice() -> None:
+    joint = two_slices(image_for=("A", "B"))
+    fig = pl.domains(joint, truth_key=None, image=False)
+    assert len(fig.axes) == 2
+    assert all(len(ax.images) == 0 for ax in fig.axes)
+    for ax in fig.axes:
+        bottom, top = ax.get_ylim()
+        assert bottom > top, "y must point down, as in an image"
+        assert ax.get_aspect() == 1.0
+    del joint.obs["ground_truth"]
+    assert len(pl.domains(joint).axes) == 2
+
+
+def test_legends_list_the_domains_and_the_truth_labels() -> None:
+    fig = pl.domains(two_slices())
+    assert legend_texts(fig.axes[0]) == ["0", "1", "2"]
+    assert legend_texts(fig.axes[1]) == ["L1", "L2", "WM", "unannotated"]
+
+
+def test_every_spot_has_the_colour_of_its_domain_at_its_position() -> None:
+    joint = two_slices(image_for=("A",))
+    palette = domain_palette(joint)
+    fig = pl.domains(joint, truth_key=None)
+    for ax, name in zip(fig.axes, ["A", "B"], strict=True):
+        rows = np.flatnonzero(joint.obs["batch"] == name)
+        points = ax.collections[0]
+        expected = np.array([palette[d] for d in joint.obs["domain"].iloc[rows].astype(str)])
+        np.testing.assert_allclose(points.get_facecolors(), expected)
+        scale = SCALE if name == "A" else 1.0
+        np.testing.assert_allclose(points.get_offsets(), joint.obsm["spatial"][rows] * scale)
+
+
+def test_truth_labels_take_the_colour_of_their_matched_domain() -> None:
+    joint = two_slices()
+    palette = domain_palette(joint)
+    fig = pl.domains(joint)
+    domain_of = {truth: domain for domain, truth in TRUTH_OF.items()}
+    for ax, name in zip(fig.axes[1::2], ["A", "B"], strict=True):
+        truth = joint.obs["ground_truth"][joint.obs["batch"] == name]
+        expected = np.array([MISSING_COLOUR if pd.isna(t) else palette[domain_of[t]] for t in truth])
+        np.testing.assert_allclose(ax.collections[0].get_facecolors(), expected)
+
+
+def test_hungarian_matching_recovers_a_permutation_and_ignores_missing_truth() -> None:
+    rng = np.random.default_rng(1)
+    predicted = rng.integers(0, 4, 400).astype(str)
+    permutation = {"0": "c", "1": "a", "2": "d", "3": "b"}
+    truth = pd.Series([permutation[p] for p in predicted], dtype=object)
+    noisy = rng.random(400) < 0.1
+    truth[noisy] = rng.choice(list("abcd"), int(noisy.sum()))
+    truth[rng.random(400) < 0.2] = np.nan
+    assert match_labels(truth, predicted) == permutation
+
+    truth_with_extra = truth.copy()
+    truth_with_extra[:30] = "e"
+    palette = dict(zip(["0", "1", "2", "3"], colour_sequence(4), strict=True))
+    colours = matched_palette(truth_with_extra, predicted, palette)
+    assert all(colours[t] == palette[p] for p, t in match_labels(truth_with_extra, predicted).items())
+    assert colours["e"] not in palette.values()
+
+
+def test_palette_is_stable_across_subsets_and_sorted_naturally() -> None:
+    joint = two_slices()
+    whole = domain_palette(joint)
+    assert domain_palette(joint[joint.obs["batch"] == "B"]) == whole
+    labels = ad.AnnData(obs=pd.DataFrame({"domain": pd.Categorical(["10", "2", "1", "2"])}, index=list("abcd")))
+    palette = domain_palette(labels)
+    assert list(palette) == ["1", "2", "10"]
+    assert list(palette.values()) == colour_sequence(3)
+    many = colour_sequence(120)
+    assert len({tuple(np.round(c, 4)) for c in many}) == 120
+
+
+def test_umap_panels_cache_and_colours(monkeypatch) -> None:
+    joint = two_slices()
+    fig = pl.umap(joint)
+    assert [ax.get_title() for ax in fig.axes] == ["domain", "batch"]
+    assert joint.obsm["X_umap"].shape == (joint.n_obs, 2) and np.isfinite(joint.obsm["X_umap"]).all()
+    assert legend_texts(fig.axes[0]) == ["0", "1", "2"] and legend_texts(fig.axes[1]) == ["A", "B"]
+    domain_at = {tuple(row): d for row, d in zip(joint.obsm["X_umap"], joint.obs["domain"].astype(str), strict=True)}
+    palette = domain_palette(joint)
+    points = fig.axes[0].collections[0]
+    expected = [palette[domain_at[tuple(xy)]] for xy in np.asarray(points.get_offsets(), dtype=np.float32)]
+    np.testing.assert_allclose(points.get_facecolors(), expected)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("UMAP recomputed although cached")
+
+    cached = joint.obsm["X_umap"].copy()
+    monkeypatch.setattr(embedding, "compute_umap", fail)
+    assert len(pl.umap(joint, color="domain").axes) == 1
+    np.testing.assert_array_equal(joint.obsm["X_umap"], cached)
+    calls = []
+    monkeypatch.setattr(embedding, "compute_umap", lambda x, seed: calls.append(seed) or np.zeros((x.shape[0], 2)))
+    pl.umap(joint, seed=3)
+    assert calls == [3]
+
+    single = joint[joint.obs["batch"] == "A"].copy()
+    assert [ax.get_title() for ax in pl.umap(single).axes] == ["domain"]
+    with pytest.raises(InputError, match="not found"):
+        pl.umap(joint, color=("domain", "celltype"))
+
+
+def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> None:
+    joint = two_slices()
+    markers(joint, n_genes=10)
+    fig = pl.marker_dotplot(joint, n_genes=2)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
+    genes = list(dict.fromkeys(g for d in "012" for g in marker_table(joint, d, 2)["gene"]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == genes
+    dots = ax.collections[0]
+    assert len(dots.get_offsets()) == 3 * len(genes)
+    means = np.asarray(dots.get_array()).reshape(3, len(genes))
+    for d in range(3):  # the planted marker of a domain is brightest in that domain
+        assert means[:, genes.index(f"g{d}")].argmax() == d
+    with pytest.raises(InputError, match="tl.markers"):
+        pl.marker_dotplot(joint, key="ground_truth")
+
+
+def test_loss_curve_draws_the_stored_loss() -> None:
+    joint = two_slices()
+    line = pl.loss_curve(joint).axes[0].lines[0]
+    np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 41))
+    np.testing.assert_allclose(line.get_ydata(), joint.uns["tissuegraph"]["loss"])
+    joint.uns["tissuegraph"] = {"method": "staligner", "loss": np.ones(10), "settings": {"pretrain_epochs": 6}}
+    assert len(pl.loss_curve(joint).axes[0].lines) == 2
+    del joint.uns["tissuegraph"]
+    with pytest.raises(InputError, match="tl.domains"):
+        pl.loss_curve(joint)

@@ -1,0 +1,158 @@
+"""The HTML report end to end: one self-contained file under 10 MB, checked in a real (headless) Chromium.
+
+The browser test needs Debian's Chromium (``apt-get install -y chromium``); Playwright only drives it and
+never downloads a browser. Without Chromium the browser tests are skipped with the reason shown.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tissuegraph import tl
+from tissuegraph.cli import main
+from tissuegraph.errors import InputError
+from tissuegraph.report import write_report
+
+from conftest import real_data
+
+SECTIONS = ("Run settings", "Data", "Spatial domains", "UMAP", "Metrics", "Marker genes", "Training")
+MAX_BYTES = 10_000_000
+STARMAP_SLICES = ("20180417_BZ5_control", "20180419_BZ9_control")
+
+
+def chromium() -> str:
+    """Debian's Chromium, or a skip that says how to install it."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.skip("Chromium not found: the browser test needs Debian's chromium (apt-get install -y chromium)")
+    return path
+
+
+def check_self_contained(html: Path) -> str:
+    """The report's text, after checking its size and that every src/href stays inside the file."""
+    assert html.stat().st_size < MAX_BYTES, f"{html} is {html.stat().st_size / 1e6:.1f} MB"
+    text = html.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text
+    references = re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)""", text)
+    assert references and all(ref.startswith(("data:", "#")) for ref in references), references[:5]
+    return text
+
+
+def check_in_browser(html: Path, screenshot_name: str, tmp_path: Path, n_images: int) -> None:
+    """Open the report in headless Chromium: no errors, no requests out, every image decoded, every section
+    heading shown; a full-page screenshot goes to tmp_path and /tmp for a person to look at."""
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(html.as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "images => images.map(img => [img.alt, img.complete, img.naturalWidth, img.naturalHeight])"
+            )
+            boxes = {}
+            for name in SECTIONS:
+                heading = page.get_by_role("heading", level=2, name=name, exact=True)
+                assert heading.count() == 1 and heading.is_visible(), name
+                boxes[name] = heading.bounding_box()
+            screenshot = tmp_path / f"{screenshot_name}.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    shutil.copy(screenshot, f"/tmp/tissuegraph_report_screenshot_{screenshot_name}.png")
+    assert not errors, errors
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    assert len(images) == n_images, images
+    for alt, complete, width, height in images:
+        assert complete and width > 0 and height > 0, f"image {alt!r} did not decode"
+    for name, box in boxes.items():
+        assert box is not None and box["width"] > 0 and box["height"] > 0, name
+    tops = [boxes[name]["y"] for name in SECTIONS]
+    assert tops == sorted(tops), "sections out of order"
+
+
+@pytest.fixture(scope="module")
+def dlpfc_result(dlpfc_151673) -> ad.AnnData:
+    """A real one-slice result in memory: H&E image in uns['spatial'], ground truth in obs."""
+    adata = dlpfc_151673.copy()
+    tl.domains(adata, 7, epochs=10, image=False)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def starmap_run(tmp_path_factory) -> tuple[Path, Path]:
+    """Two STARmap slices integrated on the command line with --report: (result .h5ad, report .html)."""
+    folder = tmp_path_factory.mktemp("starmap")
+    source = ad.read_h5ad(real_data("starmap_mpfc_3slices.h5ad"))
+    inputs = []
+    for name in STARMAP_SLICES:
+        inputs.append(str(folder / f"{name}.h5ad"))
+        source[source.obs["batch"] == name].copy().write_h5ad(inputs[-1])
+    out, html = folder / "joint.h5ad", folder / "joint.html"
+    argv = ["integrate", *inputs, "--n-domains", "4", "--epochs", "10", "--quiet", "--out", str(out)]
+    assert main([*argv, "--report", str(html)]) == 0
+    return out, html
+
+
+@pytest.mark.realdata
+def test_one_slice_report_renders_in_a_browser(dlpfc_result, tmp_path) -> None:
+    html = write_report(dlpfc_result, tmp_path / "151673.html")
+    assert html == tmp_path / "151673.html" and list(tmp_path.iterdir()) == [html]
+    text = check_self_contained(html)
+    assert "151673" in text and "ARI" in text and "NMI" in text and "median iLISI" not in text
+    # images: domains (over the H&E, truth beside), UMAP, marker dot plot, loss curve
+    check_in_browser(html, "dlpfc_151673", tmp_path, n_images=4)
+    assert "tissuegraph_markers" in dlpfc_result.uns and "X_umap" in dlpfc_result.obsm
+
+
+@pytest.mark.realdata
+def test_two_slice_report_from_the_cli_renders_in_a_browser(starmap_run, tmp_path) -> None:
+    out, html = starmap_run
+    text = check_self_contained(html)
+    for expected in (*STARMAP_SLICES, "Per slice", "median iLISI", "batch KL"):
+        assert expected in text, expected
+    # images: one domain figure per slice, UMAP, marker dot plot, loss curve
+    check_in_browser(html, "starmap_2slices", tmp_path, n_images=5)
+    again = tmp_path / "again.html"
+    assert main(["report", str(out), "--out", str(again)]) == 0
+    assert check_self_contained(again).count("<img") == 5
+
+
+@pytest.mark.realdata
+def test_unlabelled_result_gets_label_free_scores_and_every_text_escaped(starmap_run, tmp_path) -> None:
+    result = ad.read_h5ad(starmap_run[0])
+    del result.obs["ground_truth"]
+    result.obs["batch"] = result.obs["batch"].cat.rename_categories({STARMAP_SLICES[0]: "<i>slice</i> & co"})
+    text = check_self_contained(write_report(result, tmp_path / "r.html", title="<script>alert(1)</script>"))
+    assert "silhouette" in text and "Davies-Bouldin" in text and ">ARI<" not in text
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "<i>slice</i>" not in text and "&lt;i&gt;slice&lt;/i&gt; &amp; co" in text
+
+
+def test_input_that_is_not_a_result_is_refused_and_nothing_is_written(tmp_path) -> None:
+    plain = ad.AnnData(X=np.ones((10, 3), dtype=np.float32))
+    plain.obsm["spatial"] = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(InputError, match=r"not a tissuegraph result .*obs\['domain'\]"):
+        write_report(plain, tmp_path / "r.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_path_is_checked_before_any_work(tmp_path, capsys) -> None:
+    missing = str(tmp_path / "missing.h5ad")
+    argv = ["domains", missing, "--n-domains", "3", "--out", str(tmp_path / "r.h5ad"), "--report"]
+    assert main([*argv, str(tmp_path / "r.pdf")]) == 2
+    assert "--report must name an .html file" in capsys.readouterr().err
+    assert main(["report", missing, "--out", str(tmp_path / "r.txt")]) == 2
+    assert "--out must name an .html file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

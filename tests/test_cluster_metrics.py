@@ -75,3 +75,16 @@ def test_silhouette_and_davies_bouldin_rank_good_over_random(blobs) -> None:
     assert metrics.davies_bouldin(x, y) < metrics.davies_bouldin(x, rand)
     # subsampling beyond max_spots stays close to the full value
     assert metrics.silhouette(x, y, max_spots=400) == pytest.approx(metrics.silhouette(x, y), abs=0.05)
+
+
+def test_no_annotated_spot_gives_nan_and_label_free_scores() -> None:
+    import anndata as ad
+
+    labels = np.array([0, 0, 1, 1])
+    assert np.isnan(metrics.ari([np.nan] * 4, labels)) and np.isnan(metrics.nmi([np.nan] * 4, labels))
+    result = ad.AnnData(X=np.zeros((40, 2), dtype=np.float32))
+    result.obs["ground_truth"] = np.nan  # an annotation column with nothing in it, as in unlabelled files
+    result.obs["domain"] = np.repeat(["a", "b"], 20)
+    result.obsm["X_tissuegraph"] = np.random.default_rng(0).normal(size=(40, 3)) + np.repeat([[0], [5]], 20, axis=0)
+    scores = metrics.score(result)
+    assert "ari" not in scores and scores["silhouette"] > 0.5

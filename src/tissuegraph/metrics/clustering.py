@@ -17,13 +17,15 @@ def _annotated(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> t
 
 
 def ari(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
-    """Adjusted Rand index over annotated spots."""
-    return float(metrics.adjusted_rand_score(*_annotated(truth, pred)))
+    """Adjusted Rand index over annotated spots (NaN when no spot is annotated: there is nothing to agree with)."""
+    truth, pred = _annotated(truth, pred)
+    return float(metrics.adjusted_rand_score(truth, pred)) if truth.size else float("nan")
 
 
 def nmi(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
-    """Normalised mutual information (arithmetic mean) over annotated spots."""
-    return float(metrics.normalized_mutual_info_score(*_annotated(truth, pred)))
+    """Normalised mutual information (arithmetic mean) over annotated spots (NaN when none is annotated)."""
+    truth, pred = _annotated(truth, pred)
+    return float(metrics.normalized_mutual_info_score(truth, pred)) if truth.size else float("nan")
 
 
 def _subsample(x: np.ndarray, labels: np.ndarray, max_spots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

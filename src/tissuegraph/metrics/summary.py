@@ -24,7 +24,8 @@ def score(
     """
     predicted = adata.obs[domain_key].to_numpy()
     out: dict = {}
-    if truth_key in adata.obs:
+    labelled = truth_key in adata.obs and adata.obs[truth_key].notna().any()  # an all-NaN column is no annotation
+    if labelled:
         truth = adata.obs[truth_key].to_numpy()
         out["ari"], out["nmi"] = ari(truth, predicted), nmi(truth, predicted)
     elif use_rep in adata.obsm:
@@ -34,7 +35,7 @@ def score(
     if len(np.unique(batches.astype(str))) > 1 and use_rep in adata.obsm:
         out["median_ilisi"] = median_ilisi(adata.obsm[use_rep], batches)
         out["batch_kl"] = batch_kl(adata.obsm[use_rep], batches, seed=seed)
-        if truth_key in adata.obs:
+        if labelled:
             out["per_slice"] = per_slice_scores(adata.obs[truth_key].to_numpy(), predicted, batches)
     return out
 

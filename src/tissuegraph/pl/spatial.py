@@ -141,44 +141,28 @@ def domains(
         background = tissue_image(adata, name, len(groups)) if image else None
         labels = adata.obs[key].iloc[rows]
         prefix = "" if name is None else f"{name}: "
-        ax = fig.add_subplot(grid[row, col * per_slice])
-        draw_tissue(
-            ax,
-            coords[rows],
-            spot_colours(labels, palette),
-            background=background,
-            spot_size=spot_size,
-            panel_inches=panel_inches,
-        )
         title = f"{prefix}{key}"
         if with_truth and adata.obs[truth_key].iloc[rows].notna().any():
             title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels.astype(str)):.2f})"
-        ax.set_title(title)
-        ax.legend(
-            handles=legend_handles(palette, sorted_labels(labels), missing=bool(labels.isna().any())),
-            loc="center left",
-            bbox_to_anchor=(1.0, 0.5),
-            frameon=False,
-            title=key,
-        )
-        if not with_truth:
-            continue
-        truth = adata.obs[truth_key].iloc[rows]
-        tax = fig.add_subplot(grid[row, col * per_slice + 1])
-        draw_tissue(
-            tax,
-            coords[rows],
-            spot_colours(truth, truth_colours),
-            background=background,
-            spot_size=spot_size,
-            panel_inches=panel_inches,
-        )
-        tax.set_title(f"{prefix}{truth_key}")
-        tax.legend(
-            handles=legend_handles(truth_colours, sorted_labels(truth), missing=bool(truth.isna().any())),
-            loc="center left",
-            bbox_to_anchor=(1.0, 0.5),
-            frameon=False,
-            title=truth_key,
-        )
+        panels = [(labels, palette, title, key)]
+        if with_truth:
+            panels.append((adata.obs[truth_key].iloc[rows], truth_colours, f"{prefix}{truth_key}", truth_key))
+        for offset, (values, colours, panel_title, legend_title) in enumerate(panels):
+            ax = fig.add_subplot(grid[row, col * per_slice + offset])
+            draw_tissue(
+                ax,
+                coords[rows],
+                spot_colours(values, colours),
+                background=background,
+                spot_size=spot_size,
+                panel_inches=panel_inches,
+            )
+            ax.set_title(panel_title)
+            ax.legend(
+                handles=legend_handles(colours, sorted_labels(values), missing=bool(values.isna().any())),
+                loc="center left",
+                bbox_to_anchor=(1.0, 0.5),
+                frameon=False,
+                title=legend_title,
+            )
     return fig

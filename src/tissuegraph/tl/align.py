@@ -8,11 +8,11 @@ points, and a rotation plus translation (no reflection, no scaling, so tissue sh
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
 from tissuegraph.gr.mnn import nearest_mnn_partner
+from tissuegraph.gr.spatial import slice_groups
 
 MIN_PAIRS = 3
 
@@ -46,8 +46,8 @@ def _slices(adata: AnnData, batch_key: str) -> dict[str, np.ndarray]:
             f"obs['{batch_key}'] is missing, so the slices cannot be told apart; set batch_key= to the column "
             "naming each spot's slice."
         )
-    codes, names = pd.factorize(adata.obs[batch_key].astype(str), sort=False)
-    return {str(name): np.flatnonzero(codes == c) for c, name in enumerate(names)}
+    names = adata.obs[batch_key].astype(str).to_numpy()
+    return {names[rows[0]]: rows for rows in slice_groups(adata, batch_key)}
 
 
 def _landmarks(adata: AnnData, rows: np.ndarray, name: str, domain: str | None, domain_key: str) -> np.ndarray:

@@ -28,6 +28,13 @@ from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 METHODS = ("staig", "staligner")
 
 
+def _workspace(joint: AnnData, slices: np.ndarray) -> AnnData:
+    """Counts, slice codes and coordinates only: the methods' intermediate features never reach the result."""
+    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
+    work.obsm["spatial"] = joint.obsm["spatial"]
+    return work
+
+
 def _integrate_staig(
     joint: AnnData,
     slices: np.ndarray,
@@ -44,8 +51,7 @@ def _integrate_staig(
     n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
     mask = per_slice_hvgs(joint, n_top_genes, combine=genes)
     settings = StaigSettings.from_data(joint.n_obs, int(mask.sum()), n_top_genes=n_top_genes, **overrides)
-    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
-    work.obsm["spatial"] = joint.obsm["spatial"]
+    work = _workspace(joint, slices)
     pp.preprocess(work, genes=mask)
     timings["preprocess_s"] = time.perf_counter() - start
     if image:
@@ -78,8 +84,7 @@ def _integrate_staligner(
     start = time.perf_counter()
     settings = StalignerSettings.from_data(**overrides)
     mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
-    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
-    work.obsm["spatial"] = joint.obsm["spatial"]
+    work = _workspace(joint, slices)
     work.obsm["X_log"] = normalise_log(joint.X, mask)
     pp.pca(work, settings.n_pcs, use_rep="X_log", seed=seed)
     timings["preprocess_s"] = time.perf_counter() - start

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tissuegraph.nn import dense_neighbor_contrastive_loss, neighbor_contrastive_loss
-from tissuegraph.nn.contrastive import same_label_pairs
+from tissuegraph.nn.contrastive import same_label_blocks
 
 
 def _problem(n: int = 200, dim: int = 16, seed: int = 0):
@@ -87,14 +87,18 @@ def test_moment_expansion_respects_slices_and_refuses_sharp_temperatures() -> No
         neighbor_contrastive_loss(z1, z2, edges, 2.0, denominator="moments")
 
 
-def test_same_label_pairs_lists_every_ordered_pair_within_each_label() -> None:
+def test_same_label_blocks_hold_each_label_once_padded_to_a_power_of_two() -> None:
     labels = torch.tensor([2, 0, 2, 1, 0, 2, 5])
-    pairs = {tuple(p) for p in same_label_pairs(labels).t().tolist()}
-    assert pairs == {(1, 4), (4, 1), (0, 2), (0, 5), (2, 0), (2, 5), (5, 0), (5, 2)}
+    blocks = same_label_blocks(labels)
+    rows = sorted(tuple(sorted(i for i in row if i >= 0)) for block in blocks for row in block.tolist())
+    assert rows == [(0, 2, 5), (1, 4), (3,), (6,)]
+    assert sorted(block.shape[1] for block in blocks) == [1, 2, 4]
 
 
-@pytest.mark.parametrize(("tau", "denominator"), [(0.7, "exact"), (20.0, "exact"), (20.0, "moments")])
-def test_pseudo_label_negatives_removed_as_in_dense_reference(tau: float, denominator: str) -> None:
+@pytest.mark.parametrize(
+    ("tau", "denominator", "tile"), [(0.7, "exact", 16), (20.0, "exact", 16), (20.0, "moments", 16), (20.0, "exact", 2)]
+)
+def test_pseudo_label_negatives_removed_as_in_dense_reference(tau: float, denominator: str, tile: int) -> None:
     """Image mode: same-label nodes leave the denominator, per slice, without any N x N mask."""
     z1, z2, edges = _problem()
     slice_of = (torch.arange(200) >= 70).long()
@@ -103,7 +107,14 @@ def test_pseudo_label_negatives_removed_as_in_dense_reference(tau: float, denomi
     dense = dense_neighbor_contrastive_loss(z1, z2, edges, tau, groups=slice_of, pseudo_labels=pseudo)
     groups = [torch.nonzero(slice_of == s).ravel() for s in (0, 1)]
     tiled = neighbor_contrastive_loss(
-        z1, z2, edges, tau, groups=groups, denominator=denominator, tile_size=16, label_pairs=same_label_pairs(pseudo)
+        z1,
+        z2,
+        edges,
+        tau,
+        groups=groups,
+        denominator=denominator,
+        tile_size=tile,  # tile 2: same-label blocks are summed one anchor row at a time
+        label_blocks=same_label_blocks(pseudo),
     )
     rel = 1e-10 if denominator == "exact" else 1e-5
     assert tiled.item() == pytest.approx(dense.item(), rel=rel)

@@ -18,8 +18,8 @@ The denominator can be computed three ways (``denominator=``):
 
 With ``pseudo_labels`` (image mode: k-means labels of the spots' histology) nodes sharing the anchor's label
 are taken out of its denominator, so histologically similar spots are never pushed away. Their sums are
-computed exactly from the list of same-label pairs (sum over labels of size^2, about N^2 / K pairs for K labels,
-streamed in chunks) and subtracted: no N x N mask.
+computed exactly label by label as small dense blocks (sum over labels of size^2 work, about N^2 / K for K
+labels, in bounded chunks) and subtracted: no N x N mask.
 
 All exponents are shifted by 1 / tau (the largest possible similarity), which cancels in the ratio and keeps
 exp() from overflowing in float32.
@@ -117,30 +117,52 @@ def _sampled_denominators(
     return (scale * (uu + uv) - 1.0).clamp_min(floor), (scale * (vv + vu) - 1.0).clamp_min(floor)
 
 
-def same_label_pairs(labels: torch.Tensor) -> torch.Tensor:
-    """(2, P) ordered pairs (i, j), i != j, of nodes sharing a label: sum over labels of size * (size - 1) pairs."""
+def same_label_blocks(labels: torch.Tensor) -> list[torch.Tensor]:
+    """Members of each label as rows of padded index matrices (-1 pads), labels grouped by size.
+
+    A label of size s lands in the bucket of the next power of two >= s, so padding at most doubles a row.
+    The same-label sums are then small dense (labels x size x size) products: no N x N matrix, no pair list.
+    """
     order = torch.argsort(labels, stable=True)
     _, counts = torch.unique_consecutive(labels[order], return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    sizes = counts[torch.repeat_interleave(torch.arange(counts.numel(), device=labels.device), counts)]
-    first = starts[torch.repeat_interleave(torch.arange(counts.numel(), device=labels.device), counts)]
-    # each sorted position p pairs with every other position of its label's run
-    anchor = torch.repeat_interleave(torch.arange(order.numel(), device=labels.device), sizes)
-    offset = torch.arange(anchor.numel(), device=labels.device) - torch.repeat_interleave(
-        torch.cumsum(sizes, 0) - sizes, sizes
-    )
-    partner = torch.repeat_interleave(first, sizes) + offset
-    keep = partner != anchor
-    return torch.stack([order[anchor[keep]], order[partner[keep]]])
+    starts = (torch.cumsum(counts, 0) - counts).tolist()
+    widths = torch.pow(2, torch.ceil(torch.log2(counts.double())).long()).tolist()
+    blocks = []
+    for width in sorted(set(widths)):
+        picked = [i for i, w in enumerate(widths) if w == width]
+        block = torch.full((len(picked), width), -1, dtype=torch.long, device=labels.device)
+        for row, label in enumerate(picked):
+            size = int(counts[label])
+            block[row, :size] = order[starts[label] : starts[label] + size]
+        blocks.append(block)
+    return blocks
 
 
-def _same_label_sums(a: torch.Tensor, b: torch.Tensor, pairs: torch.Tensor, inv_tau: float, chunk: int) -> torch.Tensor:
-    """Per anchor i: sum over same-label nodes j != i of theta(a_i, a_j) + theta(a_i, b_j), shifted like the rest."""
+def _same_label_sums(
+    a: torch.Tensor, b: torch.Tensor, blocks: list[torch.Tensor], inv_tau: float, budget: int
+) -> torch.Tensor:
+    """Per anchor i: sum over same-label nodes j != i of theta(a_i, a_j) + theta(a_i, b_j), shifted like the rest.
+
+    Each block of labels is processed in row chunks holding at most ``budget`` similarities at a time.
+    """
     out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
-    for start in range(0, pairs.shape[1], chunk):
-        i, j = pairs[:, start : start + chunk]
-        terms = torch.exp(((a[i] * a[j]).sum(1) - 1.0) * inv_tau) + torch.exp(((a[i] * b[j]).sum(1) - 1.0) * inv_tau)
-        out = out.index_add(0, i, terms)
+    for block in blocks:
+        valid = block >= 0
+        members = block.clamp_min(0)
+        a_all, b_all = a[members], b[members]
+        width = block.shape[1]
+        rows_per_chunk = max(1, budget // (block.shape[0] * width))
+        for r0 in range(0, width, rows_per_chunk):
+            r1 = min(width, r0 + rows_per_chunk)
+            anchors = a_all[:, r0:r1]
+            keep = valid[:, r0:r1, None] & valid[:, None, :]
+            keep[:, torch.arange(r1 - r0), torch.arange(r0, r1)] = False  # j != i
+            terms = torch.exp((anchors @ a_all.transpose(1, 2) - 1.0) * inv_tau) + torch.exp(
+                (anchors @ b_all.transpose(1, 2) - 1.0) * inv_tau
+            )
+            sums = (terms * keep).sum(2)
+            rows = valid[:, r0:r1]
+            out = out.index_put((block[:, r0:r1][rows],), sums[rows])
     return out
 
 
@@ -164,13 +186,13 @@ def neighbor_contrastive_loss(
     n_negatives: int = 512,
     tile_size: int = 1024,
     generator: torch.Generator | None = None,
-    label_pairs: torch.Tensor | None = None,
+    label_blocks: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Mean over nodes and both view directions of -log(positives / denominator).
 
     ``edge_index`` holds both directions of every edge and never links two groups. ``groups`` lists the node
     indices of each slice (None: one slice). ``denominator`` is "exact", "moments" (tau >= 10) or "sampled"
-    (``n_negatives`` nodes per slice), see the module docstring. ``label_pairs`` (from ``same_label_pairs`` of
+    (``n_negatives`` nodes per slice), see the module docstring. ``label_blocks`` (from ``same_label_blocks`` of
     pseudo-labels that never span two slices) removes same-label nodes from each anchor's denominator.
     """
     if denominator not in DENOMINATORS:
@@ -194,12 +216,12 @@ def neighbor_contrastive_loss(
         else:
             den_u = den_u.index_put((rows,), du)
             den_v = den_v.index_put((rows,), dv)
-    if label_pairs is not None:
+    if label_blocks is not None:
         # the anchor's own copy in the other view stays: it is the first positive
         own_copy = torch.exp(((u * v).sum(1) - 1.0) * inv_tau)
-        chunk = 64 * tile_size
-        den_u = torch.maximum(den_u - _same_label_sums(u, v, label_pairs, inv_tau, chunk), own_copy)
-        den_v = torch.maximum(den_v - _same_label_sums(v, u, label_pairs, inv_tau, chunk), own_copy)
+        budget = 64 * tile_size * tile_size
+        den_u = torch.maximum(den_u - _same_label_sums(u, v, label_blocks, inv_tau, budget), own_copy)
+        den_v = torch.maximum(den_v - _same_label_sums(v, u, label_blocks, inv_tau, budget), own_copy)
     loss_u = torch.log(den_u) - torch.log(_positives(u, v, edge_index, inv_tau))
     loss_v = torch.log(den_v) - torch.log(_positives(v, u, edge_index, inv_tau))
     return 0.5 * (loss_u.mean() + loss_v.mean())

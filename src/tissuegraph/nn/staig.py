@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from tissuegraph.nn.augment import drop_edges, mask_features
-from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_pairs
+from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_blocks
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
 
 
@@ -79,14 +79,14 @@ def train_staig(
         groups_t = None
         if groups is not None:
             groups_t = [torch.as_tensor(np.flatnonzero(groups == g), device=dev) for g in np.unique(groups)]
-        label_pairs = None
+        label_blocks = None
         if pseudo_labels is not None:
             within_slice = np.unique(
                 np.stack([np.zeros_like(pseudo_labels) if groups is None else groups, pseudo_labels], axis=1),
                 axis=0,
                 return_inverse=True,
             )[1]
-            label_pairs = same_label_pairs(torch.as_tensor(within_slice.ravel(), device=dev))
+            label_blocks = same_label_blocks(torch.as_tensor(within_slice.ravel(), device=dev))
 
         model = GraphContrastiveEncoder(x.shape[1], hidden_dims, proj_dim).to(dev)
         optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -106,7 +106,7 @@ def train_staig(
                 n_negatives=n_negatives,
                 tile_size=tile_size,
                 generator=generator,
-                label_pairs=label_pairs,
+                label_blocks=label_blocks,
             )
             loss.backward()
             optimiser.step()

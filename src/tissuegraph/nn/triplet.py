@@ -1,8 +1,7 @@
 """STAligner's triplets: mutual nearest neighbours across slices as positives, a random own-slice spot as negative.
 
-The MNN search runs on the L2-normalised embedding (cosine geometry): a slice-wide batch effect that scales the
-embedding's norm does not decide who is whose neighbour, only the direction does. The triplet loss itself is then
-applied to the raw embedding by the caller.
+The MNN search runs in the embedding's own Euclidean geometry, the one the triplet margin loss then acts in (as
+in the published method): the spots paired are the spots the loss pulls together.
 """
 
 from __future__ import annotations
@@ -29,11 +28,6 @@ def slice_pairs(n_slices: int, mode: str = "all", reference: int = 0) -> list[tu
     return [(a, a + 1) for a in range(n_slices - 1)]
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
-
-
 def mnn_triplets(
     embedding: np.ndarray,
     slice_codes: np.ndarray,
@@ -51,7 +45,7 @@ def mnn_triplets(
     slice_codes = np.asarray(slice_codes)
     if embedding.ndim != 2 or slice_codes.shape != (embedding.shape[0],):
         raise ValueError(f"need an (N, D) embedding and N slice codes (got {embedding.shape}, {slice_codes.shape})")
-    unit = _normalise(embedding.astype(np.float64, copy=False))
+    points = embedding.astype(np.float64, copy=False)
     members: dict[int, np.ndarray] = {}
     chunks: list[np.ndarray] = []
     for a, b in pairs:
@@ -63,7 +57,7 @@ def mnn_triplets(
         for anchors, positives in ((members[a], members[b]), (members[b], members[a])):
             if len(anchors) == 0 or len(positives) == 0:
                 continue
-            local = nearest_mnn_partner(unit[anchors], unit[positives], k)
+            local = nearest_mnn_partner(points[anchors], points[positives], k)
             if len(local) == 0:
                 continue
             negatives = anchors[generator.integers(0, len(anchors), size=len(local))]

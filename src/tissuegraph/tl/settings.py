@@ -87,7 +87,7 @@ class StalignerSettings:
     pretrain_epochs: int = 500
     triplet_epochs: int = 500
     mnn_every: int = 100
-    mnn_k: int = 50
+    mnn_k: int = 100
     pair_mode: str = "all"
     reference: int = 0
     margin: float = 1.0

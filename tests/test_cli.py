@@ -106,3 +106,23 @@ def test_domains_api_rejects_impossible_requests_before_training(kwargs, message
 
     with pytest.raises(InputError, match=message):
         tl.domains(_small_slice(), **kwargs)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("backbone", ["scratch", "efficientnet-lite0"])
+def test_image_features_cli_then_domains_reuses_the_stored_embedding(tmp_path, capsys, backbone: str) -> None:
+    if backbone != "scratch":
+        pytest.importorskip("efficientnet_lite_pytorch", reason="optional extra tissuegraph[pretrained] not installed")
+    subset = tmp_path / "subset.h5ad"
+    ad.read_h5ad(real_data("dlpfc_151673.h5ad"))[:400].copy().write_h5ad(subset)
+    features, result = tmp_path / "features.h5ad", tmp_path / "result.h5ad"
+    cli = ["image-features", str(subset), "--backbone", backbone, "--n-domains", "4", "--quiet", "--out", str(features)]
+    assert main(cli) == 0
+    stored = ad.read_h5ad(features)
+    assert stored.uns["tissuegraph_image"]["backbone"] == backbone
+    assert stored.obsm["X_image"].shape[0] == 400 and stored.obs["image_domain"].nunique() == 4
+    assert "image-only domains: ARI" in capsys.readouterr().out
+    assert main(["domains", str(features), "--n-domains", "4", "--epochs", "5", "--quiet", "--out", str(result)]) == 0
+    done = ad.read_h5ad(result)
+    assert done.uns["tissuegraph"]["mode"] == "image"
+    np.testing.assert_array_equal(done.obsm["X_image"], stored.obsm["X_image"])  # reused, not recomputed

@@ -40,9 +40,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in given.items() if value is not None}
 
 
-def _image_features(adata, args: argparse.Namespace) -> None:
-    """BYOL image features with their own progress bar, so that ``domains`` then finds ``obsm['X_image']``."""
-    backbone = getattr(args, "backbone", "scratch")
+def _image_features(adata, args: argparse.Namespace, backbone: str = "scratch") -> None:
+    """Image features with their own progress bar (BYOL epochs), so that ``domains`` then finds ``obsm['X_image']``."""
     epochs = im.DEFAULT_EPOCHS if backbone == "scratch" else 0
     with _progress(epochs, args.quiet, "image features (BYOL)") as on_epoch:
         im.image_features(adata, backbone=backbone, seed=args.seed, device=args.device, on_epoch=on_epoch)
@@ -101,7 +100,7 @@ def cmd_integrate(args: argparse.Namespace) -> None:
 def cmd_image_features(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     adata = io.read(args.input)
-    _image_features(adata, args)
+    _image_features(adata, args, backbone=args.backbone)
     if args.n_domains is not None:
         tl.image_domains(adata, args.n_domains, seed=args.seed)
     io.write_h5ad(adata, out)

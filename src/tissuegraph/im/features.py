@@ -102,6 +102,8 @@ def image_features(
         raise InputError("image is a dict but the data holds one slice; pass the image itself")
     if backbone not in BACKBONES:
         raise InputError(f"unknown image backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if encoder is not None and backbone != "scratch":
+        raise InputError(f"give either a fitted encoder or backbone={backbone!r}, not both")
     start_from = None
     if encoder is None and backbone != "scratch":
         start_from = PretrainedEncoder(backbone)  # fails here, before any work, when the extra is missing

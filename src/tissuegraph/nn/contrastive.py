@@ -156,7 +156,8 @@ def _same_label_sums(
             r1 = min(width, r0 + rows_per_chunk)
             anchors = a_all[:, r0:r1]
             keep = valid[:, r0:r1, None] & valid[:, None, :]
-            keep[:, torch.arange(r1 - r0), torch.arange(r0, r1)] = False  # j != i
+            diagonal = torch.arange(r1 - r0, device=block.device)
+            keep[:, diagonal, diagonal + r0] = False  # j != i
             terms = torch.exp((anchors @ a_all.transpose(1, 2) - 1.0) * inv_tau) + torch.exp(
                 (anchors @ b_all.transpose(1, 2) - 1.0) * inv_tau
             )

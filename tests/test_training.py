@@ -5,9 +5,11 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 
 from tissuegraph import gr, metrics
 from tissuegraph.cluster import gmm_eee
+from tissuegraph.nn import GraphContrastiveEncoder, feature_keep_mask
 from tissuegraph.nn.staig import train_staig
 
 
@@ -53,3 +55,23 @@ def test_slice_groups_and_sampled_negatives_run_together(layered_tissue) -> None
     groups = (np.arange(900) >= 450).astype(int)
     result = _train(layered_tissue, 0, epochs=5, groups=groups, denominator="sampled", n_negatives=64)
     assert result.embedding.shape == (900, 64) and np.isfinite(result.embedding).all()
+
+
+def test_feature_keep_mask_equals_zeroing_input_columns() -> None:
+    # masking the first layer's weight rows must give exactly the output and gradients of zeroed input columns
+    torch.manual_seed(0)
+    x = torch.rand(50, 30)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
+    edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+    keep = feature_keep_mask(30, 0.3, torch.Generator().manual_seed(1))
+    assert 0 < keep.sum() < 30
+    model = GraphContrastiveEncoder(30, (16,), 8)
+    _, by_weights = model(x, edge_index, keep)
+    by_weights.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    _, by_input = model(x * keep, edge_index)
+    by_input.square().sum().backward()
+    assert torch.equal(by_weights, by_input)
+    for grad, param in zip(grads, model.parameters(), strict=True):
+        assert torch.equal(grad, param.grad)

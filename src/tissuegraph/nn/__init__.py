@@ -1,6 +1,6 @@
 """Torch modules and losses (no file access, no AnnData: tensors in, tensors out)."""
 
-from tissuegraph.nn.augment import drop_edges, mask_features
+from tissuegraph.nn.augment import drop_edges, feature_keep_mask
 from tissuegraph.nn.contrastive import dense_neighbor_contrastive_loss, neighbor_contrastive_loss
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
 
@@ -9,5 +9,5 @@ __all__ = [
     "neighbor_contrastive_loss",
     "dense_neighbor_contrastive_loss",
     "drop_edges",
-    "mask_features",
+    "feature_keep_mask",
 ]

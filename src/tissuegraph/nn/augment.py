@@ -12,7 +12,10 @@ def drop_edges(edges: torch.Tensor, drop_prob: torch.Tensor, generator: torch.Ge
     return torch.cat([kept, kept.flip(1)], dim=0).t().contiguous()
 
 
-def mask_features(x: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
-    """Zero a random ``rate`` share of feature columns (the same columns for every spot)."""
-    keep = (torch.rand(x.shape[1], generator=generator, device=x.device) >= rate).to(x.dtype)
-    return x * keep
+def feature_keep_mask(n_features: int, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """A 0/1 vector that masks a random ``rate`` share of feature columns (the same columns for every spot).
+
+    The encoder applies it to its first layer's weights, which equals zeroing those columns of the input
+    (bit for bit) without copying the N x G feature matrix every view.
+    """
+    return (torch.rand(n_features, generator=generator, device=generator.device) >= rate).float()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tissuegraph.nn.augment import drop_edges, mask_features
+from tissuegraph.nn.augment import drop_edges, feature_keep_mask
 from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_blocks
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
 
@@ -94,8 +94,10 @@ def train_staig(
         model.train()
         for epoch in range(epochs):
             optimiser.zero_grad()
-            _, p1 = model(mask_features(x, feature_mask_rates[0], generator), drop_edges(edge_t, prob_t, generator))
-            _, p2 = model(mask_features(x, feature_mask_rates[1], generator), drop_edges(edge_t, prob_t, generator))
+            keep1 = feature_keep_mask(x.shape[1], feature_mask_rates[0], generator)
+            _, p1 = model(x, drop_edges(edge_t, prob_t, generator), keep1)
+            keep2 = feature_keep_mask(x.shape[1], feature_mask_rates[1], generator)
+            _, p2 = model(x, drop_edges(edge_t, prob_t, generator), keep2)
             loss = neighbor_contrastive_loss(
                 p1,
                 p2,

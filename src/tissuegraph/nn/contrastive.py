@@ -171,8 +171,8 @@ def _positives(a: torch.Tensor, b: torch.Tensor, edge_index: torch.Tensor, inv_t
     """theta(a_i, b_i) + sum over neighbours j of theta(a_i, a_j) + theta(a_i, b_j), from the sparse edges."""
     src, dst = edge_index
     own = torch.exp(((a * b).sum(1) - 1.0) * inv_tau)
-    same_view = torch.exp(((a[src] * a[dst]).sum(1) - 1.0) * inv_tau)
-    cross_view = torch.exp(((a[src] * b[dst]).sum(1) - 1.0) * inv_tau)
+    same_view = torch.exp(((a.index_select(0, src) * a.index_select(0, dst)).sum(1) - 1.0) * inv_tau)
+    cross_view = torch.exp(((a.index_select(0, src) * b.index_select(0, dst)).sum(1) - 1.0) * inv_tau)
     return own.index_add(0, src, same_view + cross_view)
 
 

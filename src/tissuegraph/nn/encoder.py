@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+from tissuegraph.nn.sparse import SparseRows
 
 
 class GraphContrastiveEncoder(nn.Module):
-    """GCN layers (PReLU) then a two-layer ELU projection head; ``forward`` returns (embedding, projection)."""
+    """GCN layers (PReLU) then a two-layer ELU projection head; ``forward`` returns (embedding, projection).
+
+    The input is a dense (N, G) tensor or ``SparseRows``. The first layer's product with the genes is taken
+    here rather than inside ``GCNConv`` so that sparse features are read at the cost of their non-zeros; the
+    layer's own propagation (symmetric normalisation with self loops) and bias then finish it.
+    """
 
     def __init__(self, in_dim: int, hidden_dims: tuple[int, ...] = (64,), proj_dim: int = 64) -> None:
         super().__init__()
@@ -19,19 +26,22 @@ class GraphContrastiveEncoder(nn.Module):
         self.projection = nn.Sequential(nn.Linear(dims[-1], proj_dim), nn.ELU(), nn.Linear(proj_dim, dims[-1]))
 
     def embed(
-        self, x: torch.Tensor, edge_index: torch.Tensor, feature_keep: torch.Tensor | None = None
+        self, x: torch.Tensor | SparseRows, edge_index: torch.Tensor, feature_keep: torch.Tensor | None = None
     ) -> torch.Tensor:
         """GCN embedding; ``feature_keep`` (0/1 per input feature) masks input columns via the first weights."""
-        for layer, (conv, act) in enumerate(zip(self.convs, self.acts, strict=True)):
-            if layer == 0 and feature_keep is not None:
-                x = functional_call(conv, {"lin.weight": conv.lin.weight * feature_keep}, (x, edge_index))
-            else:
-                x = conv(x, edge_index)
-            x = act(x)
-        return x
+        first = self.convs[0]
+        weight = first.lin.weight if feature_keep is None else first.lin.weight * feature_keep
+        projected = x.matmul(weight.t()) if isinstance(x, SparseRows) else x @ weight.t()
+        norm_index, norm_weight = gcn_norm(
+            edge_index, None, projected.shape[0], first.improved, first.add_self_loops, first.flow, projected.dtype
+        )
+        h = self.acts[0](first.propagate(norm_index, x=projected, edge_weight=norm_weight) + first.bias)
+        for conv, act in zip(self.convs[1:], self.acts[1:], strict=True):
+            h = act(conv(h, edge_index))
+        return h
 
     def forward(
-        self, x: torch.Tensor, edge_index: torch.Tensor, feature_keep: torch.Tensor | None = None
+        self, x: torch.Tensor | SparseRows, edge_index: torch.Tensor, feature_keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.embed(x, edge_index, feature_keep)
         return h, self.projection(h)

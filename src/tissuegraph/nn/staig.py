@@ -12,6 +12,7 @@ import torch
 from tissuegraph.nn.augment import drop_edges, feature_keep_mask
 from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_blocks
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
+from tissuegraph.nn.sparse import SparseRows
 
 
 @dataclass
@@ -72,7 +73,8 @@ def train_staig(
         dev = pick_device(device)
         torch.manual_seed(seed)
         generator = torch.Generator(device=dev).manual_seed(seed)
-        x = torch.as_tensor(features, dtype=torch.float32, device=dev)
+        x = SparseRows.from_array(features, dev)
+        n_features = x.shape[1]
         edge_t = torch.as_tensor(edges, dtype=torch.long, device=dev)
         prob_t = torch.as_tensor(drop_prob, dtype=torch.float32, device=dev)
         full_edge_index = torch.cat([edge_t, edge_t.flip(1)], dim=0).t().contiguous()
@@ -88,15 +90,15 @@ def train_staig(
             )[1]
             label_blocks = same_label_blocks(torch.as_tensor(within_slice.ravel(), device=dev))
 
-        model = GraphContrastiveEncoder(x.shape[1], hidden_dims, proj_dim).to(dev)
+        model = GraphContrastiveEncoder(n_features, hidden_dims, proj_dim).to(dev)
         optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         losses: list[float] = []
         model.train()
         for epoch in range(epochs):
             optimiser.zero_grad()
-            keep1 = feature_keep_mask(x.shape[1], feature_mask_rates[0], generator)
+            keep1 = feature_keep_mask(n_features, feature_mask_rates[0], generator)
             _, p1 = model(x, drop_edges(edge_t, prob_t, generator), keep1)
-            keep2 = feature_keep_mask(x.shape[1], feature_mask_rates[1], generator)
+            keep2 = feature_keep_mask(n_features, feature_mask_rates[1], generator)
             _, p2 = model(x, drop_edges(edge_t, prob_t, generator), keep2)
             loss = neighbor_contrastive_loss(
                 p1,

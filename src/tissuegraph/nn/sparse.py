@@ -2,8 +2,7 @@
 
 STAIG's features are scaled without centring, so the zeros of the counts stay zeros (Visium: about 8% of the
 3000 HVG entries are non-zero). Reading only the non-zeros makes the first layer, the widest product of every
-epoch, about 5x cheaper than the dense N x G matrix product, forwards and backwards, and holds N x G floats
-only as non-zeros.
+epoch, about 5x cheaper than the dense N x G matrix product, forwards and backwards.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ class SparseRows:
 
     @classmethod
     def from_array(cls, features: np.ndarray | sparse.spmatrix, device: torch.device | str = "cpu") -> SparseRows:
+        # no sum_duplicates(): it would edit a caller's float32 CSR in place, and the bag sums add repeats anyway
         rows = sparse.csr_matrix(features, dtype=np.float32)
-        rows.sum_duplicates()
         columns = rows.T.tocsr()
 
         def tensors(matrix: sparse.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

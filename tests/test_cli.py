@@ -29,6 +29,7 @@ def test_domains_cli_writes_every_spot_in_order(tmp_path, capsys) -> None:
     assert result.obsm["X_tissuegraph"].shape == (original.n_obs, 64)
     settings = result.uns["tissuegraph"]
     assert settings["seed"] == 3 and settings["settings"]["epochs"] == 20 and settings["mode"] == "gene"
+    assert settings["library_size"] == "obs['total_counts_all_genes']"  # the file holds a gene subset
     assert len(settings["loss"]) == 20
     assert "ARI" in capsys.readouterr().out
 

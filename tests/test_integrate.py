@@ -42,6 +42,7 @@ def test_integrate_cli_keeps_every_spot_of_every_input_in_order(tmp_path, capsys
     assert joint.obs["domain"].nunique() == 4
     assert np.isfinite(joint.obsm["X_tissuegraph"]).all()
     assert joint.uns["tissuegraph"]["method"] == method and len(joint.uns["tissuegraph"]["loss"]) == 12
+    assert joint.uns["tissuegraph"]["library_size"] == "counts in X"
     reference = (joint.obs["batch"] == "20180417_BZ5_control").to_numpy()
     np.testing.assert_array_equal(joint.obsm["spatial_aligned"][reference], joint.obsm["spatial"][reference])
     assert not np.allclose(joint.obsm["spatial_aligned"][~reference], joint.obsm["spatial"][~reference])

@@ -287,6 +287,31 @@ def test_validate_no_counts() -> None:
         validate_spatial(adata)
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            [20.0, np.nan, 30.0, 40.0, 50.0],
+            r"obs\['total_counts_all_genes'\] is missing or non-finite for 1 spots.*'spot1'",
+        ),
+        ([20.0, 30.0, 1.0, 40.0, 50.0], r"smaller than the spot's counts in X for 1 spots.*'spot2'"),
+        (["a", "b", "c", "d", "e"], r"non-numeric library sizes"),
+    ],
+)
+def test_validate_library_sizes(values: list, message: str) -> None:
+    adata = _spatial_adata()
+    adata.obs["total_counts_all_genes"] = values
+    with pytest.raises(InputError, match=message) as caught:
+        validate_spatial(adata)
+    assert "del adata.obs['total_counts_all_genes']" in str(caught.value)
+
+
+def test_validate_accepts_library_sizes_at_least_the_counts() -> None:
+    adata = _spatial_adata()
+    adata.obs["total_counts_all_genes"] = np.asarray(adata.X.sum(1)).ravel()  # a file holding every gene
+    assert validate_spatial(adata) is adata
+
+
 # --- read_h5ad --------------------------------------------------------------------------------------
 
 

@@ -36,3 +36,23 @@ def test_spots_without_counts_are_kept_with_zero_features_and_a_warning() -> Non
         pp.preprocess(adata)
     assert adata.obsm["X_expr"].shape[0] == 4
     assert np.all(adata.obsm["X_expr"][1] == 0) and np.isfinite(adata.obsm["X_expr"]).all()
+
+
+def test_stored_library_sizes_replace_the_counts_as_normaliser() -> None:
+    """A file keeping a gene subset normalises by each spot's total over all genes, as the full matrix would."""
+    full = np.array([[1, 3, 0, 6], [2, 2, 4, 0], [0, 5, 5, 2]], dtype=np.float32)
+    subset = ad.AnnData(X=sparse.csr_matrix(full[:, :3]))
+    subset.obs["total_counts_all_genes"] = full.sum(1)
+    pp.preprocess(subset, library_size=pp.library_sizes(subset))
+    logged = np.log1p(full / full.sum(1, keepdims=True) * 1e4)[:, :3]
+    np.testing.assert_allclose(subset.obsm["X_expr"], np.minimum(logged / logged.std(0, ddof=1), 10.0), rtol=1e-5)
+    without = ad.AnnData(X=sparse.csr_matrix(full[:, :3]))
+    pp.preprocess(without, library_size=pp.library_sizes(without))
+    assert not np.allclose(without.obsm["X_expr"], subset.obsm["X_expr"])
+
+
+def test_library_sizes_known_for_only_some_spots_fall_back_to_the_counts() -> None:
+    adata = ad.AnnData(X=sparse.csr_matrix(np.ones((3, 2), dtype=np.float32)))
+    adata.obs["total_counts_all_genes"] = [10.0, np.nan, 12.0]  # slices joined from different files
+    with pytest.warns(UserWarning, match="only some spots carry"):
+        assert pp.library_sizes(adata) is None

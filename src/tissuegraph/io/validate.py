@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
 
 _NUMERIC_KINDS = "iuf"  # signed, unsigned, float: what counts and coordinates may be stored as
+LIBRARY_SIZE_KEY = "total_counts_all_genes"  # each spot's total over all genes, when X holds a gene subset
 
 
 def quote_examples(items: Sequence[object], n: int = 3) -> str:
@@ -66,6 +68,29 @@ def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
     return X
 
 
+def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
+    """A stored all-gene library size must be a number per spot and at least the spot's counts in X."""
+    if LIBRARY_SIZE_KEY not in adata.obs:
+        return
+    column = f"obs[{LIBRARY_SIZE_KEY!r}]"
+    drop = f"or delete the column (del adata.obs[{LIBRARY_SIZE_KEY!r}]) to normalise by the counts in X"
+    stored = adata.obs[LIBRARY_SIZE_KEY]
+    if not pd.api.types.is_numeric_dtype(stored):
+        raise InputError(f"{what} has non-numeric library sizes in {column} ({stored.dtype}); store numbers {drop}")
+    values = stored.to_numpy(dtype=np.float64, na_value=np.nan)
+    in_x = np.asarray(X.sum(axis=1)).ravel()
+    for problem, bad in (
+        ("missing or non-finite", ~np.isfinite(values)),
+        ("smaller than the spot's counts in X", np.isfinite(values) & (values < in_x - 0.5)),
+    ):
+        if bad.any():
+            spots = list(adata.obs_names[bad])
+            raise InputError(
+                f"{what}: {column} is {problem} for {len(spots)} spots (first: {quote_examples(spots)}); it must "
+                f"hold each spot's total count over all genes measured: fix it {drop}"
+            )
+
+
 def _check_coordinates(adata: AnnData, what: str) -> np.ndarray:
     """Return obsm['spatial'] as a float64 (n, 2) array after checking it is usable."""
     if "spatial" not in adata.obsm:
@@ -102,7 +127,9 @@ def _check_coordinates(adata: AnnData, what: str) -> np.ndarray:
 def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input") -> AnnData:
     """Check ``adata`` is a usable spatial slice and normalise its layout in place.
 
-    Raises InputError naming the problem and the fix. On success X is CSR float32 (values kept),
+    Raises InputError naming the problem and the fix. A library size stored in
+    ``obs['total_counts_all_genes']`` (for files that keep only a subset of the genes) must be finite and at
+    least each spot's counts. On success X is CSR float32 (values kept),
     obsm['spatial'] a float64 (n, 2) array and gene names unique; the same object is returned.
     ``what`` names the input in messages (e.g. the file path); ``min_spots`` is what the caller's
     neighbour graph needs (k + 1).
@@ -121,6 +148,7 @@ def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input")
             "spot ids must be unique: call adata.obs_names_make_unique() or fix the ids"
         )
     X = _check_counts(adata, what)
+    _check_library_sizes(adata, X, what)
     coords = _check_coordinates(adata, what)
     if adata.n_obs < min_spots:
         raise InputError(

@@ -14,6 +14,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.validate import LIBRARY_SIZE_KEY
 
 
 def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None = None) -> np.ndarray:
@@ -28,11 +29,39 @@ def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None = None) 
     return tmp.var["highly_variable"].to_numpy()
 
 
-def normalise_log(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray) -> np.ndarray:
-    """Normalise each spot to 1e4 counts over all genes, log1p, and keep ``genes`` (dense float32)."""
+def library_sizes(adata: AnnData) -> np.ndarray | None:
+    """Each spot's total count over all genes measured, when ``X`` holds only a subset of them.
+
+    Files that keep a gene subset (e.g. repackaged Visium data) can store the true totals in
+    ``obs['total_counts_all_genes']``; normalising by the subset's own total would make each spot's scale depend
+    on how much of its expression the subset happens to cover. ``None`` (normalise by the counts in ``X``) when
+    the column is absent, or, with a warning, when only some spots carry it (slices joined from different files).
+    """
+    if LIBRARY_SIZE_KEY not in adata.obs:
+        return None
+    values = adata.obs[LIBRARY_SIZE_KEY].to_numpy(dtype=np.float64, na_value=np.nan)
+    if not np.isfinite(values).all():
+        warnings.warn(
+            f"only some spots carry obs[{LIBRARY_SIZE_KEY!r}] (e.g. slices from different files); every spot is "
+            "normalised by its counts in X instead",
+            stacklevel=3,
+        )
+        return None
+    return values
+
+
+def normalise_log(
+    counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray, library_size: np.ndarray | None = None
+) -> np.ndarray:
+    """Normalise each spot to 1e4 counts, log1p, and keep ``genes`` (dense float32).
+
+    The total is ``library_size`` when given (see ``library_sizes``), else each spot's counts over all genes in
+    ``counts``.
+    """
     counts = sparse.csr_matrix(counts, dtype=np.float32)
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    empty = totals <= 0
+    in_x = np.asarray(counts.sum(axis=1)).ravel()
+    totals = in_x if library_size is None else np.asarray(library_size, dtype=np.float64)
+    empty = (in_x <= 0) | (totals <= 0)
     if empty.any():
         warnings.warn(
             f"{int(empty.sum())} spot(s) have no counts; they are kept with all-zero features and take their "
@@ -44,9 +73,14 @@ def normalise_log(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray) -> 
     return np.asarray(logged[:, genes].todense(), dtype=np.float32)
 
 
-def normalise_log_scale(counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray, clip: float = 10.0) -> np.ndarray:
+def normalise_log_scale(
+    counts: sparse.csr_matrix | np.ndarray,
+    genes: np.ndarray,
+    clip: float = 10.0,
+    library_size: np.ndarray | None = None,
+) -> np.ndarray:
     """``normalise_log``, then scale each gene to unit variance (no centring) and clip at ``clip``."""
-    dense = normalise_log(counts, genes)
+    dense = normalise_log(counts, genes, library_size)
     std = dense.std(axis=0, ddof=1) if dense.shape[0] > 1 else np.ones(dense.shape[1], dtype=np.float32)
     std[std == 0] = 1.0
     dense /= std
@@ -61,17 +95,19 @@ def preprocess(
     batch_key: str | None = None,
     clip: float = 10.0,
     genes: np.ndarray | None = None,
+    library_size: np.ndarray | None = None,
     key_added: str = "X_expr",
 ) -> AnnData:
     """Compute the model's expression features into ``obsm[key_added]`` and flag genes in ``var['highly_variable']``.
 
     With ``batch_key`` the HVGs are ranked across slices (seurat_v3 per batch, then combined), as for
     multi-slice input; ``genes`` (a boolean mask) skips the selection and uses exactly those genes.
+    ``library_size`` (one total per spot) replaces the counts in ``X`` as the normaliser, see ``library_sizes``.
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
     if genes is None:
         genes = select_hvgs(adata, n_top_genes, batch_key)
     adata.var["highly_variable"] = genes
-    adata.obsm[key_added] = normalise_log_scale(adata.X, genes, clip)
+    adata.obsm[key_added] = normalise_log_scale(adata.X, genes, clip, library_size)
     return adata

@@ -14,7 +14,7 @@ from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_label
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
-from tissuegraph.io.validate import validate_spatial
+from tissuegraph.io.validate import LIBRARY_SIZE_KEY, validate_spatial
 from tissuegraph.nn.staig import pick_device, train_staig
 from tissuegraph.tl.settings import StaigSettings
 
@@ -127,6 +127,11 @@ def assign_domains(
     return adata
 
 
+def library_size_source(library_size: np.ndarray | None) -> str:
+    """Where the normalisation totals came from, for ``uns['tissuegraph']``."""
+    return "counts in X" if library_size is None else f"obs[{LIBRARY_SIZE_KEY!r}]"
+
+
 def check_domain_request(n_domains: int, n_spots: int, cluster: str) -> None:
     """Reject a number of domains or a clusterer that cannot work, before any training."""
     if n_domains < 2:
@@ -170,7 +175,10 @@ def domains(
     if slices is not None:
         work.obs["batch"] = slices
     work.obsm["spatial"] = adata.obsm["spatial"]
-    pp.preprocess(work, settings.n_top_genes, batch_key="batch" if slices is not None else None)
+    library_size = pp.library_sizes(adata)
+    pp.preprocess(
+        work, settings.n_top_genes, batch_key="batch" if slices is not None else None, library_size=library_size
+    )
     timings["preprocess_s"] = time.perf_counter() - start
     mode = "image" if (has_image(adata) if image is None else image) else "gene"
     if mode == "image":
@@ -205,6 +213,7 @@ def domains(
         "device": str(pick_device(device)),
         "n_slices": 1 if slices is None else int(slices.max() + 1),
         "settings": settings.to_dict(),
+        "library_size": library_size_source(library_size),
         "loss": np.asarray(losses, dtype=np.float32),
         "timings": timings,
     }

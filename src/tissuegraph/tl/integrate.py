@@ -22,7 +22,7 @@ from tissuegraph.nn.staig import pick_device
 from tissuegraph.nn.staligner import train_staligner
 from tissuegraph.pp.expression import normalise_log
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
-from tissuegraph.tl.domains import assign_domains, check_domain_request, staig_embedding
+from tissuegraph.tl.domains import assign_domains, check_domain_request, library_size_source, staig_embedding
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 
 METHODS = ("staig", "staligner")
@@ -39,6 +39,7 @@ def _integrate_staig(
     joint: AnnData,
     slices: np.ndarray,
     *,
+    library_size: np.ndarray | None,
     image: bool,
     genes: str,
     seed: int,
@@ -52,7 +53,7 @@ def _integrate_staig(
     mask = per_slice_hvgs(joint, n_top_genes, combine=genes)
     settings = StaigSettings.from_data(joint.n_obs, int(mask.sum()), n_top_genes=n_top_genes, **overrides)
     work = _workspace(joint, slices)
-    pp.preprocess(work, genes=mask)
+    pp.preprocess(work, genes=mask, library_size=library_size)
     timings["preprocess_s"] = time.perf_counter() - start
     if image:
         if "X_image" not in joint.obsm:
@@ -71,6 +72,7 @@ def _integrate_staligner(
     joint: AnnData,
     slices: np.ndarray,
     *,
+    library_size: np.ndarray | None,
     image: bool,
     genes: str,
     seed: int,
@@ -85,7 +87,7 @@ def _integrate_staligner(
     settings = StalignerSettings.from_data(**overrides)
     mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
     work = _workspace(joint, slices)
-    work.obsm["X_log"] = normalise_log(joint.X, mask)
+    work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
     pp.pca(work, settings.n_pcs, use_rep="X_log", seed=seed)
     timings["preprocess_s"] = time.perf_counter() - start
 
@@ -163,10 +165,12 @@ def integrate(
     check_domain_request(n_domains, joint.n_obs, cluster)
     slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)
     timings["combine_s"] = time.perf_counter() - start
+    library_size = pp.library_sizes(joint)
     runner = _integrate_staig if method == "staig" else _integrate_staligner
     embedding, losses, settings, refine_neighbors = runner(
         joint,
         slice_codes,
+        library_size=library_size,
         image=image,
         genes=genes,
         seed=seed,
@@ -198,6 +202,7 @@ def integrate(
         "slices": [str(name) for name in joint.obs[batch_key].cat.categories],
         "genes": genes,
         "settings": settings,
+        "library_size": library_size_source(library_size),
         "loss": np.asarray(losses, dtype=np.float32),
         "timings": timings,
     }

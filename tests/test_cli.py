@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import anndata as ad
 import numpy as np
 import pytest
 
 from tissuegraph.cli import main
+from tissuegraph.options import CLUSTER_METHODS
 
 from conftest import real_data
 
@@ -127,3 +131,30 @@ def test_image_features_cli_then_domains_reuses_the_stored_embedding(tmp_path, c
     done = ad.read_h5ad(result)
     assert done.uns["tissuegraph"]["mode"] == "image"
     np.testing.assert_array_equal(done.obsm["X_image"], stored.obsm["X_image"])  # reused, not recomputed
+
+
+def test_help_and_the_parser_load_no_heavy_library() -> None:
+    """The package and the parser import torch, scanpy and scikit-learn only when a command runs."""
+    code = (
+        "import sys; import tissuegraph; from tissuegraph.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'scanpy', 'sklearn', 'anndata') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_choice_names_match_what_the_api_accepts() -> None:
+    import tissuegraph as tg
+    from tissuegraph.tl.domains import CLUSTERERS
+
+    assert tuple(CLUSTERERS) == CLUSTER_METHODS
+    assert tg.tl.integrate.__module__ == "tissuegraph.tl.integrate"  # lazy submodules resolve on first use
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        _ = tg.nonexistent
+
+
+def test_unknown_choice_is_refused_by_the_parser(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["integrate", "a.h5ad", "b.h5ad", "--method", "harmony", "--n-domains", "7", "--out", "x.h5ad"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'harmony'" in capsys.readouterr().err

@@ -3,13 +3,26 @@
 The public surface, scanpy style: readers at the top level, then ``pp`` (preprocessing), ``gr`` (graphs),
 ``im`` (H&E image features), ``tl`` (tools), ``cluster``, ``metrics``, ``pl`` (figures), ``datasets`` and
 ``report`` (the HTML report of a result).
+
+Submodules load on first use (``tg.tl`` imports torch when first touched), so importing the package, and the
+command line's ``--help``, costs well under a second instead of several.
 """
 
-from tissuegraph import cluster, datasets, gr, im, metrics, pl, pp, report, tl
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from tissuegraph.errors import InputError
-from tissuegraph.io import read, read_h5ad, read_tables, read_visium, write_h5ad
+
+if TYPE_CHECKING:
+    from tissuegraph import cluster, datasets, gr, im, io, metrics, pl, pp, report, tl
+    from tissuegraph.io import read, read_h5ad, read_tables, read_visium, write_h5ad
 
 __version__ = "0.1.0"
+
+_SUBMODULES = ("pp", "gr", "im", "tl", "pl", "cluster", "metrics", "datasets", "report", "io")
+_READERS = ("read", "read_h5ad", "read_visium", "read_tables", "write_h5ad")
 
 __all__ = [
     "read",
@@ -17,6 +30,7 @@ __all__ = [
     "read_visium",
     "read_tables",
     "write_h5ad",
+    "io",
     "pp",
     "gr",
     "im",
@@ -28,3 +42,15 @@ __all__ = [
     "report",
     "InputError",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f"tissuegraph.{name}")
+    if name in _READERS:
+        return getattr(import_module("tissuegraph.io"), name)
+    raise AttributeError(f"module 'tissuegraph' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES, *_READERS})

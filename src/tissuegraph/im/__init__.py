@@ -9,7 +9,7 @@ from tissuegraph.im.byol import (
     save_encoder,
     train_byol,
 )
-from tissuegraph.im.features import BACKBONES, has_image, image_features
+from tissuegraph.im.features import has_image, image_features
 from tissuegraph.im.filter import stain_filter
 from tissuegraph.im.patches import spot_patches
 from tissuegraph.im.pretrained import PretrainedEncoder
@@ -26,6 +26,5 @@ __all__ = [
     "ByolResult",
     "PatchEncoder",
     "PretrainedEncoder",
-    "BACKBONES",
     "DEFAULT_EPOCHS",
 ]

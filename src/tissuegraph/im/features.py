@@ -17,9 +17,8 @@ from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im.byol import DEFAULT_EPOCHS, Encoder, embed_patches, train_byol
 from tissuegraph.im.filter import default_window, stain_filter
 from tissuegraph.im.patches import ImageInput, resolve_library, spot_patches, stored_image
-from tissuegraph.im.pretrained import PRETRAINED_BACKBONES, PretrainedEncoder
-
-BACKBONES = ("scratch", *PRETRAINED_BACKBONES)
+from tissuegraph.im.pretrained import PretrainedEncoder
+from tissuegraph.options import IMAGE_BACKBONES
 
 
 def _slices(adata: AnnData, library_id: str | None) -> list[tuple[np.ndarray, str | None, str | None]]:
@@ -100,8 +99,8 @@ def image_features(
         )
     if len(slices) == 1 and isinstance(image, Mapping):
         raise InputError("image is a dict but the data holds one slice; pass the image itself")
-    if backbone not in BACKBONES:
-        raise InputError(f"unknown image backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if backbone not in IMAGE_BACKBONES:
+        raise InputError(f"unknown image backbone {backbone!r}; choose one of {', '.join(IMAGE_BACKBONES)}")
     if encoder is not None and backbone != "scratch":
         raise InputError(f"give either a fitted encoder or backbone={backbone!r}, not both")
     start_from = None

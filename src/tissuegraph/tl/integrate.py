@@ -20,12 +20,11 @@ from tissuegraph.errors import InputError
 from tissuegraph.im import image_features
 from tissuegraph.nn.staig import pick_device
 from tissuegraph.nn.staligner import train_staligner
+from tissuegraph.options import INTEGRATION_METHODS
 from tissuegraph.pp.expression import normalise_log
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
 from tissuegraph.tl.domains import assign_domains, check_domain_request, library_size_source, staig_embedding
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
-
-METHODS = ("staig", "staligner")
 
 
 def _workspace(joint: AnnData, slices: np.ndarray) -> AnnData:
@@ -157,8 +156,8 @@ def integrate(
     each slice's patches come from its own image in ``uns['spatial']``, one BYOL encoder is trained on all of
     them, and pseudo-labels stay within a slice. It is off by default because image mode adds 30-60 s per Visium slice.
     """
-    if method not in METHODS:
-        raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in INTEGRATION_METHODS:
+        raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(INTEGRATION_METHODS)}")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     joint = concat_slices(slices, names, batch_key=batch_key)

@@ -291,8 +291,8 @@ def test_validate_no_counts() -> None:
     ("values", "message"),
     [
         (
-            [20.0, np.nan, 30.0, 40.0, 50.0],
-            r"obs\['total_counts_all_genes'\] is missing or non-finite for 1 spots.*'spot1'",
+            [20.0, np.inf, 30.0, 40.0, 50.0],
+            r"obs\['total_counts_all_genes'\] is infinite for 1 spots.*'spot1'",
         ),
         ([20.0, 30.0, 1.0, 40.0, 50.0], r"smaller than the spot's counts in X for 1 spots.*'spot2'"),
         (["a", "b", "c", "d", "e"], r"non-numeric library sizes"),
@@ -306,9 +306,11 @@ def test_validate_library_sizes(values: list, message: str) -> None:
     assert "del adata.obs['total_counts_all_genes']" in str(caught.value)
 
 
-def test_validate_accepts_library_sizes_at_least_the_counts() -> None:
+def test_validate_accepts_library_sizes_at_least_the_counts_or_missing() -> None:
     adata = _spatial_adata()
-    adata.obs["total_counts_all_genes"] = np.asarray(adata.X.sum(1)).ravel()  # a file holding every gene
+    totals = np.asarray(adata.X.sum(1)).ravel().astype(float)  # a file holding every gene
+    totals[1] = np.nan  # e.g. joined from a slice without the column: normalisation falls back, with a warning
+    adata.obs["total_counts_all_genes"] = totals
     assert validate_spatial(adata) is adata
 
 

@@ -54,5 +54,5 @@ def test_stored_library_sizes_replace_the_counts_as_normaliser() -> None:
 def test_library_sizes_known_for_only_some_spots_fall_back_to_the_counts() -> None:
     adata = ad.AnnData(X=sparse.csr_matrix(np.ones((3, 2), dtype=np.float32)))
     adata.obs["total_counts_all_genes"] = [10.0, np.nan, 12.0]  # slices joined from different files
-    with pytest.warns(UserWarning, match="only some spots carry"):
+    with pytest.warns(UserWarning, match="missing for 1 of 3 spots"):
         assert pp.library_sizes(adata) is None

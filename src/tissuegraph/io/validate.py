@@ -69,7 +69,11 @@ def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
 
 
 def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
-    """A stored all-gene library size must be a number per spot and at least the spot's counts in X."""
+    """A stored all-gene library size must be numeric, finite and at least the spot's counts in X.
+
+    Missing values (NaN) pass: a file joined from slices with and without the column has them, and
+    normalisation then falls back to the counts in X for every spot, with a warning (``pp.library_sizes``).
+    """
     if LIBRARY_SIZE_KEY not in adata.obs:
         return
     column = f"obs[{LIBRARY_SIZE_KEY!r}]"
@@ -80,7 +84,7 @@ def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
     values = stored.to_numpy(dtype=np.float64, na_value=np.nan)
     in_x = np.asarray(X.sum(axis=1)).ravel()
     for problem, bad in (
-        ("missing or non-finite", ~np.isfinite(values)),
+        ("infinite", np.isinf(values)),
         ("smaller than the spot's counts in X", np.isfinite(values) & (values < in_x - 0.5)),
     ):
         if bad.any():
@@ -128,8 +132,8 @@ def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input")
     """Check ``adata`` is a usable spatial slice and normalise its layout in place.
 
     Raises InputError naming the problem and the fix. A library size stored in
-    ``obs['total_counts_all_genes']`` (for files that keep only a subset of the genes) must be finite and at
-    least each spot's counts. On success X is CSR float32 (values kept),
+    ``obs['total_counts_all_genes']`` (for files that keep only a subset of the genes) must be at least each
+    spot's counts. On success X is CSR float32 (values kept),
     obsm['spatial'] a float64 (n, 2) array and gene names unique; the same object is returned.
     ``what`` names the input in messages (e.g. the file path); ``min_spots`` is what the caller's
     neighbour graph needs (k + 1).

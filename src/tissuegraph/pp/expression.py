@@ -35,15 +35,17 @@ def library_sizes(adata: AnnData) -> np.ndarray | None:
     Files that keep a gene subset (e.g. repackaged Visium data) can store the true totals in
     ``obs['total_counts_all_genes']``; normalising by the subset's own total would make each spot's scale depend
     on how much of its expression the subset happens to cover. ``None`` (normalise by the counts in ``X``) when
-    the column is absent, or, with a warning, when only some spots carry it (slices joined from different files).
+    the column is absent, or, with a warning, when it is missing (NaN) for any spot (slices joined from different
+    files).
     """
     if LIBRARY_SIZE_KEY not in adata.obs:
         return None
     values = adata.obs[LIBRARY_SIZE_KEY].to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isfinite(values).all():
+    missing = int(np.isnan(values).sum())
+    if missing:
         warnings.warn(
-            f"only some spots carry obs[{LIBRARY_SIZE_KEY!r}] (e.g. slices from different files); every spot is "
-            "normalised by its counts in X instead",
+            f"obs[{LIBRARY_SIZE_KEY!r}] is missing for {missing} of {values.size} spots (e.g. slices joined from "
+            "files with and without it); every spot is normalised by its counts in X instead",
             stacklevel=3,
         )
         return None

@@ -158,3 +158,10 @@ def test_unknown_choice_is_refused_by_the_parser(capsys) -> None:
         main(["integrate", "a.h5ad", "b.h5ad", "--method", "harmony", "--n-domains", "7", "--out", "x.h5ad"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'harmony'" in capsys.readouterr().err
+
+
+def test_version_answers_through_the_module_entry_point() -> None:
+    import tissuegraph as tg
+
+    done = subprocess.run([sys.executable, "-m", "tissuegraph", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"tissuegraph {tg.__version__}"

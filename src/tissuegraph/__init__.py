@@ -11,6 +11,7 @@ command line's ``--help``, costs well under a second instead of several.
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 from tissuegraph.errors import InputError
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from tissuegraph import cluster, datasets, gr, im, io, metrics, pl, pp, report, tl
     from tissuegraph.io import read, read_h5ad, read_tables, read_visium, write_h5ad
 
-__version__ = "0.1.0"
+__version__ = version("tissuegraph")  # pyproject.toml is the one place the version is written
 
 _SUBMODULES = ("pp", "gr", "im", "tl", "pl", "cluster", "metrics", "datasets", "report", "io")
 _READERS = ("read", "read_h5ad", "read_visium", "read_tables", "write_h5ad")

@@ -196,6 +196,7 @@ def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tissuegraph", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tg.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dom = sub.add_parser("domains", help="find spatial domains of one slice (STAIG)")
     dom.add_argument("input", help="an .h5ad file or a Space Ranger output folder")

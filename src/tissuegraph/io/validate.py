@@ -69,7 +69,7 @@ def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
 
 
 def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
-    """A stored all-gene library size must be numeric, finite and at least the spot's counts in X.
+    """A stored all-gene library size must be numeric, not infinite, and at least the spot's counts in X.
 
     Missing values (NaN) pass: a file joined from slices with and without the column has them, and
     normalisation then falls back to the counts in X for every spot, with a warning (``pp.library_sizes``).

@@ -57,7 +57,10 @@ def score(out: Path, excluded: tuple[str, ...] = ()) -> tuple[float, float]:
 
 
 def large_input(folder: Path, n_target: int = 20000) -> Path:
-    """DLPFC slices laid side by side (shared genes, x shifted) until ``n_target`` spots: one big slice."""
+    """DLPFC slices laid side by side (shared genes, x shifted) until ``n_target`` spots: one big slice.
+
+    Each spot keeps its all-gene library size, so the big input is normalised as its slices are on their own.
+    """
     parts, offset, total, i = [], 0.0, 0, 0
     while total < n_target:
         part = ad.read_h5ad(DATA / f"dlpfc_{DLPFC[i % len(DLPFC)]}.h5ad")
@@ -72,7 +75,7 @@ def large_input(folder: Path, n_target: int = 20000) -> Path:
         total += part.n_obs
         i += 1
     big = ad.concat(parts, join="inner")
-    big.obs = big.obs[["ground_truth"]]
+    big.obs = big.obs[["ground_truth", "total_counts_all_genes"]]  # normalised like the single slices
     path = folder / "dlpfc_side_by_side.h5ad"
     big.write_h5ad(path)
     return path

@@ -69,3 +69,15 @@ def test_unknown_method_and_settings_are_refused(starmap) -> None:
         tl.integrate([starmap], 4, method="harmony")
     with pytest.raises(InputError, match="unknown STAligner setting 'tau'"):
         tl.integrate([starmap], 4, method="staligner", tau=3.0)
+
+
+@pytest.mark.realdata
+def test_integration_normalises_by_stored_library_sizes_only_when_every_slice_has_them(dlpfc_151673) -> None:
+    half = dlpfc_151673.n_obs // 2
+    top, bottom = dlpfc_151673[:half].copy(), dlpfc_151673[half:].copy()
+    joint = tl.integrate([top, bottom], 7, names=["top", "bottom"], epochs=2)
+    assert joint.uns["tissuegraph"]["library_size"] == "obs['total_counts_all_genes']"
+    del bottom.obs["total_counts_all_genes"]
+    with pytest.warns(UserWarning, match=r"missing in slice\(s\) 'bottom'; every slice is normalised by its counts"):
+        joint = tl.integrate([top, bottom], 7, names=["top", "bottom"], epochs=2)
+    assert joint.uns["tissuegraph"]["library_size"] == "counts in X"

@@ -71,8 +71,9 @@ def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
 def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
     """A stored all-gene library size must be numeric, not infinite, and at least the spot's counts in X.
 
-    Missing values (NaN) pass: a file joined from slices with and without the column has them, and
-    normalisation then falls back to the counts in X for every spot, with a warning (``pp.library_sizes``).
+    Missing values (NaN) pass: slices with and without the column joined by an outer join (e.g. anndata's
+    ``concat(join="outer")``) have them, and normalisation then falls back to the counts in X for every spot, with a
+    warning (``pp.library_sizes``).
     """
     if LIBRARY_SIZE_KEY not in adata.obs:
         return

@@ -35,8 +35,8 @@ def library_sizes(adata: AnnData) -> np.ndarray | None:
     Files that keep a gene subset (e.g. repackaged Visium data) can store the true totals in
     ``obs['total_counts_all_genes']``; normalising by the subset's own total would make each spot's scale depend
     on how much of its expression the subset happens to cover. ``None`` (normalise by the counts in ``X``) when
-    the column is absent, or, with a warning, when it is missing (NaN) for any spot (slices joined from different
-    files).
+    the column is absent, or, with a warning, when it is missing (NaN) for any spot (slices with and without it
+    joined by an outer join).
     """
     if LIBRARY_SIZE_KEY not in adata.obs:
         return None
@@ -44,8 +44,8 @@ def library_sizes(adata: AnnData) -> np.ndarray | None:
     missing = int(np.isnan(values).sum())
     if missing:
         warnings.warn(
-            f"obs[{LIBRARY_SIZE_KEY!r}] is missing for {missing} of {values.size} spots (e.g. slices joined from "
-            "files with and without it); every spot is normalised by its counts in X instead",
+            f"obs[{LIBRARY_SIZE_KEY!r}] is missing for {missing} of {values.size} spots (e.g. slices with and "
+            "without it joined by an outer join); every spot is normalised by its counts in X instead",
             stacklevel=3,
         )
         return None

@@ -7,6 +7,7 @@ those slices.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import anndata as ad
@@ -15,7 +16,7 @@ import pandas as pd
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import quote_examples, validate_spatial
+from tissuegraph.io.validate import LIBRARY_SIZE_KEY, quote_examples, validate_spatial
 from tissuegraph.pp.expression import select_hvgs
 
 MIN_SHARED_GENES = 20
@@ -32,6 +33,17 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
     if name is None:
         name = str(batches.iloc[0]) if batches is not None else f"slice{position + 1}"
     return [(name, adata)]
+
+
+def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
+    """Say so when only some slices store all-gene library sizes: the joined slices are all normalised by X."""
+    without = [label for label, adata in parts if LIBRARY_SIZE_KEY not in adata.obs]
+    if without and len(without) < len(parts):
+        warnings.warn(
+            f"obs[{LIBRARY_SIZE_KEY!r}] is missing in slice(s) {quote_examples(without)}; every slice is normalised "
+            "by its counts in X instead (give it to every slice, or to none, to silence this)",
+            stacklevel=3,
+        )
 
 
 def concat_slices(
@@ -85,7 +97,8 @@ def concat_slices(
         if len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
             libraries = {label: next(iter(libraries.values()))}
         spatial_uns.update(libraries)
-    joint = ad.concat(pieces, join="inner", merge="first")
+    _warn_partial_library_sizes(parts)
+    joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
     joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
     if spatial_uns:
         joint.uns["spatial"] = spatial_uns

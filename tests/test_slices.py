@@ -54,6 +54,30 @@ def test_slices_sharing_too_few_genes_are_rejected() -> None:
         concat_slices([_slice(GENES), _slice([f"ENSG{i}" for i in range(30)])])
 
 
+def test_genes_are_matched_by_id_when_every_slice_has_ids() -> None:
+    """A repeated symbol made unique per file ('HSPA14', 'HSPA14-1') can name different genes in two files."""
+    a = _slice(["HSPA14", "g1", "g2"] + GENES[3:], seed=0)
+    a.var["gene_ids"] = ["ENSG_A", "ENSG_1", "ENSG_2"] + [f"ENSG{i}" for i in range(3, 30)]
+    b = _slice(["HSPA14", "HSPA14-1", "g1"] + GENES[3:], seed=1)
+    b.var["gene_ids"] = ["ENSG_B", "ENSG_A", "ENSG_1"] + [f"ENSG{i}" for i in range(3, 30)]
+    joint = concat_slices([a, b], names=["a", "b"])
+    assert list(joint.var_names[:2]) == ["HSPA14", "g1"] and "g2" not in joint.var_names  # the first slice names them
+    from_b = joint[joint.obs["batch"] == "b", "HSPA14"].X.toarray()
+    np.testing.assert_array_equal(from_b, b[:, "HSPA14-1"].X.toarray())  # same id, not same symbol
+    del b.var["gene_ids"]  # without ids on every slice, names decide
+    by_name = concat_slices([a, b], names=["a", "b"])
+    from_b = by_name[by_name.obs["batch"] == "b", "HSPA14"].X.toarray()
+    np.testing.assert_array_equal(from_b, b[:, "HSPA14"].X.toarray())
+
+
+def test_ids_that_share_too_few_genes_are_named_in_the_error() -> None:
+    a, b = _slice(GENES), _slice(GENES, seed=1)
+    a.var["gene_ids"] = [f"ENSG{i}.1" for i in range(30)]
+    b.var["gene_ids"] = [f"ENSG{i}.2" for i in range(30)]  # versioned differently
+    with pytest.raises(InputError, match=r"share only 0 gene\(s\) matched by var\['gene_ids'\]"):
+        concat_slices([a, b])
+
+
 def test_two_slices_with_one_name_are_rejected() -> None:
     with pytest.raises(InputError, match="distinct name"):
         concat_slices([_slice(GENES, batch="s1"), _slice(GENES, seed=1, batch="s1")])

@@ -20,6 +20,7 @@ from tissuegraph.io.validate import LIBRARY_SIZE_KEY, quote_examples, validate_s
 from tissuegraph.pp.expression import select_hvgs
 
 MIN_SHARED_GENES = 20
+GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene ids, e.g. Ensembl
 
 
 def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
@@ -46,6 +47,22 @@ def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
         )
 
 
+def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
+    """What each slice's genes are matched by: ``var['gene_ids']`` when every slice has complete, unique ids, else
+    the gene names.
+
+    Symbols repeat (Visium has a few dozen duplicated ones), and ``var_names_make_unique`` numbers the repeats in
+    each file's own order, so 'GENE-1' in one file can be another gene than 'GENE-1' in the next; ids cannot.
+    """
+    ids = []
+    for _, adata in parts:
+        column = adata.var.get(GENE_ID_KEY)
+        if column is None or column.isna().any() or not column.is_unique:
+            return [adata.var_names for _, adata in parts], "gene names"
+        ids.append(pd.Index(column.astype(str)))
+    return ids, f"var[{GENE_ID_KEY!r}]"
+
+
 def concat_slices(
     slices: Sequence[AnnData],
     names: Sequence[str] | None = None,
@@ -54,6 +71,9 @@ def concat_slices(
     min_shared_genes: int = MIN_SHARED_GENES,
 ) -> AnnData:
     """Concatenate slices on their shared genes, in the order given, spots in their original order.
+
+    Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does), else by
+    name; the joint takes the first slice's gene names.
 
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
     spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
@@ -75,20 +95,25 @@ def concat_slices(
             f"several slices are named {quote_examples(repeated)}; give each input a distinct name "
             "(e.g. set obs['batch'] per file, or pass names=...)"
         )
-    shared = parts[0][1].var_names
-    for _, adata in parts[1:]:
-        shared = shared.intersection(adata.var_names, sort=False)
+    keys, matched_by = _gene_keys(parts)
+    shared = keys[0]
+    for key in keys[1:]:
+        shared = shared.intersection(key, sort=False)
     if len(shared) < min_shared_genes:
         sizes = ", ".join(f"{label}: {adata.n_vars}" for label, adata in parts)
         raise InputError(
-            f"the slices share only {len(shared)} gene(s) (genes per slice: {sizes}); integration needs at least "
+            f"the slices share only {len(shared)} gene(s) matched by {matched_by} (genes per slice: {sizes}); "
+            f"integration needs at least "
             f"{min_shared_genes}: check that every slice uses the same gene naming (symbols vs Ensembl ids) and "
             "species"
         )
     pieces = []
     spatial_uns: dict = {}
-    for label, adata in parts:
-        piece = AnnData(X=adata[:, shared].X, obs=adata.obs.copy(), var=adata.var.loc[shared].copy())
+    gene_names = parts[0][1].var_names[keys[0].get_indexer(shared)]  # the first slice names the shared genes
+    for (label, adata), key in zip(parts, keys, strict=True):
+        columns = key.get_indexer(shared)
+        piece = AnnData(X=adata.X[:, columns], obs=adata.obs.copy(), var=adata.var.iloc[columns].copy())
+        piece.var_names = gene_names
         piece.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
         piece.obs[batch_key] = label
         piece.obs_names = [f"{spot}-{label}" for spot in adata.obs_names]

@@ -51,8 +51,8 @@ def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
     """What each slice's genes are matched by: ``var['gene_ids']`` when every slice has complete, unique ids, else
     the gene names.
 
-    Symbols repeat (Visium has a few dozen duplicated ones), and ``var_names_make_unique`` numbers the repeats in
-    each file's own order, so 'GENE-1' in one file can be another gene than 'GENE-1' in the next; ids cannot.
+    Symbols repeat (two Ensembl genes are called HSPA14), and ``var_names_make_unique`` numbers the repeats in each
+    file's own order, so 'HSPA14' in one file can be another gene than 'HSPA14' in the next; ids cannot.
     """
     ids = []
     for _, adata in parts:

@@ -52,6 +52,11 @@ def library_sizes(adata: AnnData) -> np.ndarray | None:
     return values
 
 
+def library_size_source(library_size: np.ndarray | None) -> str:
+    """Where the normalisation totals came from (what ``library_sizes`` returned), for ``uns['tissuegraph']``."""
+    return "counts in X" if library_size is None else f"obs[{LIBRARY_SIZE_KEY!r}]"
+
+
 def normalise_log(
     counts: sparse.csr_matrix | np.ndarray, genes: np.ndarray, library_size: np.ndarray | None = None
 ) -> np.ndarray:

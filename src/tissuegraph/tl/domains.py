@@ -14,8 +14,9 @@ from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_label
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
-from tissuegraph.io.validate import LIBRARY_SIZE_KEY, validate_spatial
+from tissuegraph.io.validate import validate_spatial
 from tissuegraph.nn.staig import pick_device, train_staig
+from tissuegraph.pp.expression import library_size_source
 from tissuegraph.tl.settings import StaigSettings
 
 CLUSTERERS: dict[str, Callable[..., np.ndarray]] = {
@@ -125,11 +126,6 @@ def assign_domains(
     adata.obs["domain"] = domain.reorder_categories(sorted(domain.categories, key=int))
     adata.obsm["X_tissuegraph"] = embedding
     return adata
-
-
-def library_size_source(library_size: np.ndarray | None) -> str:
-    """Where the normalisation totals came from, for ``uns['tissuegraph']``."""
-    return "counts in X" if library_size is None else f"obs[{LIBRARY_SIZE_KEY!r}]"
 
 
 def check_domain_request(n_domains: int, n_spots: int, cluster: str) -> None:

@@ -21,9 +21,9 @@ from tissuegraph.im import image_features
 from tissuegraph.nn.staig import pick_device
 from tissuegraph.nn.staligner import train_staligner
 from tissuegraph.options import INTEGRATION_METHODS
-from tissuegraph.pp.expression import normalise_log
+from tissuegraph.pp.expression import library_size_source, normalise_log
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
-from tissuegraph.tl.domains import assign_domains, check_domain_request, library_size_source, staig_embedding
+from tissuegraph.tl.domains import assign_domains, check_domain_request, staig_embedding
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 
 

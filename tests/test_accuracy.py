@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pytest
 
 from tissuegraph import datasets, metrics, tl
+
+from conftest import real_data
 
 
 @pytest.mark.realdata
 def test_dlpfc_151673_domains_beat_the_accuracy_floor(dlpfc_151673) -> None:
     adata = dlpfc_151673.copy()
     tl.domains(adata, n_domains=7, seed=0, image=False)  # gene mode: the foundation issue's target
-    # acceptance floor for every DLPFC slice; PCA + k-means gets about 0.25 here
-    assert metrics.ari(adata.obs["ground_truth"], adata.obs["domain"]) >= 0.45
+    ari = metrics.ari(adata.obs["ground_truth"], adata.obs["domain"])
+    assert ari >= 0.45  # acceptance floor for every DLPFC slice
     assert adata.obs["domain"].nunique() == 7
     assert np.isfinite(adata.obsm["X_tissuegraph"]).all()
+    # the spatial model must add clearly to the same features clustered without it (about 0.3 here)
+    staig_domains = adata.obs["domain"].copy()
+    tl.expression_domains(adata, n_domains=7, seed=0)
+    baseline = metrics.ari(adata.obs["ground_truth"], adata.obs["expression_domain"])
+    assert 0.15 <= baseline <= ari - 0.15
+    assert adata.obs["expression_domain"].nunique() == 7
+    assert adata.obs["domain"].equals(staig_domains)  # written beside the domains, not over them
+
+
+@pytest.mark.realdata
+def test_expression_baseline_separates_olfactory_bulb_layers() -> None:
+    """Legacy ST, 262 spots x 15,928 genes: the baseline finds the layers from expression alone."""
+    adata = ad.read_h5ad(real_data("st_mouse_olfactory_bulb_rep11.h5ad"))
+    tl.expression_domains(adata, n_domains=5, seed=0)
+    assert metrics.ari(adata.obs["ground_truth"], adata.obs["expression_domain"]) >= 0.4
+    assert adata.n_obs == 262 and list(adata.obs["expression_domain"].cat.categories) == ["0", "1", "2", "3", "4"]
 
 
 def test_embedded_osmfish_demo_finds_its_regions() -> None:

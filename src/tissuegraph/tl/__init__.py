@@ -1,7 +1,7 @@
 """Tools users call: each takes an AnnData, computes, and writes results back into it."""
 
 from tissuegraph.tl.align import align
-from tissuegraph.tl.domains import cluster_embedding, domains, image_domains
+from tissuegraph.tl.domains import cluster_embedding, domains, expression_domains, image_domains
 from tissuegraph.tl.integrate import integrate, integration_epochs
 from tissuegraph.tl.markers import marker_table, markers, subdomains
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
@@ -9,6 +9,7 @@ from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 __all__ = [
     "domains",
     "image_domains",
+    "expression_domains",
     "markers",
     "marker_table",
     "subdomains",

@@ -37,6 +37,12 @@ def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm"
     return CLUSTERERS[method](embedding, n_domains, seed=seed)
 
 
+def _domain_labels(labels: np.ndarray) -> pd.Categorical:
+    """Integer cluster labels as string categories in numeric order ('0', '1', ..., '10'), as written to ``obs``."""
+    domain = pd.Categorical([str(label) for label in labels])
+    return domain.reorder_categories(sorted(domain.categories, key=int))
+
+
 def _slice_codes(adata: AnnData, batch_key: str) -> np.ndarray | None:
     groups = slice_groups(adata, batch_key)
     if len(groups) < 2:
@@ -45,6 +51,23 @@ def _slice_codes(adata: AnnData, batch_key: str) -> np.ndarray | None:
     for code, rows in enumerate(groups):
         codes[rows] = code
     return codes
+
+
+def _expression_workspace(
+    adata: AnnData, n_top_genes: int, batch_key: str
+) -> tuple[AnnData, np.ndarray | None, np.ndarray | None]:
+    """A workspace holding the counts, coordinates, slice codes and the expression features in ``obsm['X_expr']``.
+
+    Returns (workspace, slice codes or None for one slice, the library sizes used or None for the counts in X).
+    """
+    slices = _slice_codes(adata, batch_key)
+    work = AnnData(X=adata.X)
+    if slices is not None:
+        work.obs["batch"] = slices
+    work.obsm["spatial"] = adata.obsm["spatial"]
+    library_size = pp.library_sizes(adata)
+    pp.preprocess(work, n_top_genes, batch_key="batch" if slices is not None else None, library_size=library_size)
+    return work, slices, library_size
 
 
 def staig_embedding(
@@ -122,8 +145,7 @@ def assign_domains(
     if refine:
         labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=refine_neighbors, groups=slices)
     timings["cluster_s"] = time.perf_counter() - start
-    domain = pd.Categorical([str(label) for label in labels])
-    adata.obs["domain"] = domain.reorder_categories(sorted(domain.categories, key=int))
+    adata.obs["domain"] = _domain_labels(labels)
     adata.obsm["X_tissuegraph"] = embedding
     return adata
 
@@ -166,15 +188,7 @@ def domains(
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
-    slices = _slice_codes(adata, batch_key)
-    work = AnnData(X=adata.X)
-    if slices is not None:
-        work.obs["batch"] = slices
-    work.obsm["spatial"] = adata.obsm["spatial"]
-    library_size = pp.library_sizes(adata)
-    pp.preprocess(
-        work, settings.n_top_genes, batch_key="batch" if slices is not None else None, library_size=library_size
-    )
+    work, slices, library_size = _expression_workspace(adata, settings.n_top_genes, batch_key)
     timings["preprocess_s"] = time.perf_counter() - start
     mode = "image" if (has_image(adata) if image is None else image) else "gene"
     if mode == "image":
@@ -232,6 +246,31 @@ def image_domains(
         validate_spatial(adata)
         image_features(adata, seed=seed, device=device)
     labels = cluster_embedding(adata.obsm["X_image"], n_domains, cluster, seed)
-    domain = pd.Categorical([str(label) for label in labels])
-    adata.obs[key_added] = domain.reorder_categories(sorted(domain.categories, key=int))
+    adata.obs[key_added] = _domain_labels(labels)
+    return adata
+
+
+def expression_domains(
+    adata: AnnData,
+    n_domains: int,
+    *,
+    seed: int = 0,
+    cluster: str = "kmeans",
+    n_pcs: int = 50,
+    n_top_genes: int = StaigSettings.n_top_genes,
+    batch_key: str = "batch",
+    key_added: str = "expression_domain",
+) -> AnnData:
+    """Domains from the expression alone: ``obs[key_added]`` from clustering ``n_pcs`` principal components of the
+    features ``domains`` trains on (same genes, normalisation and scaling), with no spatial information.
+
+    The baseline the spatial model should beat: where the domains are thinner than the spacing of the spots
+    (e.g. one-spot-thick layers on 100 um legacy ST spots), smoothing over spatial neighbours can score below it.
+    """
+    validate_spatial(adata)
+    check_domain_request(n_domains, adata.n_obs, cluster)
+    work, _, _ = _expression_workspace(adata, n_top_genes, batch_key)
+    pp.pca(work, n_pcs, use_rep="X_expr", seed=seed)
+    labels = cluster_embedding(work.obsm["X_pca"], n_domains, cluster, seed)
+    adata.obs[key_added] = _domain_labels(labels)
     return adata

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tissuegraph.nn import dense_neighbor_contrastive_loss, neighbor_contrastive_loss
-from tissuegraph.nn.contrastive import same_label_blocks
+from tissuegraph.nn import contrastive, dense_neighbor_contrastive_loss, neighbor_contrastive_loss
+from tissuegraph.nn.contrastive import NeighbourExpSums, same_label_blocks
 
 
 def _problem(n: int = 200, dim: int = 16, seed: int = 0):
@@ -20,7 +20,9 @@ def _problem(n: int = 200, dim: int = 16, seed: int = 0):
 
 @pytest.mark.parametrize("tau", [0.5, 35.0])
 @pytest.mark.parametrize("tile", [7, 64, 1000])
-def test_tiled_loss_and_gradients_equal_dense_reference(tau: float, tile: int) -> None:
+@pytest.mark.parametrize("edge_chunk", [13, contrastive.EDGE_CHUNK])
+def test_tiled_loss_and_gradients_equal_dense_reference(tau: float, tile: int, edge_chunk: int, monkeypatch) -> None:
+    monkeypatch.setattr(contrastive, "EDGE_CHUNK", edge_chunk)  # 13: the positives span many edge chunks
     z1, z2, edges = _problem()
     dense = dense_neighbor_contrastive_loss(z1, z2, edges, tau)
     dense_grads = torch.autograd.grad(dense, [z1, z2])
@@ -29,6 +31,14 @@ def test_tiled_loss_and_gradients_equal_dense_reference(tau: float, tile: int) -
     assert tiled.item() == pytest.approx(dense.item(), rel=1e-10)
     for a, b in zip(tiled_grads, dense_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_neighbour_sums_backward_passes_gradcheck_across_chunks() -> None:
+    z1, z2, edges = _problem(n=30, dim=4)
+    a, b = (torch.nn.functional.normalize(z, dim=1).detach().requires_grad_() for z in (z1, z2))
+    assert torch.autograd.gradcheck(
+        lambda a, b: NeighbourExpSums.apply(a, b, edges[0], edges[1], 1 / 3, 5), (a, b), eps=1e-6, atol=1e-8
+    )
 
 
 def test_slice_restricted_denominator_equals_dense_reference() -> None:

@@ -75,8 +75,8 @@ class StalignerSettings:
 
     One change for the CPU: the autoencoder reads the top ``n_pcs`` = 50 principal components of the
     log-normalised shared HVGs (scanpy's default number) instead of the genes themselves, so an epoch costs
-    O(N x 512 x 50) instead of O(N x 512 x n_genes), 60x less for 3000 genes: 1000 epochs on 14k spots fit in
-    about 2.5 minutes on 2 CPU cores.
+    O(N x 512 x 50) instead of O(N x 512 x n_genes), 60x less for 3000 genes: the whole run on the 14k spots of four
+    DLPFC slices takes 3.2-3.6 minutes on 2 CPU cores (benchmarks/bench_integrate.py).
     """
 
     n_top_genes: int = 5000

@@ -4,7 +4,7 @@ Gene mode (``--no-image``) throughout; ``bench_image.py`` compares image mode on
 Each row also scores a baseline without the spatial model: k-means (same K and seed) on 50 principal components of
 the same expression features (HVGs, normalisation, scaling), so the table shows what the graph model adds.
 Every run is a fresh ``tissuegraph domains`` process (read, preprocess, train, cluster, write), so the wall
-seconds and the peak RSS (from the kernel's rusage of that process) are what a user would see.
+seconds and the peak RSS (that process's own high-water mark) are what a user would see.
 
     python benchmarks/bench_domains.py                 # DLPFC x seeds 0-2, STARmap, osmFISH, olfactory bulb, 20k input
     python benchmarks/bench_domains.py --only dlpfc --seeds 0

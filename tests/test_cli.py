@@ -105,12 +105,13 @@ def _small_slice(n: int = 30) -> ad.AnnData:
         ({"n_domains": 3, "cluster": "dbscan"}, "unknown clustering method"),
     ],
 )
-def test_domains_api_rejects_impossible_requests_before_training(kwargs, message) -> None:
+@pytest.mark.parametrize("function", ["domains", "expression_domains"])
+def test_domains_api_rejects_impossible_requests_before_training(kwargs, message, function: str) -> None:
     from tissuegraph import tl
     from tissuegraph.errors import InputError
 
     with pytest.raises(InputError, match=message):
-        tl.domains(_small_slice(), **kwargs)
+        getattr(tl, function)(_small_slice(), **kwargs)
 
 
 @pytest.mark.realdata

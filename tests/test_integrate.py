@@ -81,3 +81,24 @@ def test_integration_normalises_by_stored_library_sizes_only_when_every_slice_ha
     with pytest.warns(UserWarning, match=r"missing in slice\(s\) 'bottom'; every slice is normalised by its counts"):
         joint = tl.integrate([top, bottom], 7, names=["top", "bottom"], epochs=2)
     assert joint.uns["tissuegraph"]["library_size"] == "counts in X"
+
+
+@pytest.mark.realdata
+def test_staligner_shortcut_keeps_the_published_model_when_every_axis_is_kept(starmap) -> None:
+    """All axes: the genes rotated (same geometry), reconstruction weight 1; fewer axes: weight n_pcs / n_genes."""
+    from tissuegraph.pp import concat_slices
+    from tissuegraph.tl.integrate import staligner_inputs
+    from tissuegraph.tl.settings import StalignerSettings
+
+    joint = concat_slices([starmap])
+    codes = joint.obs["batch"].cat.codes.to_numpy()
+    work, edges, weight = staligner_inputs(joint, codes, StalignerSettings(n_pcs=10_000))
+    genes = work.obsm["X_log"]
+    assert work.obsm["X_pca"].shape[1] == genes.shape[1] and weight == 1.0
+    sample = genes[::10].astype(np.float64)
+    rotated = work.obsm["X_pca"][::10].astype(np.float64)
+    np.testing.assert_allclose(rotated @ rotated.T, sample @ sample.T, rtol=1e-3, atol=1e-2)
+    loops = edges[:, 0] == edges[:, 1]
+    assert np.array_equal(np.sort(edges[loops, 0]), np.arange(joint.n_obs))  # one self loop per spot
+    _, _, weight = staligner_inputs(joint, codes, StalignerSettings(n_pcs=20))
+    assert weight == pytest.approx(20 / genes.shape[1])

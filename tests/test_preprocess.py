@@ -56,3 +56,18 @@ def test_library_sizes_known_for_only_some_spots_fall_back_to_the_counts() -> No
     adata.obs["total_counts_all_genes"] = [10.0, np.nan, 12.0]  # slices joined from different files
     with pytest.warns(UserWarning, match="missing for 1 of 3 spots"):
         assert pp.library_sizes(adata) is None
+
+
+def test_uncentred_pca_keeps_the_rows_own_geometry() -> None:
+    """Rows spanning three axes (their mean among them): uncentred coordinates keep every inner product."""
+    rng = np.random.default_rng(0)
+    features = (rng.normal(loc=2.0, size=(60, 3)) @ rng.normal(size=(3, 12))).astype(np.float32)
+    adata = ad.AnnData(X=sparse.csr_matrix((60, 12), dtype=np.float32))
+    adata.obsm["X_log"] = features
+    pp.pca(adata, 3, use_rep="X_log", key_added="uncentred", center=False)
+    pp.pca(adata, 3, use_rep="X_log", key_added="centred")
+    gram = features @ features.T
+    uncentred, centred = adata.obsm["uncentred"], adata.obsm["centred"]
+    np.testing.assert_allclose(uncentred @ uncentred.T, gram, rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(centred.mean(0), 0.0, atol=1e-3)
+    assert not np.allclose(centred @ centred.T, gram, rtol=0.1)

@@ -218,16 +218,14 @@ def test_pretraining_reconstructs_and_triplets_bring_the_twins_together(shifted_
 
 def test_a_single_slice_trains_on_reconstruction_only(shifted_slices) -> None:
     features, edges, _ = shifted_slices
-    result = train_staligner(
-        features[:150],
-        edges[: len(edges) // 2],
-        np.zeros(150, dtype=int),
-        hidden_dim=16,
-        out_dim=4,
-        pretrain_epochs=5,
-        triplet_epochs=5,
-        mnn_every=2,
-    )
+
+    def fit(**settings):
+        one_slice = (features[:150], edges[: len(edges) // 2], np.zeros(150, dtype=int))
+        return train_staligner(*one_slice, hidden_dim=16, out_dim=4, **settings)
+
+    result = fit(pretrain_epochs=5, triplet_epochs=5, mnn_every=2)
     assert result.n_triplets == [] and len(result.losses) == 10 and np.isfinite(result.embedding).all()
+    quarter = fit(pretrain_epochs=1, triplet_epochs=0, reconstruction_weight=0.25)
+    assert quarter.losses[0] == pytest.approx(0.25 * result.losses[0], rel=1e-6)  # same start, loss scaled
     with pytest.raises(ValueError, match="mode"):
         train_staligner(features, edges, np.repeat([0, 1], 150), pair_mode="ring", pretrain_epochs=1)

@@ -21,11 +21,12 @@ from tissuegraph.nn.triplet import mnn_triplets, slice_pairs
 
 @dataclass
 class StalignerResult:
-    """Per-spot embedding, the loss of every epoch, and the number of triplets found at each refresh."""
+    """Per-spot embedding, the loss of every epoch, the number of triplets found at each refresh, the fitted model."""
 
     embedding: np.ndarray
     losses: list[float]
     n_triplets: list[int]
+    model: GraphAttentionAutoencoder
 
 
 def _check_inputs(features: np.ndarray, edges: np.ndarray, slice_codes: np.ndarray) -> None:
@@ -54,6 +55,7 @@ def train_staligner(
     pair_mode: str = "all",
     reference: int = 0,
     margin: float = 1.0,
+    reconstruction_weight: float = 1.0,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     grad_clip: float | None = 5.0,
@@ -66,7 +68,8 @@ def train_staligner(
     ``edges`` rows are (source, destination), used as given: include self loops and both directions of each
     spatial edge. Slices are the distinct ``slice_codes`` in sorted order; ``reference`` (star mode) indexes that
     order. With a single slice there is nothing to align: phase 2 is reconstruction only and ``n_triplets`` stays
-    empty. Epochs are numbered across both phases for ``on_epoch``.
+    empty. Epochs are numbered across both phases for ``on_epoch``. The loss is
+    ``reconstruction_weight * MSE + triplet loss``.
     """
     features = np.asarray(features)
     edges = np.asarray(edges)
@@ -102,7 +105,7 @@ def train_staligner(
             model.train()
             optimiser.zero_grad()
             z, reconstruction = model(x, edge_index)
-            loss = F.mse_loss(reconstruction, x)
+            loss = reconstruction_weight * F.mse_loss(reconstruction, x)
             if phase2_epoch >= 0 and triplets is not None:
                 anchor, positive, negative = z[triplets[:, 0]], z[triplets[:, 1]], z[triplets[:, 2]]
                 loss = loss + F.triplet_margin_loss(anchor, positive, negative, margin=margin)
@@ -117,4 +120,4 @@ def train_staligner(
         model.eval()
         with torch.no_grad():
             z, _ = model.encode(x, edge_index)
-        return StalignerResult(z.cpu().numpy().astype(np.float32), losses, n_triplets)
+        return StalignerResult(z.cpu().numpy().astype(np.float32), losses, n_triplets, model)

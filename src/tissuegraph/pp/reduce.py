@@ -8,9 +8,19 @@ from sklearn.decomposition import PCA
 
 
 def pca(
-    adata: AnnData, n_comps: int = 64, *, use_rep: str = "X_expr", key_added: str = "X_pca", seed: int = 0
+    adata: AnnData,
+    n_comps: int = 64,
+    *,
+    use_rep: str = "X_expr",
+    key_added: str = "X_pca",
+    center: bool = True,
+    seed: int = 0,
 ) -> AnnData:
-    """PCA of ``obsm[use_rep]`` into ``obsm[key_added]``; the number of components is capped by the data's rank."""
+    """PCA of ``obsm[use_rep]`` into ``obsm[key_added]``; the number of components is capped by the data's rank.
+
+    ``center=False`` keeps the mean: each row's coordinates on the principal axes are those of the row itself,
+    not of its difference from the mean, so a model that reads them sees its input restricted to the top axes.
+    """
     features = adata.obsm[use_rep]
     n_comps = int(min(n_comps, features.shape[0] - 1, features.shape[1]))
     model = PCA(
@@ -18,5 +28,8 @@ def pca(
         random_state=seed,
         svd_solver="randomized" if n_comps < 0.5 * features.shape[1] else "full",
     )
-    adata.obsm[key_added] = model.fit_transform(features).astype(np.float32)
+    scores = model.fit_transform(features)
+    if not center:
+        scores += model.mean_ @ model.components_.T
+    adata.obsm[key_added] = scores.astype(np.float32)
     return adata

@@ -67,6 +67,41 @@ def _integrate_staig(
     return embedding, losses, settings.to_dict(), settings.refine_neighbors
 
 
+def staligner_inputs(
+    joint: AnnData,
+    slices: np.ndarray,
+    settings: StalignerSettings,
+    *,
+    genes: str = "intersection",
+    library_size: np.ndarray | None = None,
+    seed: int = 0,
+    timings: dict[str, float] | None = None,
+) -> tuple[AnnData, np.ndarray, float]:
+    """What the STAligner autoencoder trains on: (workspace, edges with self loops, reconstruction weight).
+
+    The workspace holds the log-normalised shared HVGs in ``obsm['X_log']`` (the reference model's input) and
+    their uncentred coordinates on the top ``settings.n_pcs`` principal axes in ``obsm['X_pca']`` (ours), plus
+    the per-slice graph. The weight, n_pcs / n_genes, turns the error per axis into the reference's error per
+    gene: only the part of the gene error inside the kept axes depends on the model.
+    """
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+    mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
+    work = _workspace(joint, slices)
+    work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
+    pp.pca(work, settings.n_pcs, use_rep="X_log", center=False, seed=seed)
+    reconstruction_weight = work.obsm["X_pca"].shape[1] / int(mask.sum())
+    timings["preprocess_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch")
+    graph = work.obsp["spatial_connectivities"].tocoo()
+    loops = np.arange(work.n_obs)
+    edges = np.stack([np.concatenate([graph.row, loops]), np.concatenate([graph.col, loops])], axis=1)
+    timings["graph_s"] = time.perf_counter() - start
+    return work, edges.astype(np.int64), reconstruction_weight
+
+
 def _integrate_staligner(
     joint: AnnData,
     slices: np.ndarray,
@@ -82,25 +117,14 @@ def _integrate_staligner(
 ) -> tuple[np.ndarray, list[float], dict, int]:
     if image:
         raise InputError("STAligner has no image mode; use method='staig' with image=True, or image=False")
-    start = time.perf_counter()
     settings = StalignerSettings.from_data(**overrides)
-    mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
-    work = _workspace(joint, slices)
-    work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
-    pp.pca(work, settings.n_pcs, use_rep="X_log", seed=seed)
-    timings["preprocess_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch")
-    graph = work.obsp["spatial_connectivities"].tocoo()
-    loops = np.arange(work.n_obs)
-    edges = np.stack([np.concatenate([graph.row, loops]), np.concatenate([graph.col, loops])], axis=1)
-    timings["graph_s"] = time.perf_counter() - start
-
+    work, edges, reconstruction_weight = staligner_inputs(
+        joint, slices, settings, genes=genes, library_size=library_size, seed=seed, timings=timings
+    )
     start = time.perf_counter()
     result = train_staligner(
         work.obsm["X_pca"],
-        edges.astype(np.int64),
+        edges,
         slices,
         hidden_dim=settings.hidden_dim,
         out_dim=settings.out_dim,
@@ -111,6 +135,7 @@ def _integrate_staligner(
         pair_mode=settings.pair_mode,
         reference=settings.reference,
         margin=settings.margin,
+        reconstruction_weight=reconstruction_weight,
         lr=settings.lr,
         weight_decay=settings.weight_decay,
         grad_clip=settings.grad_clip,
@@ -120,7 +145,8 @@ def _integrate_staligner(
     )
     timings["train_s"] = time.perf_counter() - start
     joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
-    return result.embedding, result.losses, settings.to_dict(), settings.refine_neighbors
+    used = {**settings.to_dict(), "reconstruction_weight": reconstruction_weight}
+    return result.embedding, result.losses, used, settings.refine_neighbors
 
 
 def integration_epochs(method: str, **settings_overrides) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,22 @@ from tissuegraph.tl.domains import assign_domains, check_domain_request, staig_e
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 
 
+@dataclass
+class _Run:
+    """One ``integrate`` call as the method runners see it: the joined slices and what the caller asked for."""
+
+    joint: AnnData
+    slices: np.ndarray
+    library_size: np.ndarray | None
+    image: bool
+    genes: str
+    seed: int
+    device: str | None
+    on_epoch: Callable[[int, float], None] | None
+    timings: dict[str, float]
+    overrides: dict
+
+
 def _workspace(joint: AnnData, slices: np.ndarray) -> AnnData:
     """Counts, slice codes and coordinates only: the methods' intermediate features never reach the result."""
     work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
@@ -34,36 +51,31 @@ def _workspace(joint: AnnData, slices: np.ndarray) -> AnnData:
     return work
 
 
-def _integrate_staig(
-    joint: AnnData,
-    slices: np.ndarray,
-    *,
-    library_size: np.ndarray | None,
-    image: bool,
-    genes: str,
-    seed: int,
-    device: str | None,
-    on_epoch: Callable[[int, float], None] | None,
-    timings: dict[str, float],
-    overrides: dict,
-) -> tuple[np.ndarray, list[float], dict, int]:
+def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     start = time.perf_counter()
+    overrides = dict(run.overrides)
     n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
-    mask = per_slice_hvgs(joint, n_top_genes, combine=genes)
-    settings = StaigSettings.from_data(joint.n_obs, int(mask.sum()), n_top_genes=n_top_genes, **overrides)
-    work = _workspace(joint, slices)
-    pp.preprocess(work, genes=mask, library_size=library_size)
-    timings["preprocess_s"] = time.perf_counter() - start
-    if image:
-        if "X_image" not in joint.obsm:
+    mask = per_slice_hvgs(run.joint, n_top_genes, combine=run.genes)
+    settings = StaigSettings.from_data(run.joint.n_obs, int(mask.sum()), n_top_genes=n_top_genes, **overrides)
+    work = _workspace(run.joint, run.slices)
+    pp.preprocess(work, genes=mask, library_size=run.library_size)
+    run.timings["preprocess_s"] = time.perf_counter() - start
+    if run.image:
+        if "X_image" not in run.joint.obsm:
             start = time.perf_counter()
-            image_features(joint, seed=seed, device=device)  # each slice's patches from its own image
-            timings["image_features_s"] = time.perf_counter() - start
-        work.obsm["X_image"] = joint.obsm["X_image"]
+            image_features(run.joint, seed=run.seed, device=run.device)  # each slice's patches from its own image
+            run.timings["image_features_s"] = time.perf_counter() - start
+        work.obsm["X_image"] = run.joint.obsm["X_image"]
     embedding, losses = staig_embedding(
-        work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
+        work,
+        settings,
+        slices=run.slices,
+        seed=run.seed,
+        device=run.device,
+        on_epoch=run.on_epoch,
+        timings=run.timings,
     )
-    joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
+    run.joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
     return embedding, losses, settings.to_dict(), settings.refine_neighbors
 
 
@@ -102,30 +114,24 @@ def staligner_inputs(
     return work, edges.astype(np.int64), reconstruction_weight
 
 
-def _integrate_staligner(
-    joint: AnnData,
-    slices: np.ndarray,
-    *,
-    library_size: np.ndarray | None,
-    image: bool,
-    genes: str,
-    seed: int,
-    device: str | None,
-    on_epoch: Callable[[int, float], None] | None,
-    timings: dict[str, float],
-    overrides: dict,
-) -> tuple[np.ndarray, list[float], dict, int]:
-    if image:
+def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
+    if run.image:
         raise InputError("STAligner has no image mode; use method='staig' with image=True, or image=False")
-    settings = StalignerSettings.from_data(**overrides)
+    settings = StalignerSettings.from_data(**run.overrides)
     work, edges, reconstruction_weight = staligner_inputs(
-        joint, slices, settings, genes=genes, library_size=library_size, seed=seed, timings=timings
+        run.joint,
+        run.slices,
+        settings,
+        genes=run.genes,
+        library_size=run.library_size,
+        seed=run.seed,
+        timings=run.timings,
     )
     start = time.perf_counter()
     result = train_staligner(
         work.obsm["X_pca"],
         edges,
-        slices,
+        run.slices,
         hidden_dim=settings.hidden_dim,
         out_dim=settings.out_dim,
         pretrain_epochs=settings.pretrain_epochs,
@@ -139,12 +145,12 @@ def _integrate_staligner(
         lr=settings.lr,
         weight_decay=settings.weight_decay,
         grad_clip=settings.grad_clip,
-        seed=seed,
-        device=device,
-        on_epoch=on_epoch,
+        seed=run.seed,
+        device=run.device,
+        on_epoch=run.on_epoch,
     )
-    timings["train_s"] = time.perf_counter() - start
-    joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
+    run.timings["train_s"] = time.perf_counter() - start
+    run.joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
     used = {**settings.to_dict(), "reconstruction_weight": reconstruction_weight}
     return result.embedding, result.losses, used, settings.refine_neighbors
 
@@ -193,16 +199,7 @@ def integrate(
     library_size = pp.library_sizes(joint)
     runner = _integrate_staig if method == "staig" else _integrate_staligner
     embedding, losses, settings, refine_neighbors = runner(
-        joint,
-        slice_codes,
-        library_size=library_size,
-        image=image,
-        genes=genes,
-        seed=seed,
-        device=device,
-        on_epoch=on_epoch,
-        timings=timings,
-        overrides=dict(settings_overrides),
+        _Run(joint, slice_codes, library_size, image, genes, seed, device, on_epoch, timings, dict(settings_overrides))
     )
     assign_domains(
         joint,

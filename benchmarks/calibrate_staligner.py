@@ -1,6 +1,6 @@
 """Does the 50-PC shortcut balance STAligner's two losses as the published all-gene model does? (no labels read)
 
-    python benchmarks/calibrate_staligner.py                      # DLPFC 151675 + 151676, seed 0 (~15 min)
+    python benchmarks/calibrate_staligner.py                      # DLPFC 151675 + 151676, seed 0 (~11 min)
     python benchmarks/calibrate_staligner.py --slices 151673 151674
 
 STAligner's second phase adds a triplet loss to the reconstruction error, weights 1:1 on the reference's own

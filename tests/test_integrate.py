@@ -69,6 +69,8 @@ def test_unknown_method_and_settings_are_refused(starmap) -> None:
         tl.integrate([starmap], 4, method="harmony")
     with pytest.raises(InputError, match="unknown STAligner setting 'tau'"):
         tl.integrate([starmap], 4, method="staligner", tau=3.0)
+    with pytest.raises(InputError, match="n_pcs must be at least 1"):
+        tl.integrate([starmap], 4, method="staligner", n_pcs=0)
 
 
 @pytest.mark.realdata

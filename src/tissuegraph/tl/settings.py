@@ -109,6 +109,11 @@ class StalignerSettings:
         if epochs is not None:
             settings.pretrain_epochs, settings.triplet_epochs = epochs // 2, epochs - epochs // 2
         _override(settings, "STAligner", overrides)
+        if settings.n_pcs < 1:
+            raise InputError(
+                f"n_pcs must be at least 1 (got {settings.n_pcs}); the autoencoder reads the genes on that many "
+                "principal axes (any number >= the genes keeps them all)"
+            )
         return settings
 
     @property

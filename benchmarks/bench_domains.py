@@ -8,6 +8,7 @@ seconds and the peak RSS (that process's own high-water mark) are what a user wo
 
     python benchmarks/bench_domains.py                 # DLPFC x seeds 0-2, STARmap, osmFISH, olfactory bulb, 20k input
     python benchmarks/bench_domains.py --only dlpfc --seeds 0
+    python benchmarks/bench_domains.py --only large --large-spots 20000 40000 80000   # growth with the spots
 
 Data come from $TISSUEGRAPH_DATA (default ../shared/data). Labels are read only to score the result.
 """
@@ -84,14 +85,17 @@ def baseline_ari(source: Path, n_domains: int, seed: int, excluded: tuple[str, .
     return metrics.ari(truth_of(adata, excluded), adata.obs["expression_domain"])
 
 
-def large_input(folder: Path, n_target: int = 20000) -> Path:
-    """DLPFC slices laid side by side (shared genes, x shifted) until ``n_target`` spots: one big slice.
+LARGE_PREFIX = "dlpfc_side_by_side_"
+
+
+def large_input(folder: Path, n_target: int = 20000, sections: tuple[str, ...] = DLPFC) -> Path:
+    """DLPFC ``sections`` laid side by side in turn (shared genes, x shifted) until ``n_target`` spots: one big slice.
 
     Each spot keeps its all-gene library size, so the big input is normalised as its slices are on their own.
     """
     parts, offset, total, i = [], 0.0, 0, 0
     while total < n_target:
-        part = ad.read_h5ad(DATA / f"dlpfc_{DLPFC[i % len(DLPFC)]}.h5ad")
+        part = ad.read_h5ad(DATA / f"dlpfc_{sections[i % len(sections)]}.h5ad")
         part.var_names = part.var["gene_ids"].astype(str)
         coords = part.obsm["spatial"].copy()
         coords[:, 0] += offset - coords[:, 0].min()
@@ -104,7 +108,7 @@ def large_input(folder: Path, n_target: int = 20000) -> Path:
         i += 1
     big = ad.concat(parts, join="inner")
     big.obs = big.obs[["ground_truth", "total_counts_all_genes"]]  # normalised like the single slices
-    path = folder / "dlpfc_side_by_side.h5ad"
+    path = folder / f"{LARGE_PREFIX}{'_'.join(sections)}_{n_target}.h5ad"
     big.write_h5ad(path)
     return path
 
@@ -114,6 +118,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["dlpfc", "starmap", "osmfish", "olfactory", "large"], action="append")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra", default="", help="extra CLI options, e.g. '--epochs 100'")
+    parser.add_argument(
+        "--large-spots", type=int, nargs="+", default=[20000], help="spot counts of the side-by-side inputs (scaling)"
+    )
     args = parser.parse_args()
     only = set(args.only or ["dlpfc", "starmap", "osmfish", "olfactory", "large"])
     extra = args.extra.split()
@@ -130,10 +137,10 @@ def main() -> None:
         if "olfactory" in only:
             jobs.append(("ST mouse olfactory bulb", DATA / "st_mouse_olfactory_bulb_rep11.h5ad", 5, ()))
         if "large" in only:
-            jobs.append(("DLPFC side by side (20k spots)", large_input(tmp), 7, ()))
+            jobs += [(f"DLPFC side by side ({n // 1000}k spots)", large_input(tmp, n), 7, ()) for n in args.large_spots]
         for name, source, k, excluded in jobs:
-            # the 20k-spot run proves memory stays linear; one seed is enough for that
-            for seed in args.seeds[:1] if source.name == "dlpfc_side_by_side.h5ad" else args.seeds:
+            # the side-by-side runs measure how time and memory grow with the spots; one seed is enough for that
+            for seed in args.seeds[:1] if source.name.startswith(LARGE_PREFIX) else args.seeds:
                 out = tmp / "result.h5ad"
                 wall, rss = run_cli(source, k, seed, out, extra)
                 ari, nmi = score(out, excluded)

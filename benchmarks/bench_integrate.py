@@ -4,9 +4,12 @@ Every run is a fresh ``tissuegraph integrate`` process, so wall seconds and peak
 
     python benchmarks/bench_integrate.py                          # every job, both methods, seeds 0-2
     python benchmarks/bench_integrate.py --only dlpfc4 --methods staig --seeds 0
+    python benchmarks/bench_integrate.py --only large --large-spots 20000   # four 20k-spot slices, one seed
 
 Jobs: DLPFC 151673-151676 jointly (K = 7), the pair 151675 + 151676 (K = 7), STARmap mPFC's three slices
 (K = 4), and the unlabelled 4-section ST breast cancer set (K = 4 by convention; iLISI and silhouette only).
+``--only large`` (not in the default run) tiles each of the four DLPFC sections side by side into a slice of
+``--large-spots`` spots and integrates the four: time and memory at scale.
 Labels are read only to score the result.
 """
 
@@ -21,7 +24,7 @@ import pandas as pd
 
 from tissuegraph import metrics
 
-from bench_domains import DATA, DLPFC, run_process
+from bench_domains import DATA, DLPFC, large_input, run_process
 
 JOBS = {
     "dlpfc4": ("DLPFC 151673-151676", [DATA / f"dlpfc_{s}.h5ad" for s in DLPFC], 7),
@@ -33,18 +36,23 @@ JOBS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=sorted(JOBS), action="append")
+    parser.add_argument("--only", choices=[*sorted(JOBS), "large"], action="append")
     parser.add_argument("--methods", nargs="+", choices=["staig", "staligner"], default=["staig", "staligner"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra", default="", help="extra CLI options, e.g. '--epochs 100'")
+    parser.add_argument("--large-spots", type=int, default=20000, help="spots per slice of the 'large' job")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "joint.h5ad"
         for job in args.only or list(JOBS):
-            name, inputs, k = JOBS[job]
+            if job == "large":  # each DLPFC section tiled to --large-spots spots: how time and memory grow
+                inputs = [large_input(Path(tmp), args.large_spots, (section,)) for section in DLPFC]
+                name, k = f"DLPFC 151673-151676, each tiled to {args.large_spots // 1000}k spots", 7
+            else:
+                name, inputs, k = JOBS[job]
             for method in args.methods:
-                for seed in args.seeds:
+                for seed in args.seeds[:1] if job == "large" else args.seeds:
                     cli = ["integrate", *map(str, inputs), "--method", method, "--n-domains", str(k)]
                     wall, rss = run_process([*cli, "--seed", str(seed), "--out", str(out), *args.extra.split()])
                     scores = metrics.score(ad.read_h5ad(out), seed=seed)

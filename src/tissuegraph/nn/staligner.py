@@ -51,7 +51,7 @@ def train_staligner(
     pretrain_epochs: int = 500,
     triplet_epochs: int = 500,
     mnn_every: int = 100,
-    mnn_k: int = 100,
+    mnn_k: int = 50,
     pair_mode: str = "all",
     reference: int = 0,
     margin: float = 1.0,

@@ -8,6 +8,7 @@ import pytest
 from scipy import sparse
 
 from tissuegraph.errors import InputError
+from tissuegraph.pp.expression import select_hvgs
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
 
 
@@ -97,3 +98,19 @@ def test_per_slice_hvgs_intersection_is_inside_union() -> None:
     assert both[:20].sum() < either[:20].sum()  # variable in one slice only: in the union, not all in both
     with pytest.raises(InputError, match="unknown gene combination"):
         per_slice_hvgs(joint, 60, combine="average")
+
+
+def test_hvgs_are_ranked_among_each_slices_own_genes() -> None:
+    """A slice measuring extra genes picks its HVGs among all of them, as it would on its own, then intersects."""
+    rng = np.random.default_rng(0)
+    shared = [f"g{i}" for i in range(60)]
+    a, b = _slice(shared + [f"x{i}" for i in range(20)], 80, 0), _slice(shared, 80, 1)
+    bursts = rng.poisson(30, (80, 20)) * rng.integers(0, 2, (80, 20))  # a's extra genes are its most variable
+    a.X = sparse.csr_matrix(a.X.toarray() + np.pad(bursts, ((0, 0), (60, 0))))
+    joint = concat_slices([a, b], names=["a", "b"])
+    assert list(joint.varm["hvg_rank"].columns) == ["a", "b"]
+    assert joint.varm["hvg_rank"]["b"].isna().all()  # b has no other genes: ranked on the joint, the same
+    both = per_slice_hvgs(joint, 50)
+    expected = select_hvgs(a, 50)[:60] & select_hvgs(b, 50)
+    np.testing.assert_array_equal(both, expected)
+    assert both.sum() <= 30  # 20 of a's 50 HVGs are genes b lacks; ranking a's shared genes alone keeps >= 40

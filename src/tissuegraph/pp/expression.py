@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 from scipy import sparse
@@ -17,16 +18,29 @@ from tissuegraph.errors import InputError
 from tissuegraph.io.validate import LIBRARY_SIZE_KEY
 
 
-def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None = None) -> np.ndarray:
-    """Boolean mask of highly variable genes (seurat_v3 on raw counts); all genes when there are few."""
-    n_genes = adata.n_vars
-    if n_genes <= n_top_genes:
-        return np.ones(n_genes, dtype=bool)
+def _seurat_v3(adata: AnnData, n_top_genes: int, batch_key: str | None = None) -> pd.DataFrame:
+    """scanpy's seurat_v3 gene statistics (``var`` columns) on the raw counts of ``adata``."""
     tmp = AnnData(X=adata.X, obs=adata.obs[[batch_key]] if batch_key else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes, batch_key=batch_key)
-    return tmp.var["highly_variable"].to_numpy()
+    return tmp.var
+
+
+def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None = None) -> np.ndarray:
+    """Boolean mask of highly variable genes (seurat_v3 on raw counts); all genes when there are few."""
+    if adata.n_vars <= n_top_genes:
+        return np.ones(adata.n_vars, dtype=bool)
+    return _seurat_v3(adata, n_top_genes, batch_key)["highly_variable"].to_numpy()
+
+
+def hvg_ranks(adata: AnnData) -> np.ndarray | None:
+    """Every gene's seurat_v3 rank among the genes of ``adata`` (0 = most variable; ``rank < n`` is exactly
+    ``select_hvgs(adata, n)``), or None when seurat_v3 cannot rank them (too few or degenerate genes)."""
+    try:
+        return _seurat_v3(adata, adata.n_vars)["highly_variable_rank"].to_numpy(dtype=np.float32)
+    except ValueError:  # the loess fit of variance on mean fails on a handful of near-constant genes
+        return None
 
 
 def library_sizes(adata: AnnData) -> np.ndarray | None:

@@ -1,7 +1,9 @@
 """Several slices into one AnnData: shared genes, unique spot ids, one ``obs['batch']`` naming each slice.
 
 Coordinates are kept as each slice had them: the graph is built per slice, so slices never need a common
-coordinate frame. A file that already holds several slices (``obs['batch']`` with several values) counts as
+coordinate frame. Each slice's highly variable genes are ranked among its own genes before the join (a slice
+measuring genes the others lack ranks its shared genes against those too), as the methods pick HVGs per slice
+and then intersect them. A file that already holds several slices (``obs['batch']`` with several values) counts as
 those slices.
 """
 
@@ -17,10 +19,11 @@ from anndata import AnnData
 
 from tissuegraph.errors import InputError
 from tissuegraph.io.validate import LIBRARY_SIZE_KEY, quote_examples, validate_spatial
-from tissuegraph.pp.expression import select_hvgs
+from tissuegraph.pp.expression import hvg_ranks, select_hvgs
 
 MIN_SHARED_GENES = 20
 GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene ids, e.g. Ensembl
+HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, one column per slice
 
 
 def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
@@ -63,6 +66,16 @@ def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
     return ids, f"var[{GENE_ID_KEY!r}]"
 
 
+def _own_gene_ranks(adata: AnnData, columns: np.ndarray) -> np.ndarray:
+    """The shared genes' (``columns``) seurat_v3 ranks among all genes of ``adata``; NaN when it has no other genes
+    (ranking them on the joint gives the same) or seurat_v3 cannot rank them."""
+    if adata.n_vars > len(columns):
+        ranks = hvg_ranks(adata)
+        if ranks is not None:
+            return ranks[columns]
+    return np.full(len(columns), np.nan, dtype=np.float32)
+
+
 def concat_slices(
     slices: Sequence[AnnData],
     names: Sequence[str] | None = None,
@@ -73,7 +86,8 @@ def concat_slices(
     """Concatenate slices on their shared genes, in the order given, spots in their original order.
 
     Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does), else by
-    name; the joint takes the first slice's gene names.
+    name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice) keeps each
+    shared gene's HVG rank among its slice's own genes, which the join would otherwise lose.
 
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
     spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
@@ -108,6 +122,7 @@ def concat_slices(
             "species"
         )
     pieces = []
+    ranks = []
     spatial_uns: dict = {}
     gene_names = parts[0][1].var_names[keys[0].get_indexer(shared)]  # the first slice names the shared genes
     for (label, adata), key in zip(parts, keys, strict=True):
@@ -118,6 +133,7 @@ def concat_slices(
         piece.obs[batch_key] = label
         piece.obs_names = [f"{spot}-{label}" for spot in adata.obs_names]
         pieces.append(piece)
+        ranks.append(_own_gene_ranks(adata, columns))
         libraries = dict(adata.uns.get("spatial", {}))
         if len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
             libraries = {label: next(iter(libraries.values()))}
@@ -125,6 +141,7 @@ def concat_slices(
     _warn_partial_library_sizes(parts)
     joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
     joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
+    joint.varm[HVG_RANK_KEY] = pd.DataFrame(np.stack(ranks, axis=1), index=joint.var_names, columns=labels)
     if spatial_uns:
         joint.uns["spatial"] = spatial_uns
     return joint
@@ -135,14 +152,23 @@ def per_slice_hvgs(
 ) -> np.ndarray:
     """Highly variable genes chosen in each slice on its own, then combined across slices.
 
-    ``combine='intersection'`` keeps genes variable in every slice (the methods' default), ``'union'`` those
-    variable in any. A gene measured in several slices but variable in one only is then left out (or kept),
-    so no slice's noise dominates the joint features.
+    Each slice's ``n_top_genes`` are its top-ranked genes among all the genes it measured
+    (``varm['hvg_rank']`` from ``concat_slices``), else among the genes of ``adata``. ``combine='intersection'``
+    keeps genes variable in every slice (the methods' default), ``'union'`` those variable in any. A gene
+    measured in several slices but variable in one only is then left out (or kept), so no slice's noise
+    dominates the joint features.
     """
     if combine not in ("intersection", "union"):
         raise InputError(f"unknown gene combination {combine!r}; use 'intersection' or 'union'")
     batches = adata.obs[batch_key].astype(str).to_numpy()
-    masks = [select_hvgs(adata[batches == value], n_top_genes) for value in pd.unique(batches)]
+    ranks = adata.varm.get(HVG_RANK_KEY)
+    masks = []
+    for value in pd.unique(batches):
+        own = ranks[value].to_numpy() if ranks is not None and value in ranks.columns else None
+        if own is None or np.isnan(own).any():
+            masks.append(select_hvgs(adata[batches == value], n_top_genes))
+        else:
+            masks.append(own < n_top_genes)
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
     if combined.sum() < MIN_SHARED_GENES:
         raise InputError(

@@ -76,7 +76,7 @@ class StalignerSettings:
     One change for the CPU: the autoencoder reads the log-normalised shared HVGs on their top ``n_pcs`` = 50
     principal axes (scanpy's default number) instead of the genes themselves, so an epoch costs O(N x 512 x 50)
     instead of O(N x 512 x n_genes), 60x less for 3000 genes: the whole run on the 14k spots of four DLPFC slices
-    takes 182-198 s on 2 CPU cores (benchmarks/bench_integrate.py). It is the published model with its first
+    takes 167-171 s on 2 CPU cores (benchmarks/bench_integrate.py). It is the published model with its first
     weight matrix confined to those axes: the coordinates are not centred (the mean expression is part of the
     input, as for the genes), and the reconstruction error, which the reference averages over the genes, is
     weighted by n_pcs / n_genes, so it keeps its published 1:1 balance with the triplet loss

@@ -23,7 +23,7 @@ from tissuegraph.pp.expression import hvg_ranks, select_hvgs
 
 MIN_SHARED_GENES = 20
 GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene ids, e.g. Ensembl
-HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, one column per slice
+HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, a column per slice
 
 
 def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
@@ -86,8 +86,9 @@ def concat_slices(
     """Concatenate slices on their shared genes, in the order given, spots in their original order.
 
     Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does), else by
-    name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice) keeps each
-    shared gene's HVG rank among its slice's own genes, which the join would otherwise lose.
+    name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice, in the order
+    of ``obs[batch_key]``'s categories) keeps each shared gene's HVG rank among its slice's own genes, which the
+    join would otherwise lose.
 
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
     spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
@@ -141,10 +142,19 @@ def concat_slices(
     _warn_partial_library_sizes(parts)
     joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
     joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
-    joint.varm[HVG_RANK_KEY] = pd.DataFrame(np.stack(ranks, axis=1), index=joint.var_names, columns=labels)
+    joint.varm[HVG_RANK_KEY] = np.stack(ranks, axis=1)
     if spatial_uns:
         joint.uns["spatial"] = spatial_uns
     return joint
+
+
+def _recorded_ranks(adata: AnnData, batch_key: str) -> dict[str, np.ndarray]:
+    """Each slice's HVG ranks among its own genes as ``concat_slices`` recorded them, by slice name."""
+    ranks = adata.varm.get(HVG_RANK_KEY)
+    batch = adata.obs[batch_key]
+    if ranks is None or not isinstance(batch.dtype, pd.CategoricalDtype) or len(batch.cat.categories) != ranks.shape[1]:
+        return {}
+    return {str(name): ranks[:, i] for i, name in enumerate(batch.cat.categories) if not np.isnan(ranks[:, i]).any()}
 
 
 def per_slice_hvgs(
@@ -161,14 +171,11 @@ def per_slice_hvgs(
     if combine not in ("intersection", "union"):
         raise InputError(f"unknown gene combination {combine!r}; use 'intersection' or 'union'")
     batches = adata.obs[batch_key].astype(str).to_numpy()
-    ranks = adata.varm.get(HVG_RANK_KEY)
+    recorded = _recorded_ranks(adata, batch_key)
     masks = []
     for value in pd.unique(batches):
-        own = ranks[value].to_numpy() if ranks is not None and value in ranks.columns else None
-        if own is None or np.isnan(own).any():
-            masks.append(select_hvgs(adata[batches == value], n_top_genes))
-        else:
-            masks.append(own < n_top_genes)
+        own = recorded.get(value)
+        masks.append(select_hvgs(adata[batches == value], n_top_genes) if own is None else own < n_top_genes)
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
     if combined.sum() < MIN_SHARED_GENES:
         raise InputError(

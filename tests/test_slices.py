@@ -114,3 +114,19 @@ def test_hvgs_are_ranked_among_each_slices_own_genes() -> None:
     expected = select_hvgs(a, 50)[:60] & select_hvgs(b, 50)
     np.testing.assert_array_equal(both, expected)
     assert both.sum() <= 30  # 20 of a's 50 HVGs are genes b lacks; ranking a's shared genes alone keeps >= 40
+
+
+def test_domains_on_a_file_with_several_slices_uses_the_per_slice_hvgs() -> None:
+    """``domains`` on several slices in one file picks the model genes exactly as ``integrate`` does."""
+    from tissuegraph.tl import domains
+
+    rng = np.random.default_rng(1)
+    genes = [f"g{i}" for i in range(100)]
+    a, b = _slice(genes, 80, 0, "a"), _slice(genes, 80, 1, "b")
+    bursts = rng.poisson(30, (80, 20)) * rng.integers(0, 2, (80, 20))  # genes 0-19 vary strongly in slice a only
+    a.X = sparse.csr_matrix(a.X.toarray() + np.pad(bursts, ((0, 0), (0, 80))))
+    both = ad.concat([a, b], index_unique="-")
+    domains(both, 2, epochs=1, n_top_genes=60)
+    expected = select_hvgs(a, 60) & select_hvgs(b, 60)
+    assert expected.sum() < 60  # the slices disagree on some genes, so the intersection is a real choice
+    np.testing.assert_array_equal(both.var["highly_variable"].to_numpy(), expected)

@@ -18,20 +18,20 @@ from tissuegraph.errors import InputError
 from tissuegraph.io.validate import LIBRARY_SIZE_KEY
 
 
-def _seurat_v3(adata: AnnData, n_top_genes: int, batch_key: str | None = None) -> pd.DataFrame:
+def _seurat_v3(adata: AnnData, n_top_genes: int) -> pd.DataFrame:
     """scanpy's seurat_v3 gene statistics (``var`` columns) on the raw counts of ``adata``."""
-    tmp = AnnData(X=adata.X, obs=adata.obs[[batch_key]] if batch_key else None)
+    tmp = AnnData(X=adata.X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes, batch_key=batch_key)
+        sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes)
     return tmp.var
 
 
-def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None = None) -> np.ndarray:
+def select_hvgs(adata: AnnData, n_top_genes: int) -> np.ndarray:
     """Boolean mask of highly variable genes (seurat_v3 on raw counts); all genes when there are few."""
     if adata.n_vars <= n_top_genes:
         return np.ones(adata.n_vars, dtype=bool)
-    return _seurat_v3(adata, n_top_genes, batch_key)["highly_variable"].to_numpy()
+    return _seurat_v3(adata, n_top_genes)["highly_variable"].to_numpy()
 
 
 def hvg_ranks(adata: AnnData) -> np.ndarray | None:
@@ -113,7 +113,6 @@ def preprocess(
     adata: AnnData,
     n_top_genes: int = 3000,
     *,
-    batch_key: str | None = None,
     clip: float = 10.0,
     genes: np.ndarray | None = None,
     library_size: np.ndarray | None = None,
@@ -121,14 +120,14 @@ def preprocess(
 ) -> AnnData:
     """Compute the model's expression features into ``obsm[key_added]`` and flag genes in ``var['highly_variable']``.
 
-    With ``batch_key`` the HVGs are ranked across slices (seurat_v3 per batch, then combined), as for
-    multi-slice input; ``genes`` (a boolean mask) skips the selection and uses exactly those genes.
+    ``genes`` (a boolean mask, e.g. ``per_slice_hvgs`` for several slices) skips the selection and uses exactly
+    those genes.
     ``library_size`` (one total per spot) replaces the counts in ``X`` as the normaliser, see ``library_sizes``.
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
     if genes is None:
-        genes = select_hvgs(adata, n_top_genes, batch_key)
+        genes = select_hvgs(adata, n_top_genes)
     adata.var["highly_variable"] = genes
     adata.obsm[key_added] = normalise_log_scale(adata.X, genes, clip, library_size)
     return adata

@@ -179,7 +179,7 @@ def per_slice_hvgs(
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
     if combined.sum() < MIN_SHARED_GENES:
         raise InputError(
-            f"only {int(combined.sum())} genes are highly variable in every slice; use combine='union' or a larger "
-            "n_top_genes"
+            f"only {int(combined.sum())} genes are highly variable in every slice; combine the slices' HVGs by union "
+            "(integrate's genes='union') or choose more per slice (n_top_genes)"
         )
     return combined

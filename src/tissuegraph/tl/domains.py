@@ -66,7 +66,8 @@ def _expression_workspace(
         work.obs["batch"] = slices
     work.obsm["spatial"] = adata.obsm["spatial"]
     library_size = pp.library_sizes(adata)
-    pp.preprocess(work, n_top_genes, batch_key="batch" if slices is not None else None, library_size=library_size)
+    genes = pp.per_slice_hvgs(work, n_top_genes) if slices is not None else None  # as integrate chooses them
+    pp.preprocess(work, n_top_genes, genes=genes, library_size=library_size)
     return work, slices, library_size
 
 

@@ -130,3 +130,19 @@ def test_domains_on_a_file_with_several_slices_uses_the_per_slice_hvgs() -> None
     expected = select_hvgs(a, 60) & select_hvgs(b, 60)
     assert expected.sum() < 60  # the slices disagree on some genes, so the intersection is a real choice
     np.testing.assert_array_equal(both.var["highly_variable"].to_numpy(), expected)
+
+
+def test_slices_sharing_too_few_hvgs_get_a_clear_error() -> None:
+    """Slices whose HVGs barely overlap are refused, by integrate's gene choice and by domains alike."""
+    from tissuegraph.tl import domains
+
+    rng = np.random.default_rng(2)
+    genes = [f"g{i}" for i in range(100)]
+    a, b = _slice(genes, 80, 0, "a"), _slice(genes, 80, 1, "b")
+    for part, start in ((a, 0), (b, 30)):  # each slice's own strongly variable genes: 0-29 in a, 30-59 in b
+        bursts = rng.poisson(30, (80, 30)) * rng.integers(0, 2, (80, 30))
+        part.X = sparse.csr_matrix(part.X.toarray() + np.pad(bursts, ((0, 0), (start, 70 - start))))
+    with pytest.raises(InputError, match="highly variable in every slice.*genes='union'.*n_top_genes"):
+        per_slice_hvgs(concat_slices([a, b], names=["a", "b"]), 25)
+    with pytest.raises(InputError, match="highly variable in every slice"):
+        domains(ad.concat([a, b], index_unique="-"), 2, n_top_genes=25)

@@ -62,16 +62,34 @@ def test_undirected_edges_lists_each_edge_once() -> None:
     assert 2 * edges.shape[0] == graph.nnz
 
 
-def test_edge_drop_probabilities_favour_dissimilar_neighbours() -> None:
+@pytest.mark.parametrize("weighting", ["softmax", "proportional"])
+def test_edge_drop_probabilities_favour_dissimilar_neighbours(weighting: str) -> None:
     # a path 0-1-2: node 2 looks unlike 0 and 1, so the edge 1-2 must be dropped more often than 0-1
     edges = np.array([[0, 1], [1, 2]])
     emb = np.array([[1.0, 0.1], [1.0, 0.2], [-1.0, 1.0]])
-    prob = gr.edge_drop_probabilities(edges, emb, 3)
+    prob = gr.edge_drop_probabilities(edges, emb, 3, weighting=weighting)
     assert prob.shape == (2,)
     assert prob[1] > prob[0]
-    # node 1's two edges share its unit of probability: p_10 + p_12 = 1 before symmetrising
+    # node 1's two edges share its unit of probability (p_10 + p_12 = 1); nodes 0 and 2 have one edge each
     dist = 1 - (emb[edges[:, 0]] * emb[edges[:, 1]]).sum(1) / (
         np.linalg.norm(emb[edges[:, 0]], axis=1) * np.linalg.norm(emb[edges[:, 1]], axis=1)
     )
-    expected_12 = 0.5 * (dist[1] / dist.sum() + 1.0)
-    assert prob[1] == pytest.approx(expected_12, rel=1e-5)
+    share = np.exp(dist) / np.exp(dist).sum() if weighting == "softmax" else dist / dist.sum()
+    assert prob[1] == pytest.approx(0.5 * (share[1] + 1.0), rel=1e-5)
+    assert prob[0] == pytest.approx(0.5 * (share[0] + 1.0), rel=1e-5)
+
+
+def test_edge_drop_softmax_matches_per_spot_softmax_and_survives_large_distances() -> None:
+    # a star: spot 0 linked to 1..4 at euclidean distances 1000..4000; exp(d) alone would overflow
+    edges = np.array([[0, 1], [0, 2], [0, 3], [0, 4]])
+    emb = np.array([[0.0], [1000.0], [2000.0], [3000.0], [4000.0]])
+    prob = gr.edge_drop_probabilities(edges, emb, 5, metric="euclidean", weighting="softmax")
+    assert np.all(np.isfinite(prob))
+    centre_share = np.exp(np.array([1000.0, 2000.0, 3000.0, 4000.0]) - 4000.0)
+    centre_share /= centre_share.sum()
+    np.testing.assert_allclose(prob, 0.5 * (centre_share + 1.0), rtol=1e-5)
+
+
+def test_edge_drop_probabilities_reject_an_unknown_weighting() -> None:
+    with pytest.raises(ValueError, match="unknown weighting"):
+        gr.edge_drop_probabilities(np.array([[0, 1]]), np.eye(2), 2, weighting="uniform")

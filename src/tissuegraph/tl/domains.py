@@ -83,11 +83,12 @@ def staig_embedding(
 ) -> tuple[np.ndarray, list[float]]:
     """Graph, edge-drop probabilities and STAIG training on ``work`` (features in ``obsm['X_expr']``).
 
-    Gene mode drops edges by the cosine distance of the expression PCA. Image mode (``work.obsm['X_image']``
-    present) drops them by the distance of the image embeddings and takes spots sharing the anchor's image
-    pseudo-label (k-means on ``X_image``, one label per ``settings.spots_per_pseudo_label`` spots) out of its
-    contrastive denominator. Returns the L2-normalised embedding (the loss only compares directions, so domains
-    are found on the unit sphere) and the loss curve; the graph lands in ``work.obsp['spatial_connectivities']``.
+    Gene mode drops edges by a softmax of the cosine distances of the expression PCA (METHODS 1.4). Image mode
+    (``work.obsm['X_image']`` present) drops them in proportion to the distance of the image embeddings and takes
+    spots sharing the anchor's image pseudo-label (k-means on ``X_image``, one label per
+    ``settings.spots_per_pseudo_label`` spots) out of its contrastive denominator. Returns the L2-normalised
+    embedding (the loss only compares directions, so domains are found on the unit sphere) and the loss curve;
+    the graph lands in ``work.obsp['spatial_connectivities']``.
     """
     start = time.perf_counter()
     gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch" if slices is not None else None)
@@ -95,7 +96,7 @@ def staig_embedding(
     pseudo_labels = None
     if "X_image" in work.obsm:
         image = work.obsm["X_image"]
-        drop_prob = gr.edge_drop_probabilities(edges, image, work.n_obs, metric="euclidean")
+        drop_prob = gr.edge_drop_probabilities(edges, image, work.n_obs, metric="euclidean", weighting="proportional")
         n_labels = int(np.clip(round(work.n_obs / settings.spots_per_pseudo_label), 2, work.n_obs - 1))
         pseudo_labels = kmeans(image, n_labels, seed=seed)
     else:

@@ -62,6 +62,18 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, capsys) -> 
     assert not out.exists() and list(tmp_path.iterdir()) == [source]
 
 
+def test_log_normalised_input_is_refused_with_the_fix(tmp_path, capsys) -> None:
+    data = _small_slice()
+    data.layers["counts"] = data.X.copy()
+    data.X = np.log1p(data.X)
+    source = tmp_path / "logged.h5ad"
+    data.write_h5ad(source)
+    assert main(["domains", str(source), "--n-domains", "3", "--out", str(tmp_path / "o.h5ad")]) == 2
+    err = capsys.readouterr().err
+    assert "non-integer" in err and "adata.X = adata.layers['counts']" in err
+    assert not (tmp_path / "o.h5ad").exists()
+
+
 def test_image_mode_without_an_image_is_refused_clearly(tmp_path, capsys) -> None:
     source = tmp_path / "in.h5ad"
     _small_slice().write_h5ad(source)

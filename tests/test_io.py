@@ -245,6 +245,40 @@ def test_validate_negative_counts(sparse: bool) -> None:
         validate_spatial(adata)
 
 
+def _log_normalised(counts: np.ndarray) -> np.ndarray:
+    return np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4).astype(np.float32)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(
+    ("stored", "fix"),
+    [
+        (None, r"put the raw counts in X.*np\.rint"),
+        ("layer", r"layers\['counts'\]: adata\.X = adata\.layers\['counts'\]"),
+        ("raw", r"adata = adata\.raw\.to_adata\(\)"),
+    ],
+)
+def test_validate_refuses_normalised_counts_and_says_where_the_raw_ones_are(
+    sparse: bool, stored: str | None, fix: str
+) -> None:
+    adata = _spatial_adata(n_genes=6)
+    counts = adata.X.astype(np.float64) + 1.0  # no empty spot
+    if stored == "layer":
+        adata.layers["counts"] = counts.copy()
+    elif stored == "raw":
+        adata.raw = ad.AnnData(counts.copy(), obs=adata.obs, var=adata.var)
+    logged = _log_normalised(counts)
+    adata.X = sp.csr_matrix(logged) if sparse else logged
+    with pytest.raises(InputError, match=rf"30 non-integer values in 5 spots.*'spot0'.*log-transformed.*{fix}"):
+        validate_spatial(adata)
+
+
+def test_validate_keeps_whole_counts_stored_as_floats() -> None:
+    adata = _spatial_adata()
+    adata.X = adata.X.astype(np.float64)
+    assert validate_spatial(adata).X.dtype == np.float32
+
+
 def test_validate_duplicate_spot_ids() -> None:
     adata = _spatial_adata()
     adata.obs_names = ["a", "b", "a", "c", "c"]

@@ -75,6 +75,9 @@ def test_spots_without_a_label_are_left_out_and_bad_requests_are_refused() -> No
         markers(adata, method="logreg")
     with pytest.raises(InputError, match="markers exist for"):
         marker_table(adata, "7")
+    adata.X = np.log1p(adata.X)  # normalised data in X would be normalised and logged a second time
+    with pytest.raises(InputError, match="non-integer values"):
+        markers(adata, key="ground_truth")
 
 
 @pytest.mark.realdata

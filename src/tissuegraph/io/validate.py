@@ -30,8 +30,13 @@ def _bad_spots(X: sp.csr_matrix, bad: np.ndarray) -> np.ndarray:
     return np.unique(np.searchsorted(X.indptr, np.flatnonzero(bad), side="right") - 1)
 
 
-def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
-    """Return X as CSR float32 after checking it holds finite, non-negative numbers."""
+def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
+    """Return X as CSR float32 after checking it holds raw counts: finite, non-negative whole numbers.
+
+    Normalised or log-transformed values would otherwise go silently through seurat_v3 and a second
+    normalisation, so they are refused with the line of Python that puts the raw counts back (from ``layers``
+    or ``raw`` when they are there).
+    """
     X = adata.X
     if X is None:
         raise InputError(f"{what} has no count matrix in X; put the raw counts (spots x genes) in adata.X")
@@ -65,7 +70,34 @@ def _check_counts(adata: AnnData, what: str) -> sp.csr_matrix:
                 f"{what}: counts contain {int(bad.sum())} {problem} in {len(spots)} spots "
                 f"(first: {quote_examples(list(spots))}); {fix}"
             )
+    fractional = X.data != np.rint(X.data)
+    if fractional.any():
+        spots = adata.obs_names[_bad_spots(X, fractional)]
+        example = float(X.data[np.argmax(fractional)])
+        raise InputError(
+            f"{what}: X holds {int(fractional.sum())} non-integer values in {len(spots)} spots (first: "
+            f"{quote_examples(list(spots))}, e.g. {example:.4g}), so it looks normalised or log-transformed; "
+            f"tissuegraph selects genes and normalises from raw counts itself: {_raw_counts_fix(adata)}"
+        )
     return X
+
+
+def _is_whole(matrix: object) -> bool:
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    return values.dtype.kind in _NUMERIC_KINDS and bool(np.all(values == np.rint(values)))
+
+
+def _raw_counts_fix(adata: AnnData) -> str:
+    """Where the raw counts probably are, as the line of Python that puts them into X."""
+    for name in ("counts", "raw_counts"):
+        if name in adata.layers and _is_whole(adata.layers[name]):
+            return f"the raw counts look to be in layers[{name!r}]: adata.X = adata.layers[{name!r}]"
+    if adata.raw is not None and _is_whole(adata.raw.X):
+        return "the raw counts look to be in adata.raw: adata = adata.raw.to_adata() (obsm is kept)"
+    return (
+        "put the raw counts in X; counts that are fractional by design (e.g. ambient-corrected) can be rounded "
+        "first: adata.X.data = np.rint(adata.X.data) (sparse X) or adata.X = np.rint(adata.X) (dense X)"
+    )
 
 
 def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
@@ -152,7 +184,7 @@ def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input")
             f"{what} has {len(duplicated)} duplicate spot ids (e.g. {quote_examples(list(duplicated))}); "
             "spot ids must be unique: call adata.obs_names_make_unique() or fix the ids"
         )
-    X = _check_counts(adata, what)
+    X = check_counts(adata, what)
     _check_library_sizes(adata, X, what)
     coords = _check_coordinates(adata, what)
     if adata.n_obs < min_spots:

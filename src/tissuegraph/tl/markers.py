@@ -22,6 +22,7 @@ from scipy import sparse
 
 from tissuegraph.cluster import gmm_eee
 from tissuegraph.errors import InputError
+from tissuegraph.io.validate import check_counts
 from tissuegraph.labels import natural_key, sorted_labels
 
 MARKERS_KEY = "tissuegraph_markers"
@@ -41,18 +42,6 @@ def log_normalised(counts: sparse.spmatrix | np.ndarray) -> sparse.csr_matrix | 
         sc.pp.normalize_total(work, target_sum=1e4)
         sc.pp.log1p(work)
     return work.X
-
-
-def _check_counts(counts: sparse.spmatrix | np.ndarray) -> None:
-    values = counts.data if sparse.issparse(counts) else np.asarray(counts).ravel()
-    values = values[:1_000_000]
-    if values.size and values.min() < 0:
-        raise InputError("X holds negative values; marker genes need the raw counts in X (not scaled data)")
-    if values.size and not np.allclose(values, np.round(values)):
-        warnings.warn(
-            "X does not look like raw counts (non-integer values); markers normalise and log-transform X again",
-            stacklevel=3,
-        )
 
 
 def check_request(method: str, n_genes: int) -> None:
@@ -124,7 +113,7 @@ def markers(adata: AnnData, *, key: str = "domain", n_genes: int = 100, method: 
     check_request(method, n_genes)
     annotated = labels.notna().to_numpy()
     rows = np.flatnonzero(annotated)
-    _check_counts(adata.X)
+    check_counts(adata)
     groups, records = rank_markers(adata.X[rows], labels.iloc[rows].to_numpy(), adata.var_names, n_genes, method)
     adata.uns[MARKERS_KEY] = {
         "params": {"key": key, "method": method, "n_genes": int(n_genes), "reference": "rest"},

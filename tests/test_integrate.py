@@ -73,6 +73,15 @@ def test_unknown_method_and_settings_are_refused(starmap) -> None:
         tl.integrate([starmap], 4, method="staligner", n_pcs=0)
 
 
+def test_a_single_slice_is_run_but_said_to_integrate_nothing() -> None:
+    rng = np.random.default_rng(0)
+    one = ad.AnnData(X=rng.poisson(3.0, size=(60, 25)).astype(np.float32))
+    one.obsm["spatial"] = np.stack(np.meshgrid(np.arange(10), np.arange(6)), axis=-1).reshape(-1, 2).astype(float)
+    with pytest.warns(UserWarning, match="only one slice was given, so nothing is integrated"):
+        joint = tl.integrate([one], 3, epochs=2)
+    assert joint.n_obs == 60 and joint.obs["batch"].nunique() == 1 and "domain" in joint.obs
+
+
 @pytest.mark.realdata
 def test_integration_normalises_by_stored_library_sizes_only_when_every_slice_has_them(dlpfc_151673) -> None:
     half = dlpfc_151673.n_obs // 2

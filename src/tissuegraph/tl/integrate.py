@@ -9,6 +9,7 @@ spots of different slices together.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -193,6 +194,12 @@ def integrate(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     joint = concat_slices(slices, names, batch_key=batch_key)
+    if joint.obs[batch_key].nunique() < 2:
+        warnings.warn(
+            "only one slice was given, so nothing is integrated: the result is that slice's domains (give two or more "
+            f"inputs, or one file whose obs[{batch_key!r}] names several slices)",
+            stacklevel=2,
+        )
     check_domain_request(n_domains, joint.n_obs, cluster)
     slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)
     timings["combine_s"] = time.perf_counter() - start

@@ -88,3 +88,9 @@ def test_no_annotated_spot_gives_nan_and_label_free_scores() -> None:
     result.obsm["X_tissuegraph"] = np.random.default_rng(0).normal(size=(40, 3)) + np.repeat([[0], [5]], 20, axis=0)
     scores = metrics.score(result)
     assert "ari" not in scores and scores["silhouette"] > 0.5
+
+
+@pytest.mark.parametrize("labels", [np.zeros(30, dtype=int), np.arange(30)])
+def test_label_free_scores_are_nan_where_undefined(labels: np.ndarray) -> None:
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    assert np.isnan(metrics.silhouette(x, labels)) and np.isnan(metrics.davies_bouldin(x, labels))

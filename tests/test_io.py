@@ -279,6 +279,21 @@ def test_validate_keeps_whole_counts_stored_as_floats() -> None:
     assert validate_spatial(adata).X.dtype == np.float32
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_validate_refuses_a_slice_without_any_count(sparse: bool) -> None:
+    adata = _spatial_adata()
+    adata.X = sp.csr_matrix(adata.shape, dtype=np.float32) if sparse else np.zeros(adata.shape)
+    with pytest.raises(InputError, match="holds no counts: every entry of X is 0"):
+        validate_spatial(adata)
+
+
+def test_validate_refuses_coordinates_without_a_layout() -> None:
+    adata = _spatial_adata()
+    adata.obsm["spatial"] = np.full((5, 2), 7.0)
+    with pytest.raises(InputError, match=r"all 5 spots sit at the same position \(7, 7\)"):
+        validate_spatial(adata)
+
+
 def test_validate_duplicate_spot_ids() -> None:
     adata = _spatial_adata()
     adata.obs_names = ["a", "b", "a", "c", "c"]

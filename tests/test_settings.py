@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tissuegraph.errors import InputError
-from tissuegraph.tl import StaigSettings
+from tissuegraph.tl import StaigSettings, StalignerSettings
 
 
 def test_sequencing_platform_gets_soft_contrast_and_gene_masking() -> None:
@@ -39,3 +39,32 @@ def test_settings_serialise_to_plain_values() -> None:
     stored = StaigSettings.from_data(100, 3000).to_dict()
     assert stored["feature_mask_rates"] == [0.1, 0.2]
     assert all(isinstance(value, (int, float, str, list)) for value in stored.values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tau": -1.0}, "tau = -1.0 cannot work; it must be a positive temperature"),
+        ({"epochs": 0}, "epochs = 0 cannot work"),
+        ({"feature_mask_rates": (0.1, 1.0)}, r"feature_mask_rates = .* two shares in \[0, 1\)"),
+        ({"n_neighbors": 0}, "n_neighbors = 0"),
+        ({"denominator": "approximate"}, "denominator = 'approximate'"),
+    ],
+)
+def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(InputError, match=f"STAIG setting {message}"):
+        StaigSettings.from_data(3639, 8513, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "epochs = 0 cannot work"),
+        ({"pair_mode": "ring"}, "pair_mode = 'ring'"),
+        ({"mnn_k": 0}, "mnn_k = 0"),
+        ({"lr": 0.0}, "lr = 0.0"),
+    ],
+)
+def test_staligner_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(InputError, match=f"STAligner setting {message}"):
+        StalignerSettings.from_data(**overrides)

@@ -70,6 +70,11 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
                 f"{what}: counts contain {int(bad.sum())} {problem} in {len(spots)} spots "
                 f"(first: {quote_examples(list(spots))}); {fix}"
             )
+    if not X.data.any():
+        raise InputError(
+            f"{what} holds no counts: every entry of X is 0; check that the right matrix (raw counts, spots x genes) "
+            "was read and that earlier filtering kept the genes"
+        )
     fractional = X.data != np.rint(X.data)
     if fractional.any():
         spots = adata.obs_names[_bad_spots(X, fractional)]
@@ -157,6 +162,11 @@ def _check_coordinates(adata: AnnData, what: str) -> np.ndarray:
             f"{what} has NaN or infinite coordinates for {len(spots)} spots "
             f"(first: {quote_examples(spots)}); fix their coordinates or drop those spots "
             "(adata = adata[np.isfinite(adata.obsm['spatial']).all(axis=1)].copy())"
+        )
+    if coords.shape[0] > 1 and not np.ptp(coords, axis=0).any():
+        raise InputError(
+            f"{what}: all {coords.shape[0]} spots sit at the same position ({coords[0, 0]:g}, {coords[0, 1]:g}) in "
+            "obsm['spatial'], so there is no layout to build a graph from; store each spot's own x, y coordinates"
         )
     return coords
 

@@ -35,13 +35,19 @@ def _subsample(x: np.ndarray, labels: np.ndarray, max_spots: int, seed: int) -> 
     return x[rows], labels[rows]
 
 
+def _defined(labels: np.ndarray) -> bool:
+    """Silhouette and Davies-Bouldin need at least two groups and fewer groups than spots."""
+    return 2 <= np.unique(labels.astype(str)).size < labels.size
+
+
 def silhouette(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:
-    """Mean silhouette width (euclidean); a seeded subsample beyond ``max_spots`` keeps memory bounded."""
+    """Mean silhouette width (euclidean); a seeded subsample beyond ``max_spots`` keeps memory bounded. NaN when
+    undefined (a single domain, or every spot its own)."""
     x, y = _subsample(np.asarray(embedding), np.asarray(labels), max_spots, seed)
-    return float(metrics.silhouette_score(x, y))
+    return float(metrics.silhouette_score(x, y)) if _defined(y) else float("nan")
 
 
 def davies_bouldin(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:
-    """Davies-Bouldin index (lower is better), on the same subsample rule as the silhouette."""
+    """Davies-Bouldin index (lower is better), on the same subsample rule as the silhouette; NaN when undefined."""
     x, y = _subsample(np.asarray(embedding), np.asarray(labels), max_spots, seed)
-    return float(metrics.davies_bouldin_score(x, y))
+    return float(metrics.davies_bouldin_score(x, y)) if _defined(y) else float("nan")

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tissuegraph.errors import InputError
-from tissuegraph.nn.contrastive import MOMENT_MIN_TAU
+from tissuegraph.nn.contrastive import DENOMINATORS, MOMENT_MIN_TAU
+from tissuegraph.nn.triplet import PAIR_MODES
 
 
 @dataclass
@@ -60,6 +61,27 @@ class StaigSettings:
             feature_mask_rates=(0.1, 0.2) if many_genes else (0.01, 0.02),
         )
         _override(settings, "STAIG", overrides)
+        rates = settings.feature_mask_rates
+        _require(
+            settings,
+            "STAIG",
+            [
+                ("tau", settings.tau > 0, "a positive temperature"),
+                ("epochs", settings.epochs >= 1, "at least 1"),
+                ("n_neighbors", settings.n_neighbors >= 1, "at least 1"),
+                ("n_top_genes", settings.n_top_genes >= 1, "at least 1"),
+                ("feature_mask_rates", len(rates) == 2 and all(0 <= r < 1 for r in rates), "two shares in [0, 1)"),
+                ("hidden_dims", len(settings.hidden_dims) >= 1 and min(settings.hidden_dims) >= 1, "widths >= 1"),
+                ("proj_dim", settings.proj_dim >= 1, "at least 1"),
+                ("lr", settings.lr > 0, "positive"),
+                ("weight_decay", settings.weight_decay >= 0, "at least 0"),
+                ("n_pcs_edge_drop", settings.n_pcs_edge_drop >= 1, "at least 1"),
+                ("spots_per_pseudo_label", settings.spots_per_pseudo_label >= 1, "at least 1"),
+                ("denominator", settings.denominator in ("auto", *DENOMINATORS), f"auto or one of {DENOMINATORS}"),
+                ("n_negatives", settings.n_negatives >= 1, "at least 1"),
+                ("refine_neighbors", settings.refine_neighbors >= 1, "at least 1"),
+            ],
+        )
         if settings.denominator == "auto":
             settings.denominator = "moments" if settings.tau >= MOMENT_MIN_TAU else "sampled"
         return settings
@@ -117,6 +139,28 @@ class StalignerSettings:
                 f"n_pcs must be at least 1 (got {settings.n_pcs}); the autoencoder reads the genes on that many "
                 "principal axes (any number >= the genes keeps them all)"
             )
+        _require(
+            settings,
+            "STAligner",
+            [
+                ("pretrain_epochs", settings.pretrain_epochs >= 0, "at least 0"),
+                ("triplet_epochs", settings.triplet_epochs >= 0, "at least 0"),
+                ("epochs", settings.epochs >= 1, "at least 1 in all"),
+                ("n_top_genes", settings.n_top_genes >= 1, "at least 1"),
+                ("n_neighbors", settings.n_neighbors >= 1, "at least 1"),
+                ("hidden_dim", settings.hidden_dim >= 1, "at least 1"),
+                ("out_dim", settings.out_dim >= 1, "at least 1"),
+                ("mnn_every", settings.mnn_every >= 1, "at least 1"),
+                ("mnn_k", settings.mnn_k >= 1, "at least 1"),
+                ("pair_mode", settings.pair_mode in PAIR_MODES, f"one of {PAIR_MODES}"),
+                ("reference", settings.reference >= 0, "a slice position (0 = the first slice)"),
+                ("margin", settings.margin >= 0, "at least 0"),
+                ("lr", settings.lr > 0, "positive"),
+                ("weight_decay", settings.weight_decay >= 0, "at least 0"),
+                ("grad_clip", settings.grad_clip is None or settings.grad_clip >= 0, "None or at least 0"),
+                ("refine_neighbors", settings.refine_neighbors >= 1, "at least 1"),
+            ],
+        )
         return settings
 
     @property
@@ -134,6 +178,14 @@ def _override(settings: StaigSettings | StalignerSettings, method: str, override
             known = ", ".join(asdict(settings))
             raise InputError(f"unknown {method} setting {key!r}; the settings are: {known}")
         setattr(settings, key, value)
+
+
+def _require(settings: StaigSettings | StalignerSettings, method: str, checks: list[tuple[str, bool, str]]) -> None:
+    """Refuse a setting that cannot work (a negative temperature would push neighbours apart) before any work."""
+    for name, ok, requirement in checks:
+        if not ok:
+            value = settings.epochs if name == "epochs" else getattr(settings, name)
+            raise InputError(f"{method} setting {name} = {value!r} cannot work; it must be {requirement}")
 
 
 def _plain(settings: StaigSettings | StalignerSettings) -> dict:

@@ -35,7 +35,8 @@ def test_domains_cli_writes_every_spot_in_order(tmp_path, capsys) -> None:
     assert settings["seed"] == 3 and settings["settings"]["epochs"] == 20 and settings["mode"] == "gene"
     assert settings["library_size"] == "obs['total_counts_all_genes']"  # the file holds a gene subset
     assert len(settings["loss"]) == 20
-    assert "ARI" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"wrote {original.n_obs} spots with 7 domains to" in out and "ARI" in out
 
 
 @pytest.mark.realdata
@@ -72,6 +73,16 @@ def test_log_normalised_input_is_refused_with_the_fix(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "non-integer" in err and "adata.X = adata.layers['counts']" in err
     assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_the_summary_says_how_many_domains_the_result_holds(tmp_path, capsys) -> None:
+    source = tmp_path / "in.h5ad"
+    _small_slice(60).write_h5ad(source)
+    out = tmp_path / "o.h5ad"
+    assert main(["domains", str(source), "--n-domains", "12", "--epochs", "3", "--quiet", "--out", str(out)]) == 0
+    found = ad.read_h5ad(out).obs["domain"].nunique()
+    asked = "" if found == 12 else " (12 asked for)"
+    assert f"with {found} domains{asked} to" in capsys.readouterr().out
 
 
 def test_image_mode_without_an_image_is_refused_clearly(tmp_path, capsys) -> None:

@@ -11,12 +11,16 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 import tissuegraph as tg
 from tissuegraph.errors import InputError
 from tissuegraph.options import CLUSTER_METHODS, IMAGE_BACKBONES, INTEGRATION_METHODS
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 
 @contextmanager
@@ -94,9 +98,7 @@ def cmd_integrate(args: argparse.Namespace) -> None:
         tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
     tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]
-    print(
-        f"wrote {joint.n_obs} spots of {len(names)} slices ({', '.join(names)}) with {args.n_domains} domains to {out}"
-    )
+    print(f"wrote {joint.n_obs} spots of {len(names)} slices ({', '.join(names)}) with {_found(joint, args)} to {out}")
     print(tg.metrics.format_scores(tg.metrics.score(joint)))
     _write_report(joint, html)
 
@@ -140,13 +142,19 @@ def _write_report(adata, path: Path | None) -> None:
         print(f"wrote report {tg.report.write_report(adata, path)}")
 
 
+def _found(result: AnnData, args: argparse.Namespace) -> str:
+    """How many domains the result holds; refinement can absorb a domain too small to win any vote."""
+    found = result.obs["domain"].nunique()
+    return f"{found} domains" + ("" if found == args.n_domains else f" ({args.n_domains} asked for)")
+
+
 def cmd_domains(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     html = _check_report(args.report)
     adata = tg.io.read(args.input)
     _run_domains(adata, args)
     tg.io.write_h5ad(adata, out)
-    print(f"wrote {adata.n_obs} spots with {args.n_domains} domains to {out}")
+    print(f"wrote {adata.n_obs} spots with {_found(adata, args)} to {out}")
     print(tg.metrics.format_scores(tg.metrics.score(adata)))
     _write_report(adata, html)
 

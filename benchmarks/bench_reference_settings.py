@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from tissuegraph import gr, metrics, pp, tl
+from tissuegraph import metrics, pp, tl
 from tissuegraph.cluster import gmm_eee, refine_labels
-from tissuegraph.nn.staig import train_staig
 from tissuegraph.tl import StaigSettings
+from tissuegraph.tl.domains import staig_embedding
 
 from bench_domains import DATA, DLPFC
 
@@ -36,38 +36,13 @@ AUTHORS_PAIR = {"tau": 17.0, "epochs": 420}
 PAIR = ("151675", "151676")
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-
 def _single_run(adata: AnnData, settings: StaigSettings, seed: int) -> dict[str, np.ndarray]:
     """The gene-mode pipeline of ``tl.domains``, returning both representations instead of domains."""
     work = AnnData(X=adata.X)
     work.obsm["spatial"] = adata.obsm["spatial"]
     pp.preprocess(work, settings.n_top_genes, library_size=pp.library_sizes(adata))
-    gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors)
-    edges = gr.undirected_edges(work.obsp["spatial_connectivities"])
-    pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
-    drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
-    result = train_staig(
-        work.obsm["X_expr"],
-        edges,
-        drop_prob,
-        tau=settings.tau,
-        epochs=settings.epochs,
-        feature_mask_rates=settings.feature_mask_rates,
-        hidden_dims=settings.hidden_dims,
-        proj_dim=settings.proj_dim,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        denominator=settings.denominator,
-        n_negatives=settings.n_negatives,
-        seed=seed,
-    )
-    return {
-        "GCN output, L2-normalised (ours)": _unit(result.embedding),
-        "projection, raw (authors')": result.projection,
-    }
+    trained = staig_embedding(work, settings, slices=None, seed=seed, device=None, on_epoch=None, timings={})
+    return {"GCN output, L2-normalised (ours)": trained.embedding, "projection, raw (authors')": trained.projection}
 
 
 def single(seeds: list[int]) -> None:

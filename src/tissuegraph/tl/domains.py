@@ -15,7 +15,7 @@ from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
 from tissuegraph.io.validate import validate_spatial
-from tissuegraph.nn.staig import pick_device, train_staig
+from tissuegraph.nn.staig import StaigResult, pick_device, train_staig
 from tissuegraph.pp.expression import library_size_source
 from tissuegraph.tl.settings import StaigSettings
 
@@ -80,15 +80,16 @@ def staig_embedding(
     device: str | None,
     on_epoch: Callable[[int, float], None] | None,
     timings: dict[str, float],
-) -> tuple[np.ndarray, list[float]]:
+) -> StaigResult:
     """Graph, edge-drop probabilities and STAIG training on ``work`` (features in ``obsm['X_expr']``).
 
     Gene mode drops edges by a softmax of the cosine distances of the expression PCA (METHODS 1.4). Image mode
     (``work.obsm['X_image']`` present) drops them in proportion to the distance of the image embeddings and takes
     spots sharing the anchor's image pseudo-label (k-means on ``X_image``, one label per
-    ``settings.spots_per_pseudo_label`` spots) out of its contrastive denominator. Returns the L2-normalised
-    embedding (the loss only compares directions, so domains are found on the unit sphere) and the loss curve;
-    the graph lands in ``work.obsp['spatial_connectivities']``.
+    ``settings.spots_per_pseudo_label`` spots) out of its contrastive denominator. Returns the training result
+    with its embedding L2-normalised (the loss only compares directions, so domains are found on the unit
+    sphere), the raw projection-head output and the loss curve; the graph lands in
+    ``work.obsp['spatial_connectivities']``.
     """
     start = time.perf_counter()
     gr.spatial_neighbors(work, n_neighbors=settings.n_neighbors, batch_key="batch" if slices is not None else None)
@@ -125,8 +126,8 @@ def staig_embedding(
         on_epoch=on_epoch,
     )
     timings["train_s"] = time.perf_counter() - start
-    embedding = result.embedding / np.maximum(np.linalg.norm(result.embedding, axis=1, keepdims=True), 1e-12)
-    return embedding, result.losses
+    result.embedding /= np.maximum(np.linalg.norm(result.embedding, axis=1, keepdims=True), 1e-12)
+    return result
 
 
 def assign_domains(
@@ -199,12 +200,12 @@ def domains(
             image_features(adata, seed=seed, device=device)
             timings["image_features_s"] = time.perf_counter() - start
         work.obsm["X_image"] = adata.obsm["X_image"]
-    embedding, losses = staig_embedding(
+    trained = staig_embedding(
         work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
     )
     assign_domains(
         adata,
-        embedding,
+        trained.embedding,
         n_domains,
         cluster=cluster,
         refine=refine,
@@ -226,7 +227,7 @@ def domains(
         "n_slices": 1 if slices is None else int(slices.max() + 1),
         "settings": settings.to_dict(),
         "library_size": library_size_source(library_size),
-        "loss": np.asarray(losses, dtype=np.float32),
+        "loss": np.asarray(trained.losses, dtype=np.float32),
         "timings": timings,
     }
     return adata

@@ -67,7 +67,7 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
             image_features(run.joint, seed=run.seed, device=run.device)  # each slice's patches from its own image
             run.timings["image_features_s"] = time.perf_counter() - start
         work.obsm["X_image"] = run.joint.obsm["X_image"]
-    embedding, losses = staig_embedding(
+    trained = staig_embedding(
         work,
         settings,
         slices=run.slices,
@@ -77,7 +77,7 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
         timings=run.timings,
     )
     run.joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
-    return embedding, losses, settings.to_dict(), settings.refine_neighbors
+    return trained.embedding, trained.losses, settings.to_dict(), settings.refine_neighbors
 
 
 def staligner_inputs(

@@ -184,7 +184,7 @@ def _require(settings: StaigSettings | StalignerSettings, method: str, checks: l
     """Refuse a setting that cannot work (a negative temperature would push neighbours apart) before any work."""
     for name, ok, requirement in checks:
         if not ok:
-            value = settings.epochs if name == "epochs" else getattr(settings, name)
+            value = getattr(settings, name)  # STAligner's epochs is a property: both phases together
             raise InputError(f"{method} setting {name} = {value!r} cannot work; it must be {requirement}")
 
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tissuegraph import tl
+from tissuegraph import metrics, tl
 from tissuegraph.cli import main
 from tissuegraph.errors import InputError
 from tissuegraph.report import write_report
 
 from conftest import real_data
 
-SECTIONS = ("Run settings", "Data", "Spatial domains", "UMAP", "Metrics", "Marker genes", "Training")
+SECTIONS = ("Run settings", "Data", "Spatial domains", "UMAP", "Metrics", "Library size", "Marker genes", "Training")
 MAX_BYTES = 10_000_000
 STARMAP_SLICES = ("20180417_BZ5_control", "20180419_BZ9_control")
 
@@ -111,8 +111,11 @@ def test_one_slice_report_renders_in_a_browser(dlpfc_result, tmp_path) -> None:
     assert html == tmp_path / "151673.html" and list(tmp_path.iterdir()) == [html]
     text = check_self_contained(html)
     assert "151673" in text and "ARI" in text and "NMI" in text and "median iLISI" not in text
-    # images: domains (over the H&E, truth beside), UMAP, marker dot plot, loss curve
-    check_in_browser(html, "dlpfc_151673", tmp_path, n_images=4)
+    share = metrics.depth_explained(dlpfc_result)
+    assert f"that the domains explain (eta squared, 0 = none, 1 = all): {share:.3f}" in text
+    assert "and ground truth" in text and "obs[&#x27;total_counts_all_genes&#x27;]" in text
+    # images: domains (over the H&E, truth beside), UMAP, library size, marker dot plot, loss curve
+    check_in_browser(html, "dlpfc_151673", tmp_path, n_images=5)
     assert "tissuegraph_markers" in dlpfc_result.uns and "X_umap" in dlpfc_result.obsm
 
 
@@ -122,11 +125,11 @@ def test_two_slice_report_from_the_cli_renders_in_a_browser(starmap_run, tmp_pat
     text = check_self_contained(html)
     for expected in (*STARMAP_SLICES, "Per slice", "median iLISI", "batch KL"):
         assert expected in text, expected
-    # images: one domain figure per slice, UMAP, marker dot plot, loss curve
-    check_in_browser(html, "starmap_2slices", tmp_path, n_images=5)
+    # images: one domain figure per slice, UMAP, library size, marker dot plot, loss curve
+    check_in_browser(html, "starmap_2slices", tmp_path, n_images=6)
     again = tmp_path / "again.html"
     assert main(["report", str(out), "--out", str(again)]) == 0
-    assert check_self_contained(again).count("<img") == 5
+    assert check_self_contained(again).count("<img") == 6
 
 
 @pytest.mark.realdata

@@ -1,7 +1,9 @@
-"""Scores: agreement with annotation (ARI, NMI), label-free quality (silhouette, Davies-Bouldin), batch mixing."""
+"""Scores: agreement with annotation (ARI, NMI), label-free quality (silhouette, Davies-Bouldin), batch mixing,
+and how far the domains follow sequencing depth."""
 
 from tissuegraph.metrics.batch import batch_asw, batch_kl, ilisi, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
+from tissuegraph.metrics.depth import depth_explained, library_size, library_size_by_domain
 from tissuegraph.metrics.summary import format_scores, score
 
 __all__ = [
@@ -16,4 +18,7 @@ __all__ = [
     "per_slice_scores",
     "score",
     "format_scores",
+    "depth_explained",
+    "library_size",
+    "library_size_by_domain",
 ]

@@ -3,6 +3,7 @@
 Domain colours come from ``domain_palette`` and are the same for a domain in every panel of every figure.
 """
 
+from tissuegraph.pl.depth import library_sizes
 from tissuegraph.pl.embedding import umap
 from tissuegraph.pl.markers import marker_dotplot
 from tissuegraph.pl.palette import domain_palette, match_labels, matched_palette
@@ -14,6 +15,7 @@ __all__ = [
     "umap",
     "marker_dotplot",
     "loss_curve",
+    "library_sizes",
     "domain_palette",
     "match_labels",
     "matched_palette",

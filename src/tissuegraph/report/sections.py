@@ -11,6 +11,7 @@ from anndata import AnnData
 from tissuegraph import metrics, pl
 from tissuegraph.errors import InputError
 from tissuegraph.pl.spatial import slices, tissue_image
+from tissuegraph.pp.expression import library_size_source, library_sizes
 from tissuegraph.report.figures import png_uri
 from tissuegraph.report.html import esc, figure, note, table
 from tissuegraph.tl.markers import MARKERS_KEY, marker_store, marker_table, markers
@@ -117,6 +118,33 @@ def scores(adata: AnnData) -> Section:
         per_slice = [(name, _score(s["ari"]), _score(s["nmi"])) for name, s in found["per_slice"].items()]
         body += "<h3>Per slice</h3>" + table(("slice", "ARI", "NMI"), per_slice, numeric=True)
     return "metrics", "Metrics", body
+
+
+def library_size(adata: AnnData) -> Section:
+    """Sequencing depth per domain: a domain set apart mainly by depth may be technical, not a tissue region."""
+    per_domain = metrics.library_size_by_domain(adata)
+    rows = [
+        (name, f"{int(row.spots):,}", f"{row.median_library_size:,.0f}", f"{row.median_genes_detected:,.0f}")
+        for name, row in per_domain.iterrows()
+    ]
+    text = (
+        f"Library size: {library_size_source(library_sizes(adata))}; genes detected: among the genes in X. Share of "
+        "the variance of log library size within slices that the domains explain (eta squared, 0 = none, 1 = all): "
+        f"{_score(metrics.depth_explained(adata))}"
+    )
+    if "ground_truth" in adata.obs and adata.obs["ground_truth"].notna().any():
+        annotated = adata[adata.obs["ground_truth"].notna().to_numpy()]
+        text += (
+            f"; on the annotated spots, domains {_score(metrics.depth_explained(annotated))} and ground truth "
+            f"{_score(metrics.depth_explained(annotated, domain_key='ground_truth'))}"
+        )
+    text += (
+        ". Tissue regions differ in depth too, so no value is wrong in itself: a domain that stands out here "
+        "without marker genes of its own may follow capture efficiency rather than tissue."
+    )
+    body = '<div class="row">' + figure(png_uri(pl.library_sizes(adata)), "library size per domain")
+    body += table(("domain", "spots", "median library size", "median genes detected"), rows, numeric=True)
+    return "depth", "Library size", body + "</div>" + note(text)
 
 
 def _marker_data(adata: AnnData) -> AnnData:

@@ -31,7 +31,8 @@ def write_report(adata: AnnData, path: str | Path, *, title: str | None = None) 
     """Write one self-contained HTML report of a result to ``path`` and return the path.
 
     Sections: run settings, data, spatial domains (over the H&E image where there is one, ground truth beside
-    them when annotated), UMAP by domain and slice, metrics, marker genes and training (loss curve, timings).
+    them when annotated), UMAP by domain and slice, metrics, library size per domain, marker genes and training
+    (loss curve, timings).
     Figures are inline PNGs and nothing is loaded from outside, so the file opens anywhere, offline. The
     UMAP coordinates (``obsm['X_umap']``) and, when none are stored, the domain markers
     (``uns['tissuegraph_markers']``) are kept in ``adata``, as ``pl.umap`` and ``tl.markers`` do. The page
@@ -53,6 +54,7 @@ def write_report(adata: AnnData, path: str | Path, *, title: str | None = None) 
         sections.domain_maps(adata),
         sections.umap_plots(adata),
         sections.scores(adata),
+        sections.library_size(adata),
         sections.marker_genes(adata),
         sections.training(run, adata),
     ]

@@ -57,6 +57,7 @@ def test_constant_depth_gives_nan_and_a_missing_domain_column_a_clear_error() ->
     adata = ad.AnnData(X=sparse.csr_matrix(np.ones((6, 3), dtype=np.float32)))
     adata.obs["domain"] = ["0", "0", "1", "1", "2", "2"]
     assert np.isnan(metrics.depth_explained(adata))
+    assert pl.library_sizes(adata).axes[0].get_title() == "library size per domain (no spread within slices)"
     with pytest.raises(InputError, match=r"obs\['cluster'\] not found"):
         metrics.depth_explained(adata, domain_key="cluster")
 

@@ -29,5 +29,6 @@ def library_sizes(adata: AnnData, *, domain_key: str = "domain", batch_key: str 
     ax.set_xlabel(domain_key)
     ax.set_ylabel("library size (counts per spot)")
     share = depth_explained(adata, domain_key=domain_key, batch_key=batch_key)
-    ax.set_title(f"domains explain {share:.0%} of log library size (within slices)", fontsize=11)
+    title = f"domains explain {share:.0%} of log library size (within slices)" if np.isfinite(share) else ""
+    ax.set_title(title or "library size per domain (no spread within slices)", fontsize=11)
     return fig

@@ -113,3 +113,23 @@ def test_staligner_shortcut_keeps_the_published_model_when_every_axis_is_kept(st
     assert np.array_equal(np.sort(edges[loops, 0]), np.arange(joint.n_obs))  # one self loop per spot
     _, _, weight = staligner_inputs(joint, codes, StalignerSettings(n_pcs=20))
     assert weight == pytest.approx(20 / genes.shape[1])
+
+
+@pytest.mark.parametrize("method", ["staig", "staligner"])
+def test_a_slice_column_with_another_name_gives_the_same_result(method: str) -> None:
+    """batch_key names the slice column of the inputs and of the result; the run is the same as with 'batch'."""
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(np.arange(10), np.arange(8)), axis=-1).reshape(-1, 2).astype(float)
+    rates = rng.gamma(0.5, 4.0, size=(2, 1, 120))  # each slice with its own variable genes
+    both = ad.AnnData(X=rng.poisson(np.repeat(rates, 80, axis=0).reshape(160, 120)).astype(np.float32))
+    both.obsm["spatial"] = np.concatenate([grid, grid])
+    both.obs["sample"] = np.repeat(["a", "b"], 80)
+    both.obs["batch"] = "one lab"  # an unrelated column that must not be taken for the slices
+    renamed = both.copy()
+    renamed.obs["batch"] = renamed.obs.pop("sample")
+    options = dict(method=method, seed=1, epochs=4, n_top_genes=80)  # per-slice HVGs differ from pooled ones
+    joint = tl.integrate([both], 3, batch_key="sample", **options)
+    reference = tl.integrate([renamed], 3, **options)
+    assert list(joint.obs["sample"].cat.categories) == ["a", "b"]
+    np.testing.assert_array_equal(joint.obsm["X_tissuegraph"], reference.obsm["X_tissuegraph"])
+    assert list(joint.obs["domain"]) == list(reference.obs["domain"])

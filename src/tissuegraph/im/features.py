@@ -21,17 +21,19 @@ from tissuegraph.im.pretrained import PretrainedEncoder
 from tissuegraph.options import IMAGE_BACKBONES
 
 
-def _slices(adata: AnnData, library_id: str | None) -> list[tuple[np.ndarray, str | None, str | None]]:
-    """Rows, uns['spatial'] library and name of each slice (several when obs['batch'] holds several values)."""
-    groups = slice_groups(adata, "batch")
+def _slices(
+    adata: AnnData, library_id: str | None, batch_key: str = "batch"
+) -> list[tuple[np.ndarray, str | None, str | None]]:
+    """Rows, uns['spatial'] library and name of each slice (several when obs[batch_key] holds several values)."""
+    groups = slice_groups(adata, batch_key)
     if len(groups) == 1:
         return [(groups[0], library_id, None)]
     if library_id is not None:
         raise InputError(
-            f"library_id={library_id!r} names one library but obs['batch'] holds {len(groups)} slices; leave it out: "
-            "each slice's library in uns['spatial'] is named by its obs['batch'] value"
+            f"library_id={library_id!r} names one library but obs[{batch_key!r}] holds {len(groups)} slices; leave it "
+            f"out: each slice's library in uns['spatial'] is named by its obs[{batch_key!r}] value"
         )
-    batch = adata.obs["batch"].astype(str).to_numpy()
+    batch = adata.obs[batch_key].astype(str).to_numpy()
     return [(rows, batch[rows[0]], batch[rows[0]]) for rows in groups]
 
 
@@ -79,6 +81,7 @@ def image_features(
     encoder: Encoder | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     key_added: str = "X_image",
+    batch_key: str = "batch",
 ) -> AnnData:
     """Patches -> stain filter -> BYOL encoder (or the given pre-fitted ``encoder``, no training) -> embedding ->
     standardise -> PCA, into ``obsm[key_added]``; settings and seconds per stage go to uns['tissuegraph_image'].
@@ -87,15 +90,15 @@ def image_features(
     ``"efficientnet-lite0"`` (optional extra) starts from ImageNet weights and by default uses them frozen
     (``epochs`` = 0; each BYOL epoch of this larger network costs about 60 s and 5-6 GB per Visium slice on 2 cores).
 
-    ``image``, ``library_id`` and ``scale`` are as in ``spot_patches``; with several slices (obs['batch']) each
-    slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
+    ``image``, ``library_id`` and ``scale`` are as in ``spot_patches``; with several slices (``obs[batch_key]``)
+    each slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
     fixes ``out_px`` to the size it was trained on. Every image is checked before training starts.
     """
-    slices = _slices(adata, library_id)
+    slices = _slices(adata, library_id, batch_key)
     if len(slices) > 1 and image is not None and not isinstance(image, Mapping):
         raise InputError(
-            f"one image was given for {len(slices)} slices; pass a dict {{obs['batch'] value: image}} or leave image "
-            "out to use each slice's stored image"
+            f"one image was given for {len(slices)} slices; pass a dict {{obs[{batch_key!r}] value: image}} or leave "
+            "image out to use each slice's stored image"
         )
     if len(slices) == 1 and isinstance(image, Mapping):
         raise InputError("image is a dict but the data holds one slice; pass the image itself")
@@ -118,7 +121,7 @@ def image_features(
         picked = image
         if isinstance(image, Mapping):
             if name not in image:
-                raise InputError(f"image has no entry for slice {name!r}; give one image per obs['batch'] value")
+                raise InputError(f"image has no entry for slice {name!r}; give one image per obs[{batch_key!r}] value")
             picked = image[name]
         part = adata if len(slices) == 1 else adata[rows]
         patches[rows] = spot_patches(

@@ -126,18 +126,19 @@ def umap(
     adata: AnnData,
     *,
     use_rep: str = "X_tissuegraph",
-    color: str | Sequence[str] = ("domain", "batch"),
+    color: str | Sequence[str] | None = None,
     seed: int = 0,
     batch_key: str = "batch",
     panel_inches: float = 4.0,
 ) -> Figure:
-    """UMAP of the embedding, one panel per ``color`` key (the slice panel is left out for a single slice).
+    """UMAP of the embedding, one panel per ``color`` key (default: the domains and ``batch_key``; the slice panel
+    is left out for a single slice).
 
     Domains keep their colours from ``domain_palette``; slices get colours from a separate set. Numeric
     columns are drawn with a colour bar. Spots are drawn in one seeded random order for every panel, so no
     slice or domain hides the others. The coordinates are cached in ``obsm['X_umap']``.
     """
-    keys = _colour_keys(adata, color, batch_key)
+    keys = _colour_keys(adata, ("domain", batch_key) if color is None else color, batch_key)
     xy = umap_coordinates(adata, use_rep=use_rep, seed=seed)
     order = np.random.default_rng(seed).permutation(adata.n_obs)
     size = float(np.clip(120000 / adata.n_obs, 0.5, 30.0))

@@ -35,6 +35,7 @@ class _Run:
 
     joint: AnnData
     slices: np.ndarray
+    batch_key: str
     library_size: np.ndarray | None
     image: bool
     genes: str
@@ -56,15 +57,16 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     start = time.perf_counter()
     overrides = dict(run.overrides)
     n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
-    mask = per_slice_hvgs(run.joint, n_top_genes, combine=run.genes)
-    settings = StaigSettings.from_data(run.joint.n_obs, int(mask.sum()), n_top_genes=n_top_genes, **overrides)
+    mask = per_slice_hvgs(run.joint, n_top_genes, batch_key=run.batch_key, combine=run.genes)
+    settings = StaigSettings.from_data(int(mask.sum()), n_top_genes=n_top_genes, **overrides)
     work = _workspace(run.joint, run.slices)
     pp.preprocess(work, genes=mask, library_size=run.library_size)
     run.timings["preprocess_s"] = time.perf_counter() - start
     if run.image:
         if "X_image" not in run.joint.obsm:
             start = time.perf_counter()
-            image_features(run.joint, seed=run.seed, device=run.device)  # each slice's patches from its own image
+            # each slice's patches from its own image
+            image_features(run.joint, seed=run.seed, device=run.device, batch_key=run.batch_key)
             run.timings["image_features_s"] = time.perf_counter() - start
         work.obsm["X_image"] = run.joint.obsm["X_image"]
     trained = staig_embedding(
@@ -86,6 +88,7 @@ def staligner_inputs(
     settings: StalignerSettings,
     *,
     genes: str = "intersection",
+    batch_key: str = "batch",
     library_size: np.ndarray | None = None,
     seed: int = 0,
     timings: dict[str, float] | None = None,
@@ -99,7 +102,7 @@ def staligner_inputs(
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    mask = per_slice_hvgs(joint, settings.n_top_genes, combine=genes)
+    mask = per_slice_hvgs(joint, settings.n_top_genes, batch_key=batch_key, combine=genes)
     work = _workspace(joint, slices)
     work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
     pp.pca(work, settings.n_pcs, use_rep="X_log", center=False, seed=seed)
@@ -124,6 +127,7 @@ def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]
         run.slices,
         settings,
         genes=run.genes,
+        batch_key=run.batch_key,
         library_size=run.library_size,
         seed=run.seed,
         timings=run.timings,
@@ -206,7 +210,19 @@ def integrate(
     library_size = pp.library_sizes(joint)
     runner = _integrate_staig if method == "staig" else _integrate_staligner
     embedding, losses, settings, refine_neighbors = runner(
-        _Run(joint, slice_codes, library_size, image, genes, seed, device, on_epoch, timings, dict(settings_overrides))
+        _Run(
+            joint,
+            slice_codes,
+            batch_key,
+            library_size,
+            image,
+            genes,
+            seed,
+            device,
+            on_epoch,
+            timings,
+            dict(settings_overrides),
+        )
     )
     assign_domains(
         joint,

@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from scipy import sparse
 
 from tissuegraph import pl
@@ -97,6 +98,28 @@ def test_every_spot_has_the_colour_of_its_domain_at_its_position() -> None:
         np.testing.assert_allclose(points.get_facecolors(), expected)
         scale = SCALE if name == "A" else 1.0
         np.testing.assert_allclose(points.get_offsets(), joint.obsm["spatial"][rows] * scale)
+
+
+def test_a_slice_drawn_alone_keeps_the_colours_of_the_whole_result(monkeypatch) -> None:
+    """A view drops the domains its slice lacks; the report passes the whole result's palette so colours hold."""
+    joint = two_slices()
+    joint.obs.loc[(joint.obs["batch"] == "B").to_numpy() & (joint.obs["domain"] == "0").to_numpy(), "domain"] = "1"
+    palette = domain_palette(joint)
+    slice_b = joint[(joint.obs["batch"] == "B").to_numpy()]
+    assert list(slice_b.obs["domain"].cat.categories) == ["1", "2"]  # so its own palette would shift
+    expected = np.array([palette[d] for d in slice_b.obs["domain"].astype(str)])
+    drawn = pl.domains(slice_b, truth_key=None, image=False, palette=palette).axes[0].collections[0]
+    np.testing.assert_allclose(drawn.get_facecolors(), expected)
+    assert not np.allclose(
+        pl.domains(slice_b, truth_key=None, image=False).axes[0].collections[0].get_facecolors(), expected
+    )
+    from tissuegraph.report import sections
+
+    palettes = []
+    monkeypatch.setattr(sections.pl, "domains", lambda adata, **kwargs: palettes.append(kwargs["palette"]) or Figure())
+    monkeypatch.setattr(sections, "png_uri", lambda fig: "data:,")
+    sections.domain_maps(joint)
+    assert palettes == [palette, palette]
 
 
 def test_truth_labels_take_the_colour_of_their_matched_domain() -> None:

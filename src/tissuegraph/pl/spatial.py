@@ -110,6 +110,7 @@ def domains(
     truth_key: str | None = "ground_truth",
     batch_key: str = "batch",
     panel_inches: float = 4.0,
+    palette: Mapping[str, RGBA] | None = None,
 ) -> Figure:
     """Domains on the tissue, one panel per slice, with the ground truth beside each when it is annotated.
 
@@ -117,11 +118,13 @@ def domains(
     ``image`` and there is one; a spot map with equal axes and y pointing down (as in an image) otherwise.
     Domain colours come from ``domain_palette`` (the same in every figure); ground-truth labels take the
     colour of the domain they are matched to, so agreement shows as matching colours. ``spot_size`` is the
-    marker area in points^2; by default neighbouring spots about touch. Returns the figure (never shown).
+    marker area in points^2; by default neighbouring spots about touch. Drawing a subset of a result (a view
+    drops the domains it lacks), pass ``palette=domain_palette(result)`` to keep each domain's colour. Returns
+    the figure (never shown).
     """
     if "spatial" not in adata.obsm:
         raise InputError("obsm['spatial'] not found; the plot needs the spot coordinates")
-    palette = domain_palette(adata, key)
+    palette = domain_palette(adata, key) if palette is None else palette
     with_truth = (
         truth_key is not None and truth_key != key and truth_key in adata.obs and adata.obs[truth_key].notna().any()
     )

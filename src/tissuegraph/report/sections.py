@@ -74,16 +74,18 @@ def data_summary(adata: AnnData) -> Section:
 def domain_maps(adata: AnnData) -> Section:
     """Domains on the tissue (over the H&E image where there is one), ground truth beside them when annotated.
 
-    One figure per slice, stacked, so every slice is drawn large enough to read however many there are;
-    ``obs['domain']`` is categorical, so a slice's view keeps every domain's colour.
+    One figure per slice, stacked, so every slice is drawn large enough to read however many there are; every
+    figure takes its colours from the whole result, so a domain has one colour in every slice (a slice's view
+    drops the domains it lacks, which would shift the colours of the rest).
     """
     groups = slices(adata, "batch")
+    palette = pl.domain_palette(adata)
     caption = "Domains on the tissue"
     if "ground_truth" in adata.obs:
         caption += "; ground-truth regions take the colour of the domain they overlap most"
     body = "".join(
         figure(
-            png_uri(pl.domains(adata[rows], image=tissue_image(adata, name, len(groups)) is not None)),
+            png_uri(pl.domains(adata[rows], image=tissue_image(adata, name, len(groups)) is not None, palette=palette)),
             f"spatial domains of slice {name}" if name else "spatial domains on the tissue",
         )
         for name, rows in groups

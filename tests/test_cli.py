@@ -45,7 +45,8 @@ def test_same_seed_gives_same_domains(tmp_path) -> None:
     runs = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.h5ad"
-        assert main(["domains", source, "--n-domains", "4", "--epochs", "15", "--quiet", "--out", str(out)]) == 0
+        argv = ["domains", source, "--n-domains", "4", "--epochs", "15", "--device", "cpu", "--quiet"]
+        assert main([*argv, "--out", str(out)]) == 0
         runs.append(ad.read_h5ad(out))
     np.testing.assert_array_equal(runs[0].obsm["X_tissuegraph"], runs[1].obsm["X_tissuegraph"])
     assert list(runs[0].obs["domain"]) == list(runs[1].obs["domain"])
@@ -89,13 +90,22 @@ def test_image_mode_without_an_image_is_refused_clearly(tmp_path, capsys) -> Non
     source = tmp_path / "in.h5ad"
     _small_slice().write_h5ad(source)
     assert main(["domains", str(source), "--n-domains", "3", "--image", "--out", str(tmp_path / "o.h5ad")]) == 2
-    assert "image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "there is no image" in err and "--no-image" in err
     assert not (tmp_path / "o.h5ad").exists()
 
 
-def test_out_must_be_h5ad(tmp_path, capsys) -> None:
-    assert main(["domains", "whatever.h5ad", "--n-domains", "3", "--out", str(tmp_path / "x.csv")]) == 2
-    assert ".h5ad" in capsys.readouterr().err
+def test_out_must_name_an_h5ad_file_and_not_a_folder(tmp_path, capsys) -> None:
+    source = tmp_path / "in.h5ad"
+    _small_slice().write_h5ad(source)
+    assert main(["domains", str(source), "--n-domains", "3", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--out must name an .h5ad file" in capsys.readouterr().err
+    folder = tmp_path / "results.h5ad"
+    folder.mkdir()
+    assert main(["domains", str(source), "--n-domains", "3", "--out", str(folder)]) == 2
+    assert "is a folder; give a file name such as" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.h5ad", "results.h5ad"]
+    assert list(folder.iterdir()) == []
 
 
 def test_too_few_spots_for_the_graph(tmp_path, capsys) -> None:
@@ -104,13 +114,56 @@ def test_too_few_spots_for_the_graph(tmp_path, capsys) -> None:
     source = tmp_path / "tiny.h5ad"
     data.write_h5ad(source)
     assert main(["domains", str(source), "--n-domains", "2", "--out", str(tmp_path / "o.h5ad")]) == 2
-    assert "spots" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has 5 spots but the spatial graph needs at least 7" in err and "lower --k" in err
 
 
-def test_demo_runs_on_the_embedded_dataset(capsys) -> None:
-    assert main(["demo", "--epochs", "10", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "6471 cells x 33 genes" in out and "ARI" in out
+def test_demo_prints_the_scores_of_the_result_it_writes(tmp_path, capsys) -> None:
+    import re
+
+    from tissuegraph import datasets, metrics
+
+    out = tmp_path / "demo.h5ad"
+    assert main(["demo", "--epochs", "10", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "6471 cells x 33 genes" in printed
+    ari, nmi = (float(value) for value in re.search(r"ARI (\d\.\d{3})  NMI (\d\.\d{3})", printed).groups())
+    result = ad.read_h5ad(out)
+    truth = datasets.scoring_labels(result)
+    assert result.n_obs == 6471 and result.obs["domain"].nunique() <= datasets.DEMO_N_DOMAINS
+    assert ari == pytest.approx(metrics.ari(truth, result.obs["domain"]), abs=5e-4)
+    assert nmi == pytest.approx(metrics.nmi(truth, result.obs["domain"]), abs=5e-4)
+    assert ari > 0.1  # far above chance even after 10 epochs
+
+
+def _two_slice_files(tmp_path) -> list[str]:
+    paths = []
+    rng = np.random.default_rng(1)
+    for name in ("A", "B"):
+        data = ad.AnnData(X=rng.poisson(2, size=(40, 25)).astype(np.float32))  # integration needs 20 shared genes
+        data.obsm["spatial"] = rng.normal(size=(40, 2))
+        data.obs["batch"] = name
+        paths.append(str(tmp_path / f"{name}.h5ad"))
+        data.write_h5ad(paths[-1])
+    return paths
+
+
+def test_align_to_an_unknown_slice_keeps_the_trained_result(tmp_path, capsys) -> None:
+    out = tmp_path / "joint.h5ad"
+    argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]
+    assert main([*argv, "--align-to", "C", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'C'" in err and f"written to {out} without obsm['spatial_aligned']" in err and "tg.tl.align" in err
+    written = ad.read_h5ad(out)
+    assert written.n_obs == 80 and "domain" in written.obs and "spatial_aligned" not in written.obsm
+
+
+def test_landmark_without_align_to_is_refused_before_any_work(tmp_path, capsys) -> None:
+    out = tmp_path / "joint.h5ad"
+    argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--landmark", "1", "--out", str(out)]
+    assert main(argv) == 2
+    assert "--landmark picks the domain for --align-to" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _small_slice(n: int = 30) -> ad.AnnData:

@@ -59,7 +59,7 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
     overrides = _overrides(args)
     if (tg.im.has_image(adata) if args.image is None else args.image) and "X_image" not in adata.obsm:
         _image_features(adata, args)
-    epochs = tg.tl.StaigSettings.from_data(adata.n_obs, adata.n_vars, **overrides).epochs
+    epochs = tg.tl.StaigSettings.from_data(adata.n_vars, **overrides).epochs
     with _progress(epochs, args.quiet) as on_epoch:
         tg.tl.domains(
             adata,
@@ -77,6 +77,8 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
 def cmd_integrate(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     html = _check_report(args.report)
+    if args.landmark is not None and args.align_to is None:
+        raise InputError("--landmark picks the domain for --align-to; add --align-to SLICE or leave --landmark out")
     slices = [tg.io.read(path) for path in args.inputs]
     overrides = _overrides(args)
     with _progress(tg.tl.integration_epochs(args.method, **overrides), args.quiet) as on_epoch:
@@ -95,7 +97,14 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             **overrides,
         )
     if args.align_to is not None:
-        tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
+        try:
+            tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
+        except InputError as error:  # a mistyped slice or domain must not throw the training away
+            tg.io.write_h5ad(joint, out)
+            raise InputError(
+                f"{error}. The integrated result is written to {out} without obsm['spatial_aligned']; align it in "
+                f"Python: joint = tg.read_h5ad('{out}'); tg.tl.align(joint, SLICE); tg.write_h5ad(joint, '{out}')"
+            ) from error
     tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]
     print(f"wrote {joint.n_obs} spots of {len(names)} slices ({', '.join(names)}) with {_found(joint, args)} to {out}")

@@ -50,7 +50,7 @@ def single(seeds: list[int]) -> None:
     for name in DLPFC:
         adata = ad.read_h5ad(DATA / f"dlpfc_{name}.h5ad")
         for config, overrides in (("our defaults", {}), ("authors' 151673", AUTHORS_151673)):
-            settings = StaigSettings.from_data(adata.n_obs, adata.n_vars, **overrides)
+            settings = StaigSettings.from_data(adata.n_vars, **overrides)
             for seed in seeds:
                 start = time.perf_counter()
                 for representation, embedding in _single_run(adata, settings, seed).items():

@@ -9,34 +9,36 @@ from tissuegraph.tl import StaigSettings, StalignerSettings
 
 
 def test_sequencing_platform_gets_soft_contrast_and_gene_masking() -> None:
-    visium = StaigSettings.from_data(n_spots=3639, n_genes=8513)
+    visium = StaigSettings.from_data(n_genes=8513)
     assert visium.tau == 30.0
     assert visium.feature_mask_rates == (0.1, 0.2)
 
 
 def test_imaging_platforms_get_small_tau_and_light_masking() -> None:
-    osmfish = StaigSettings.from_data(n_spots=6471, n_genes=33)
-    starmap = StaigSettings.from_data(n_spots=3190, n_genes=166)
+    osmfish = StaigSettings.from_data(n_genes=33)
+    starmap = StaigSettings.from_data(n_genes=166)
     assert osmfish.tau == 1.0
     assert starmap.tau == pytest.approx(1.66)
     assert osmfish.feature_mask_rates == (0.01, 0.02)
 
 
 def test_overrides_win_and_unknown_settings_are_rejected() -> None:
-    assert StaigSettings.from_data(100, 3000, tau=5.0).tau == 5.0
+    assert StaigSettings.from_data(3000, tau=5.0).tau == 5.0
     with pytest.raises(InputError, match="unknown STAIG setting"):
-        StaigSettings.from_data(100, 3000, temperature=5.0)
+        StaigSettings.from_data(3000, temperature=5.0)
+    with pytest.raises(InputError, match="unknown STAIG setting 'to_dict'"):  # a method, not a setting
+        StaigSettings.from_data(3000, to_dict=1)
 
 
 def test_denominator_follows_the_temperature_unless_asked() -> None:
-    assert StaigSettings.from_data(3639, 8513).denominator == "moments"
-    assert StaigSettings.from_data(6471, 33).denominator == "sampled"
-    assert StaigSettings.from_data(3639, 8513, tau=2.0).denominator == "sampled"
-    assert StaigSettings.from_data(3639, 8513, denominator="exact").denominator == "exact"
+    assert StaigSettings.from_data(8513).denominator == "moments"
+    assert StaigSettings.from_data(33).denominator == "sampled"
+    assert StaigSettings.from_data(8513, tau=2.0).denominator == "sampled"
+    assert StaigSettings.from_data(8513, denominator="exact").denominator == "exact"
 
 
 def test_settings_serialise_to_plain_values() -> None:
-    stored = StaigSettings.from_data(100, 3000).to_dict()
+    stored = StaigSettings.from_data(3000).to_dict()
     assert stored["feature_mask_rates"] == [0.1, 0.2]
     assert all(isinstance(value, (int, float, str, list)) for value in stored.values())
 
@@ -53,7 +55,7 @@ def test_settings_serialise_to_plain_values() -> None:
 )
 def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:
     with pytest.raises(InputError, match=f"STAIG setting {message}"):
-        StaigSettings.from_data(3639, 8513, **overrides)
+        StaigSettings.from_data(8513, **overrides)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ def test_a_file_with_several_batches_counts_as_those_slices() -> None:
     joint = concat_slices([multi, _slice(GENES, 7, 2, "s3")])
     assert list(joint.obs["batch"].cat.categories) == ["s1", "s2", "s3"]
     assert joint.obs["batch"].value_counts().to_dict() == {"s1": 10, "s2": 8, "s3": 7}
+    with pytest.raises(InputError, match=r"input 1 holds 2 slices \('s1', 's2'\).*the name 'a' cannot apply"):
+        concat_slices([multi, _slice(GENES, 7, 2, "s3")], names=["a", "b"])
 
 
 def test_unnamed_slices_take_their_batch_value_or_position() -> None:
@@ -142,7 +144,28 @@ def test_slices_sharing_too_few_hvgs_get_a_clear_error() -> None:
     for part, start in ((a, 0), (b, 30)):  # each slice's own strongly variable genes: 0-29 in a, 30-59 in b
         bursts = rng.poisson(30, (80, 30)) * rng.integers(0, 2, (80, 30))
         part.X = sparse.csr_matrix(part.X.toarray() + np.pad(bursts, ((0, 0), (start, 70 - start))))
-    with pytest.raises(InputError, match="highly variable in every slice.*genes='union'.*n_top_genes"):
+    with pytest.raises(InputError, match="highly variable in every slice.*n_top_genes.*genes='union'"):
         per_slice_hvgs(concat_slices([a, b], names=["a", "b"]), 25)
+    with pytest.raises(InputError, match=r"highly variable in any slice \(at least 20 are needed\); choose more"):
+        per_slice_hvgs(concat_slices([a, b], names=["a", "b"]), 5, combine="union")
     with pytest.raises(InputError, match="highly variable in every slice"):
         domains(ad.concat([a, b], index_unique="-"), 2, n_top_genes=25)
+
+
+def test_domains_on_joined_slices_takes_the_genes_and_tau_that_integrate_takes() -> None:
+    """Each slice's HVGs among its own genes, intersected; tau from that intersection (n_genes / 100)."""
+    from tissuegraph.tl import domains, integrate
+
+    rng = np.random.default_rng(3)
+    genes = [f"g{i}" for i in range(300)]
+    a, b = _slice(genes, 80, 0, "a"), _slice(genes[50:], 80, 1, "b")  # b measures 250 of a's genes
+    for part in (a, b):
+        part.X = sparse.csr_matrix(part.X.toarray() + rng.poisson(20, part.shape) * rng.integers(0, 2, part.shape))
+    joint = concat_slices([a, b], names=["a", "b"])
+    shared = per_slice_hvgs(joint, 200)
+    assert 20 <= shared.sum() < 200  # fewer genes than n_top_genes, so tau differs from n_top_genes / 100
+    found = domains(joint.copy(), 2, n_top_genes=200, epochs=1)
+    np.testing.assert_array_equal(found.var["highly_variable"].to_numpy(), shared)
+    assert found.uns["tissuegraph"]["settings"]["tau"] == pytest.approx(max(1.0, shared.sum() / 100))
+    together = integrate([a, b], 2, names=["a", "b"], n_top_genes=200, epochs=1)
+    assert together.uns["tissuegraph"]["settings"]["tau"] == found.uns["tissuegraph"]["settings"]["tau"]

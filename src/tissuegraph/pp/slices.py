@@ -29,10 +29,17 @@ HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its s
 def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
     """One (name, AnnData) per slice of ``adata``: its own batch values when it holds several.
 
-    A single slice is called ``name`` when given, else by the batch value it carries, else by its position.
+    A single slice is called ``name`` when given, else by the batch value it carries, else by its position. An
+    input holding several slices keeps their batch values, so a name given for it is refused rather than dropped.
     """
     batches = adata.obs[batch_key].astype(str) if batch_key in adata.obs else None
     if batches is not None and batches.nunique() > 1:
+        if name is not None:
+            raise InputError(
+                f"input {position + 1} holds {batches.nunique()} slices ({quote_examples(pd.unique(batches))}) named "
+                f"by obs[{batch_key!r}], so the name {name!r} cannot apply; leave the names out, or give that file's "
+                "slices as separate inputs"
+            )
         return [(value, adata[(batches == value).to_numpy()].copy()) for value in pd.unique(batches)]
     if name is None:
         name = str(batches.iloc[0]) if batches is not None else f"slice{position + 1}"
@@ -178,8 +185,11 @@ def per_slice_hvgs(
         masks.append(select_hvgs(adata[batches == value], n_top_genes) if own is None else own < n_top_genes)
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
     if combined.sum() < MIN_SHARED_GENES:
+        where, fix = ("every", "; or, in tl.integrate, combine them by union (genes='union')")
+        if combine == "union":
+            where, fix = "any", ""
         raise InputError(
-            f"only {int(combined.sum())} genes are highly variable in every slice; combine the slices' HVGs by union "
-            "(integrate's genes='union') or choose more per slice (n_top_genes)"
+            f"only {int(combined.sum())} genes are highly variable in {where} slice (at least {MIN_SHARED_GENES} are "
+            f"needed); choose more per slice (n_top_genes){fix}"
         )
     return combined

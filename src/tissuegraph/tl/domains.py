@@ -66,7 +66,8 @@ def _expression_workspace(
         work.obs["batch"] = slices
     work.obsm["spatial"] = adata.obsm["spatial"]
     library_size = pp.library_sizes(adata)
-    genes = pp.per_slice_hvgs(work, n_top_genes) if slices is not None else None  # as integrate chooses them
+    # several slices: each slice's HVGs (ranked among its own genes when concat_slices recorded them), intersected
+    genes = pp.per_slice_hvgs(adata, n_top_genes, batch_key=batch_key) if slices is not None else None
     pp.preprocess(work, n_top_genes, genes=genes, library_size=library_size)
     return work, slices, library_size
 
@@ -185,13 +186,15 @@ def domains(
     has one (image mode: ``obsm['X_image']``, computed by ``im.image_features`` unless already there), ``False``
     forces gene mode, ``True`` requires an image.
     """
-    settings = StaigSettings.from_data(adata.n_obs, adata.n_vars, **settings_overrides)
+    settings = StaigSettings.from_data(adata.n_vars, **settings_overrides)
     validate_spatial(adata, min_spots=settings.n_neighbors + 1)
     check_domain_request(n_domains, adata.n_obs, cluster)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
     work, slices, library_size = _expression_workspace(adata, settings.n_top_genes, batch_key)
+    # tau and masking follow the genes the model reads (with several slices, the HVGs they share)
+    settings = StaigSettings.from_data(int(work.var["highly_variable"].sum()), **settings_overrides)
     timings["preprocess_s"] = time.perf_counter() - start
     mode = "image" if (has_image(adata) if image is None else image) else "gene"
     if mode == "image":

@@ -1,7 +1,7 @@
 """One default that works across platforms: STAIG's settings derived from the data, never from annotation.
 
-The rule (documented in the README) reads three things off the data: how many genes go into the model,
-how many spots there are, and whether it holds several slices.
+The rule (documented in the README) reads one thing off the data: how many genes go into the model (with
+several slices, the HVGs they share).
 
 - Many genes (sequencing platforms, e.g. Visium with 3000 HVGs): expression profiles are noisy and spots
   share most of their signal, so the contrast is soft (large tau) and masking drops 10%/20% of genes.
@@ -22,7 +22,7 @@ how many spots there are, and whether it holds several slices.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -51,8 +51,8 @@ class StaigSettings:
     refine_neighbors: int = 15
 
     @classmethod
-    def from_data(cls, n_spots: int, n_genes: int, n_top_genes: int = 3000, **overrides) -> StaigSettings:
-        """Defaults for a dataset with ``n_spots`` spots and ``n_genes`` measured genes; keyword overrides win."""
+    def from_data(cls, n_genes: int, n_top_genes: int = 3000, **overrides) -> StaigSettings:
+        """Defaults for a dataset whose model reads ``min(n_genes, n_top_genes)`` genes; keyword overrides win."""
         model_genes = min(n_genes, n_top_genes)
         many_genes = model_genes >= 1000
         settings = cls(
@@ -173,10 +173,10 @@ class StalignerSettings:
 
 
 def _override(settings: StaigSettings | StalignerSettings, method: str, overrides: dict) -> None:
+    known = [field.name for field in fields(settings)]  # not hasattr: methods such as to_dict are no settings
     for key, value in overrides.items():
-        if not hasattr(settings, key):
-            known = ", ".join(asdict(settings))
-            raise InputError(f"unknown {method} setting {key!r}; the settings are: {known}")
+        if key not in known:
+            raise InputError(f"unknown {method} setting {key!r}; the settings are: {', '.join(known)}")
         setattr(settings, key, value)
 
 

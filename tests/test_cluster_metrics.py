@@ -29,9 +29,16 @@ def test_gmm_eee_with_ward_subsample_labels_every_spot(blobs) -> None:
     assert metrics.ari(y, labels) > 0.9
 
 
-def test_gmm_eee_is_deterministic_per_seed(blobs) -> None:
-    x, _ = blobs
-    np.testing.assert_array_equal(cluster.gmm_eee(x, 3, seed=4), cluster.gmm_eee(x, 3, seed=4))
+def test_gmm_eee_ward_subsample_is_deterministic_per_seed(blobs) -> None:
+    x, y = blobs
+    labels = cluster.gmm_eee(x, 3, seed=4, ward_sample=200)
+    np.testing.assert_array_equal(labels, cluster.gmm_eee(x, 3, seed=4, ward_sample=200))
+    assert metrics.ari(y, labels) > 0.9
+    # without cluster structure the result depends on which spots Ward saw, so only the seed keeps it fixed
+    noise = np.random.default_rng(1).random((900, 2))
+    same = cluster.gmm_eee(noise, 3, seed=4, ward_sample=100)
+    np.testing.assert_array_equal(same, cluster.gmm_eee(noise, 3, seed=4, ward_sample=100))
+    assert (same != cluster.gmm_eee(noise, 3, seed=5, ward_sample=100)).any()
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])
@@ -45,7 +52,7 @@ def test_kmeans() -> None:
     assert metrics.ari(y, cluster.kmeans(x, 3, seed=0)) > 0.8
 
 
-def test_refine_fixes_isolated_spots_and_keeps_ties() -> None:
+def test_refine_fixes_isolated_spots() -> None:
     xs, ys = np.meshgrid(np.arange(10), np.arange(10))
     coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
     labels = np.where(coords[:, 0] < 5, "left", "right")
@@ -54,10 +61,26 @@ def test_refine_fixes_isolated_spots_and_keeps_ties() -> None:
     refined = cluster.refine_labels(noisy, coords, n_neighbors=8)
     assert refined[22] == "left"
     assert (refined == labels).mean() >= 0.95
-    # spots of two slices are refined within their own slice only
-    groups = (coords[:, 1] >= 5).astype(int)
-    per_slice = cluster.refine_labels(noisy, coords, n_neighbors=8, groups=groups)
-    assert per_slice[22] == "left"
+
+
+def test_refine_tie_keeps_the_spot_own_label() -> None:
+    # spot 0 votes over itself and its 3 nearest others: 'right' (itself, 2.2 away) 2, 'left' (1.0, 1.5 away) 2;
+    # 'left' sorts first, so a plain argmax would flip it, and a vote over only 3 spots would give 'left' 2 to 1
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [-1.5, 0.0], [2.2, 0.0]])
+    labels = np.array(["right", "left", "left", "right"])
+    assert cluster.refine_labels(labels, coords, n_neighbors=3)[0] == "right"
+
+
+def test_refine_votes_within_each_slice_only() -> None:
+    # spot 0 of slice 0 is surrounded by its own slice's 'a' spots; slice 1's 'b' spots sit closer in the shared
+    # coordinate frame (slices are aligned on top of each other), so they outvote it unless slices are kept apart
+    coords = np.array(
+        [[0, 0], [1.0, 0], [0, 1.1], [-1.2, 0], [0, -1.3], [0.1, 0], [0, 0.2], [-0.3, 0], [0, -0.4]], dtype=float
+    )
+    labels = np.array(["a"] * 5 + ["b"] * 4)
+    groups = np.array([0] * 5 + [1] * 4)
+    assert cluster.refine_labels(labels, coords, n_neighbors=4, groups=groups)[0] == "a"
+    assert cluster.refine_labels(labels, coords, n_neighbors=4)[0] == "b"
 
 
 def test_ari_nmi_skip_unannotated_spots() -> None:
@@ -77,6 +100,21 @@ def test_silhouette_and_davies_bouldin_rank_good_over_random(blobs) -> None:
     assert metrics.silhouette(x, y, max_spots=400) == pytest.approx(metrics.silhouette(x, y), abs=0.05)
 
 
+def test_label_free_scores_see_at_most_max_spots(monkeypatch) -> None:
+    from tissuegraph.metrics import clustering
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(900, 4)), rng.integers(0, 3, 900)
+    seen: list[int] = []
+    for name in ("silhouette_score", "davies_bouldin_score"):
+        original = getattr(clustering.metrics, name)
+        monkeypatch.setattr(clustering.metrics, name, lambda a, b, _f=original: seen.append(len(a)) or _f(a, b))
+    metrics.silhouette(x, y, max_spots=400)
+    metrics.davies_bouldin(x, y, max_spots=250)
+    metrics.silhouette(x, y, max_spots=5000)
+    assert seen == [400, 250, 900]
+
+
 def test_no_annotated_spot_gives_nan_and_label_free_scores() -> None:
     import anndata as ad
 
@@ -88,6 +126,25 @@ def test_no_annotated_spot_gives_nan_and_label_free_scores() -> None:
     result.obsm["X_tissuegraph"] = np.random.default_rng(0).normal(size=(40, 3)) + np.repeat([[0], [5]], 20, axis=0)
     scores = metrics.score(result)
     assert "ari" not in scores and scores["silhouette"] > 0.5
+
+
+def test_per_slice_scores_need_no_embedding() -> None:
+    import anndata as ad
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = np.array(["L1"] * 10 + ["L2"] * 10 + ["L1"] * 10 + ["L2"] * 10, dtype=object)
+    domains = truth.copy()
+    domains[[0, 1, 2]] = "L2"  # slice s1 has three wrong spots, slice s2 one
+    domains[25] = "L2"
+    batches = np.repeat(["s1", "s2"], 20)
+    result = ad.AnnData(X=np.zeros((40, 2), dtype=np.float32))
+    result.obs["ground_truth"], result.obs["domain"], result.obs["batch"] = truth, domains, batches
+    per_slice = metrics.score(result)["per_slice"]
+    assert list(per_slice) == ["s1", "s2"]
+    for name in ("s1", "s2"):
+        rows = batches == name
+        assert per_slice[name]["ari"] == pytest.approx(adjusted_rand_score(truth[rows], domains[rows]))
+    assert per_slice["s1"]["ari"] < per_slice["s2"]["ari"] < 1.0
 
 
 @pytest.mark.parametrize("labels", [np.zeros(30, dtype=int), np.arange(30)])

@@ -634,6 +634,26 @@ def test_read_tables_spot_mismatch(tmp_path: Path, coord_ids: list[str], pattern
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 
+def test_read_tables_keeps_spot_ids_as_text(tmp_path: Path) -> None:
+    ids = ["0001", "0002", "0010", "0100"]
+    table = _counts_table()
+    table.index = ids
+    table.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": [3, 2, 1, 0], "y": [0, 1, 2, 3]}, index=ids[::-1]).to_csv(tmp_path / "coords.csv")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    assert list(adata.obs_names) == ids
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 3], [1, 2], [2, 1], [3, 0]])
+
+
+def test_read_tables_does_not_match_ids_that_differ_in_leading_zeros(tmp_path: Path) -> None:
+    table = _counts_table()
+    table.index = pd.Index(["007", "008", "009", "010"], name="spot")
+    table.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=["7", "8", "9", "10"]).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"4 spot ids in '.*counts\.csv' are missing from '.*coords\.csv'.*'007'"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
 def test_read_tables_non_numeric_counts(tmp_path: Path) -> None:
     table = _counts_table()
     table["GeneB"] = table["GeneB"].astype(str)
@@ -736,6 +756,27 @@ def test_write_h5ad_failure_keeps_previous_file(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(KeyboardInterrupt):
         write_h5ad(adata, target)
     assert os.listdir(tmp_path) == ["out.h5ad"] and target.read_bytes() == before
+
+
+def test_a_saved_image_encoder_is_written_atomically_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import torch
+
+    from tissuegraph.im.byol import save_encoder
+
+    target = tmp_path / "encoder.pt"
+    target.write_bytes(b"previous encoder")
+
+    def save_half_then_fail(obj: object, filename: Path) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    encoder = types.SimpleNamespace(config={"dim": 4}, state_dict=dict)
+    with pytest.raises(OSError, match="disk full"):
+        save_encoder(encoder, target)
+    assert os.listdir(tmp_path) == ["encoder.pt"] and target.read_bytes() == b"previous encoder"
 
 
 # --- real data --------------------------------------------------------------------------------------

@@ -127,3 +127,11 @@ def test_subdomain_requests_that_cannot_work_are_refused(domain: str, n: int, kw
     with pytest.raises(InputError, match=message):
         subdomains(adata, domain, n, **kwargs)
     assert "subdomain" not in adata.obs
+
+
+def test_subdomains_refuse_normalised_counts() -> None:
+    adata = planted()
+    adata.X = np.log1p(adata.X)  # sub-domain markers would normalise and log these a second time
+    with pytest.raises(InputError, match="non-integer values.*looks normalised or log-transformed"):
+        subdomains(adata, "1", 2)
+    assert "subdomain" not in adata.obs and SUBDOMAIN_MARKERS_KEY not in adata.uns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
+from sklearn.metrics import pairwise_distances_argmin
 from sklearn.mixture import GaussianMixture
 
 
@@ -11,7 +12,8 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
     """Labels from a tied-covariance Gaussian mixture started from Ward clustering (as mclust starts from hc).
 
     k-means++ starts can land in poor optima; a Ward start reproduces mclust. Ward runs on at most
-    ``ward_sample`` spots (its cost is quadratic); the remaining spots join their nearest Ward centroid.
+    ``ward_sample`` spots (its cost is quadratic); then every spot, sampled or not, starts in the cluster of its
+    nearest Ward centroid. Distances are taken in chunks, so memory does not grow with spots x clusters x dimensions.
     """
     x = np.asarray(embedding, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -23,7 +25,7 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
     if sample is None:
         resp[np.arange(x.shape[0]), ward] = 1.0
     else:
-        nearest = ((x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+        nearest = pairwise_distances_argmin(x, means)
         resp[np.arange(x.shape[0]), nearest] = 1.0
     weights = resp.mean(0)
     residual = x - means[resp.argmax(1)]

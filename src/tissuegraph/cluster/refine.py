@@ -10,7 +10,7 @@ from sklearn.neighbors import NearestNeighbors
 def refine_labels(
     labels: np.ndarray, coords: np.ndarray, *, n_neighbors: int = 15, groups: np.ndarray | None = None
 ) -> np.ndarray:
-    """Majority vote over each spot's ``n_neighbors`` nearest spots of the same slice (the spot itself included).
+    """Majority vote over each spot itself and its ``n_neighbors`` nearest other spots of the same slice.
 
     Ties keep the spot's own label, so refinement never flips a spot without a strict majority.
     """

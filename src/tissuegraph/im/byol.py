@@ -22,6 +22,7 @@ from torch import nn
 from tissuegraph.errors import InputError
 from tissuegraph.im.filter import gaussian_blur
 from tissuegraph.im.pretrained import PretrainedEncoder
+from tissuegraph.io.write import write_atomically
 from tissuegraph.nn.staig import deterministic, pick_device
 
 _GREY = (0.299, 0.587, 0.114)  # luma weights of R, G, B
@@ -237,8 +238,9 @@ def embed_patches(
 
 
 def save_encoder(encoder: Encoder, path: str | Path) -> None:
-    """Weights and architecture in one file, so ``load_encoder`` rebuilds it to embed other slices."""
-    torch.save({"config": encoder.config, "state_dict": encoder.state_dict()}, Path(path))
+    """Weights and architecture in one file (written atomically), so ``load_encoder`` rebuilds it to embed other
+    slices."""
+    write_atomically(path, lambda tmp: torch.save({"config": encoder.config, "state_dict": encoder.state_dict()}, tmp))
 
 
 def load_encoder(path: str | Path) -> Encoder:

@@ -10,10 +10,9 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import quote_examples, validate_spatial
+from tissuegraph.io.validate import NUMERIC_KINDS, quote_examples, validate_spatial
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
-_NUMERIC_KINDS = "iuf"
 
 
 def read_tables(counts_path: str | Path, coords_path: str | Path, *, sep: str | None = None) -> AnnData:
@@ -53,12 +52,17 @@ def _separator(path: Path) -> str:
 
 
 def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
-    """Read a table indexed by its first column, with ids as strings so both tables join."""
+    """Read a table indexed by its first column, with ids read as text so both tables join.
+
+    Parsing ids as numbers would turn '0010' into '10' and match '007' in one table to '7' in the other.
+    """
     if not path.is_file():
         raise InputError(f"{what} '{path}' not found; check the path")
     sep = sep or _separator(path)
     try:
-        table = pd.read_csv(path, sep=sep, index_col=0)
+        # dtype= goes by column name, and an empty id header is only named ('Unnamed: 0') once read
+        first = pd.read_csv(path, sep=sep, nrows=0).columns[0]
+        table = pd.read_csv(path, sep=sep, dtype={first: str}).set_index(first).rename_axis(None)
     except Exception as err:
         raise InputError(
             f"cannot read {what} '{path}' ({type(err).__name__}: {err}); it must be a delimited text table "
@@ -71,7 +75,7 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
 def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
     """Name the first column holding text, the usual sign of an annotation column or a wrong separator."""
     for name, column in counts.items():
-        if column.dtype.kind not in _NUMERIC_KINDS:
+        if column.dtype.kind not in NUMERIC_KINDS:
             values = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
             example = f" (e.g. {values.iloc[0]!r} for spot {values.index[0]!r})" if len(values) else ""
             raise InputError(
@@ -87,14 +91,14 @@ def _pick_xy(coords: pd.DataFrame, path: Path) -> pd.DataFrame:
     if "x" in by_name and "y" in by_name:
         xy = coords[[by_name["x"], by_name["y"]]]
     else:
-        numeric = [c for c in coords.columns if coords[c].dtype.kind in _NUMERIC_KINDS]
+        numeric = [c for c in coords.columns if coords[c].dtype.kind in NUMERIC_KINDS]
         if len(numeric) < 2:
             raise InputError(
                 f"coordinates table '{path}' has no x, y columns (columns: {list(coords.columns)}); "
                 "name the coordinate columns x and y, or make them the first two numeric columns"
             )
         xy = coords[numeric[:2]]
-    if any(xy[c].dtype.kind not in _NUMERIC_KINDS for c in xy.columns):
+    if any(xy[c].dtype.kind not in NUMERIC_KINDS for c in xy.columns):
         raise InputError(
             f"coordinates table '{path}' has non-numeric values in {list(xy.columns)}; x and y must be numbers"
         )

@@ -15,7 +15,7 @@ from anndata import AnnData
 
 from tissuegraph.errors import InputError
 
-_NUMERIC_KINDS = "iuf"  # signed, unsigned, float: what counts and coordinates may be stored as
+NUMERIC_KINDS = "iuf"  # signed, unsigned, float: what counts and coordinates may be stored as
 LIBRARY_SIZE_KEY = "total_counts_all_genes"  # each spot's total over all genes, when X holds a gene subset
 
 
@@ -42,7 +42,7 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
         raise InputError(f"{what} has no count matrix in X; put the raw counts (spots x genes) in adata.X")
     if not sp.issparse(X):
         X = np.asarray(X)
-    if X.dtype.kind not in _NUMERIC_KINDS:
+    if X.dtype.kind not in NUMERIC_KINDS:
         raise InputError(
             f"{what} has counts of type {X.dtype} in X; tissuegraph needs numeric raw counts: "
             "convert X to integers or floats (e.g. adata.X = adata.X.astype('float32'))"
@@ -89,7 +89,7 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
 
 def _is_whole(matrix: object) -> bool:
     values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
-    return values.dtype.kind in _NUMERIC_KINDS and bool(np.all(values == np.rint(values)))
+    return values.dtype.kind in NUMERIC_KINDS and bool(np.all(values == np.rint(values)))
 
 
 def _raw_counts_fix(adata: AnnData) -> str:

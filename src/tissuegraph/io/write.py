@@ -1,28 +1,36 @@
-"""Write results so that a crash or a full disk never leaves a half-written .h5ad behind."""
+"""Write results so that a crash or a full disk never leaves a half-written file behind."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from anndata import AnnData
 
 
-def write_h5ad(adata: AnnData, path: str | Path) -> Path:
-    """Write ``adata`` to ``path`` atomically and return the path.
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path``; return the path.
 
-    The file is written next to the target (same file system, so ``os.replace`` is atomic) under a
-    temporary name matching ``*.h5ad.tmp*``; it replaces ``path`` only once complete, and is removed if
-    writing fails. Missing parent folders are created.
+    The temporary file (``<name>.tmp-<random>``, same folder, so ``os.replace`` is atomic) is flushed to disk
+    before it replaces ``path``, and removed if writing fails: ``path`` holds either its old content or the
+    complete new one. Missing parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        adata.write_h5ad(tmp)
+        write(tmp)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_h5ad(adata: AnnData, path: str | Path) -> Path:
+    """Write ``adata`` to ``path`` atomically (``write_atomically``) and return the path."""
+    return write_atomically(path, adata.write_h5ad)

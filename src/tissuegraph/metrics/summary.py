@@ -32,11 +32,12 @@ def score(
         out["silhouette"] = silhouette(adata.obsm[use_rep], predicted, seed=seed)
         out["davies_bouldin"] = davies_bouldin(adata.obsm[use_rep], predicted, seed=seed)
     batches = adata.obs[batch_key].to_numpy() if batch_key in adata.obs else np.zeros(adata.n_obs)
-    if len(np.unique(batches.astype(str))) > 1 and use_rep in adata.obsm:
+    several_slices = len(np.unique(batches.astype(str))) > 1
+    if several_slices and use_rep in adata.obsm:
         out["median_ilisi"] = median_ilisi(adata.obsm[use_rep], batches)
         out["batch_kl"] = batch_kl(adata.obsm[use_rep], batches, seed=seed)
-        if labelled:
-            out["per_slice"] = per_slice_scores(adata.obs[truth_key].to_numpy(), predicted, batches)
+    if labelled and several_slices:  # per-slice agreement needs only labels, no embedding
+        out["per_slice"] = per_slice_scores(adata.obs[truth_key].to_numpy(), predicted, batches)
     return out
 
 

@@ -54,12 +54,6 @@ def batch_palette(names: list[str]) -> dict[str, RGBA]:
     return dict(zip(names, colours, strict=True))
 
 
-def label_palette(labels: Iterable) -> dict[str, RGBA]:
-    """One colour per distinct label (naturally sorted position decides the colour)."""
-    names = sorted_labels(labels)
-    return dict(zip(names, colour_sequence(len(names)), strict=True))
-
-
 def all_labels(adata: AnnData, key: str) -> list[str]:
     """Every label of ``obs[key]``: all categories of a categorical (so subsets keep their colours)."""
     if key not in adata.obs:

@@ -16,7 +16,7 @@ def pca(
     center: bool = True,
     seed: int = 0,
 ) -> AnnData:
-    """PCA of ``obsm[use_rep]`` into ``obsm[key_added]``; the number of components is capped by the data's rank.
+    """PCA of ``obsm[use_rep]`` into ``obsm[key_added]``; ``n_comps`` is capped at min(n_obs - 1, n_features).
 
     ``center=False`` keeps the mean: each row's coordinates on the principal axes are those of the row itself,
     not of its difference from the mean, so a model that reads them sees its input restricted to the top axes.

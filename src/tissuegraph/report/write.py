@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.write import write_atomically
 from tissuegraph.report import sections
 from tissuegraph.report.html import page
 
@@ -61,13 +60,4 @@ def write_report(adata: AnnData, path: str | Path, *, title: str | None = None) 
     footer = f"tissuegraph {__version__}, report written {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
     document = page(title or f"tissuegraph report: {method}", subtitle, parts, footer)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(document, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_text(document, encoding="utf-8"))

@@ -174,6 +174,7 @@ def subdomains(
     """
     labels = _labels(adata, key)
     check_request(method, n_genes)
+    check_counts(adata)  # markers normalise X themselves: normalised X would be normalised twice
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; run tl.domains or tl.integrate first, or name it (use_rep=)")
     domain = str(domain)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from scipy.spatial.distance import pdist
 
 from tissuegraph.errors import InputError
 from tissuegraph.im import (
@@ -158,29 +159,49 @@ def real_patches(dlpfc_151673) -> np.ndarray:
 
 
 def test_byol_learns_and_is_reproducible(real_patches, tmp_path) -> None:
-    first = train_byol(real_patches, epochs=3, batch_size=128, seed=0)
-    second = train_byol(real_patches, epochs=3, batch_size=128, seed=0)
+    # on the CPU: a seed fixes the result bit for bit only on a given device
+    first = train_byol(real_patches, epochs=3, batch_size=128, seed=0, device="cpu")
+    second = train_byol(real_patches, epochs=3, batch_size=128, seed=0, device="cpu")
     assert first.losses[-1] < first.losses[0]
-    embedding = embed_patches(first.encoder, real_patches)
+    embedding = embed_patches(first.encoder, real_patches, device="cpu")
     assert embedding.shape == (512, first.encoder.dim) and np.isfinite(embedding).all()
-    np.testing.assert_array_equal(embed_patches(second.encoder, real_patches), embedding)
+    np.testing.assert_array_equal(embed_patches(second.encoder, real_patches, device="cpu"), embedding)
     save_encoder(first.encoder, tmp_path / "encoder.pt")
-    np.testing.assert_array_equal(embed_patches(load_encoder(tmp_path / "encoder.pt"), real_patches), embedding)
+    reloaded = embed_patches(load_encoder(tmp_path / "encoder.pt"), real_patches, device="cpu")
+    np.testing.assert_array_equal(reloaded, embedding)
     with pytest.raises(InputError, match="out_px=32"):
         embed_patches(first.encoder, real_patches[:, :16, :16])
 
 
-def test_image_features_on_a_real_subset(dlpfc_151673) -> None:
+def test_image_features_on_a_real_subset(dlpfc_151673, monkeypatch) -> None:
     adata = dlpfc_151673[:300].copy()
     assert has_image(adata)
-    seen: list[int] = []
-    image_features(adata, n_comps=16, epochs=2, on_epoch=lambda epoch, loss: seen.append(epoch))
+    seen: list[tuple[int, float]] = []
+    image_features(adata, n_comps=16, epochs=2, device="cpu", on_epoch=lambda epoch, loss: seen.append((epoch, loss)))
     assert adata.obsm["X_image"].shape == (300, 16) and np.isfinite(adata.obsm["X_image"]).all()
     record = adata.uns["tissuegraph_image"]
-    assert seen == [0, 1] and record["encoder"] == "trained" and record["patches_s"] >= 0
-    encoder = train_byol(stain_filter(spot_patches(adata)), epochs=1, seed=1).encoder
-    image_features(adata, encoder=encoder, key_added="X_reused")
-    assert adata.obsm["X_reused"].shape[0] == 300 and adata.uns["tissuegraph_image"]["encoder"] == "given"
+    assert [epoch for epoch, _ in seen] == [0, 1] and record["encoder"] == "trained" and record["epochs"] == 2
+    np.testing.assert_array_equal(record["losses"], [loss for _, loss in seen])  # the losses the epochs reported
+
+    patches = stain_filter(spot_patches(adata))  # the defaults: 32 px patches, filter window 17
+    encoder = train_byol(patches, epochs=1, seed=1, device="cpu").encoder
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a given encoder was trained again")
+
+    monkeypatch.setattr(features_module, "train_byol", no_training)
+    image_features(adata, encoder=encoder, n_comps=encoder.dim, device="cpu", key_added="X_reused")
+    reused = adata.obsm["X_reused"]
+    record = adata.uns["tissuegraph_image"]
+    assert record["encoder"] == "given" and record["epochs"] == 0 and len(record["losses"]) == 0
+    # the same encoder on the same patches, standardised per feature: with every principal component kept, the
+    # PCA is a rotation, so distances between spots are those of the standardised embedding
+    direct = embed_patches(encoder, patches, device="cpu").astype(np.float64)
+    direct -= direct.mean(axis=0)
+    spread = direct.std(axis=0)
+    direct /= np.where(spread > 0, spread, 1.0)
+    assert reused.shape[0] == 300 and reused.shape[1] <= encoder.dim
+    np.testing.assert_allclose(pdist(reused), pdist(direct), rtol=1e-3, atol=1e-3)
 
 
 def test_pretrained_backbone_reads_shipped_weights_and_can_be_fine_tuned(dlpfc_151673, tmp_path) -> None:
@@ -216,18 +237,57 @@ def test_missing_pretrained_extra_names_the_install_command(monkeypatch) -> None
         image_features(_slide(_ramp_image(), SPOTS), encoder=encoder, backbone="efficientnet-lite0")
 
 
-def test_several_slices_take_their_own_images() -> None:
+def _record_filtered_patches(monkeypatch) -> list[np.ndarray]:
+    """Every patch array image_features hands to the stain filter (all slices assembled), in call order."""
+    seen: list[np.ndarray] = []
+
+    def recording_filter(patches, **kwargs):
+        seen.append(patches.copy())
+        return stain_filter(patches, **kwargs)
+
+    monkeypatch.setattr(features_module, "stain_filter", recording_filter)
+    return seen
+
+
+def test_several_slices_take_their_own_images(monkeypatch) -> None:
     image = _ramp_image()
     first = _slide(image, SPOTS)
-    second = _slide(255 - image, SPOTS)
+    second = _slide(255 - image, SPOTS)  # the same spots on the complementary image
     first.uns["spatial"] = {"a": first.uns["spatial"]["lib"]}
     second.uns["spatial"] = {"b": second.uns["spatial"]["lib"]}
     joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-", uns_merge="unique")
     assert has_image(joined)
-    image_features(joined, out_px=8, epochs=1, n_comps=4)
-    assert joined.obsm["X_image"].shape == (8, 4)
+    in_a = (joined.obs["batch"] == "a").to_numpy()
+    own_a, own_b = spot_patches(first, out_px=8), spot_patches(second, out_px=8)
+    np.testing.assert_allclose(own_b, 1.0 - own_a, atol=1e-6)  # the slices' patches differ: complements
+    seen = _record_filtered_patches(monkeypatch)
+    image_features(joined, out_px=8, epochs=1, n_comps=4, device="cpu")
+    assert joined.obsm["X_image"].shape == (8, 4) and len(seen) == 1
+    np.testing.assert_array_equal(seen[0][in_a], own_a)
+    np.testing.assert_array_equal(seen[0][~in_a], own_b)
     with pytest.raises(InputError, match="one image was given for 2 slices"):
         image_features(joined, image=image)
+
+
+def test_a_dict_of_images_gives_each_slice_its_entry(monkeypatch) -> None:
+    image = _ramp_image()
+    first, second = _slide(image, SPOTS), _slide(255 - image, SPOTS)
+    first.uns["spatial"] = {"a": first.uns["spatial"]["lib"]}
+    second.uns["spatial"] = {"b": second.uns["spatial"]["lib"]}
+    joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-", uns_merge="unique")
+    in_a = (joined.obs["batch"] == "a").to_numpy()
+    seen = _record_filtered_patches(monkeypatch)
+    # swapped against the stored images on purpose: slice a's entry is the complementary image, so its patches
+    # are those of the stored b image (and the other way round), which only the dict's entries can give
+    image_features(joined, image={"a": 255 - image, "b": image}, scale=SCALE, out_px=8, epochs=1, n_comps=4)
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0][in_a], spot_patches(second, out_px=8))
+    np.testing.assert_array_equal(seen[0][~in_a], spot_patches(first, out_px=8))
+    with pytest.raises(InputError, match="no entry for slice 'b'"):
+        image_features(joined, image={"a": image}, scale=SCALE, out_px=8, epochs=1)
+    with pytest.raises(InputError, match="image is a dict but the data holds one slice"):
+        image_features(_slide(image, SPOTS), image={"lib": image}, scale=SCALE, out_px=8, epochs=1)
+    assert len(seen) == 1  # both refused before any patch was filtered
 
 
 @pytest.mark.realdata
@@ -260,9 +320,23 @@ def test_integrate_image_mode_takes_each_slice_from_its_own_image(dlpfc_151673, 
     monkeypatch.setattr(integrate_module, "image_features", functools.partial(image_features, epochs=1))
     y = dlpfc_151673.obsm["spatial"][:, 1]
     top, bottom = dlpfc_151673[y < np.quantile(y, 0.3)].copy(), dlpfc_151673[y > np.quantile(y, 0.7)].copy()
+    # give the bottom slice the complement of the slide, so patches from the wrong image cannot pass for its own
+    (library,) = bottom.uns["spatial"]
+    stored = bottom.uns["spatial"][library]
+    assert set(stored["images"]) == {"lowres"}
+    bottom.uns["spatial"] = {library: {**stored, "images": {"lowres": 1.0 - np.asarray(stored["images"]["lowres"])}}}
+    own_top, own_bottom = spot_patches(top), spot_patches(bottom)
+    assert not np.allclose(own_bottom, spot_patches(dlpfc_151673[y > np.quantile(y, 0.7)]), atol=0.05)
+    seen = _record_filtered_patches(monkeypatch)
     joint = tl.integrate([top, bottom], 4, names=["top", "bottom"], image=True, epochs=3)
     assert sorted(joint.uns["spatial"]) == ["bottom", "top"]
     assert joint.uns["tissuegraph"]["mode"] == "image"
     assert joint.obsm["X_image"].shape[0] == joint.n_obs and np.isfinite(joint.obsm["X_image"]).all()
+    assert len(seen) == 1
+    rows = {name: np.flatnonzero(joint.obs["batch"].to_numpy() == name) for name in ("top", "bottom")}
+    assert list(joint.obs_names[rows["bottom"]]) == [f"{spot}-bottom" for spot in bottom.obs_names]
+    assert list(joint.obs_names[rows["top"]]) == [f"{spot}-top" for spot in top.obs_names]
+    np.testing.assert_array_equal(seen[0][rows["top"]], own_top)
+    np.testing.assert_array_equal(seen[0][rows["bottom"]], own_bottom)
     with pytest.raises(InputError, match="no image mode"):
         tl.integrate([top, bottom], 4, names=["top", "bottom"], method="staligner", image=True)

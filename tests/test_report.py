@@ -6,14 +6,17 @@ never downloads a browser. Without Chromium the browser tests are skipped with t
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from playwright.sync_api import sync_playwright
+from scipy import sparse
 
 from tissuegraph import metrics, tl
 from tissuegraph.cli import main
@@ -159,3 +162,45 @@ def test_report_path_is_checked_before_any_work(tmp_path, capsys) -> None:
     assert main(["report", missing, "--out", str(tmp_path / "r.txt")]) == 2
     assert "--out must name an .html file" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def _small_result() -> ad.AnnData:
+    """A one-slice result as tl.domains writes it, without training: a 10 x 10 grid in three bands (domains 0-2),
+    domain d marked by gene g<d>, an embedding that separates the bands, and a loss curve."""
+    rng = np.random.default_rng(0)
+    xx, yy = np.meshgrid(np.arange(10), np.arange(10))
+    domain = np.minimum(yy.ravel() * 3 // 10, 2)
+    counts = rng.poisson(2.0, (100, 8)).astype(np.float32)
+    counts[np.arange(100), domain] += rng.poisson(20.0, 100)
+    adata = ad.AnnData(X=sparse.csr_matrix(counts))
+    adata.obs_names = [f"spot{i}" for i in range(100)]
+    adata.var_names = [f"g{j}" for j in range(8)]
+    adata.obsm["spatial"] = np.c_[xx.ravel(), yy.ravel()].astype(np.float64) * 100.0
+    adata.obs["domain"] = pd.Categorical([str(d) for d in domain], categories=["0", "1", "2"])
+    adata.obsm["X_tissuegraph"] = (rng.normal(0, 0.3, (100, 4)) + 3.0 * np.eye(4)[domain]).astype(np.float32)
+    adata.uns["tissuegraph"] = {"method": "staig", "mode": "gene", "loss": np.linspace(5.0, 1.0, 20)}
+    return adata
+
+
+def test_a_failed_write_leaves_the_previous_report_and_no_temporary_file(tmp_path, monkeypatch) -> None:
+    report = tmp_path / "run.html"
+    report.write_text("the previous report", encoding="utf-8")
+    real_replace = os.replace
+    staged: list[tuple[Path, str]] = []
+
+    def failing_replace(src, dst, *args, **kwargs):
+        if Path(dst) != report:  # anything else (e.g. a plotting cache) goes through
+            return real_replace(src, dst, *args, **kwargs)
+        staged.append((Path(src), Path(src).read_text(encoding="utf-8")))
+        raise OSError("disk full")
+
+    # os.replace itself, wherever the writer calls it from (it looks it up on the os module at call time)
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(_small_result(), report)
+    # the whole page was staged in a separate file beside the report, then removed when the move failed
+    assert len(staged) == 1
+    temporary, text = staged[0]
+    assert temporary.parent == tmp_path and temporary != report and "</html>" in text
+    assert sorted(tmp_path.iterdir()) == [report]
+    assert report.read_text(encoding="utf-8") == "the previous report"

@@ -22,8 +22,9 @@ def _sparse_features(rng: np.random.Generator) -> np.ndarray:
 def test_matmul_and_weight_gradient_equal_the_dense_product() -> None:
     rng = np.random.default_rng(0)
     features = _sparse_features(rng)
-    weight = torch.randn(25, 6, requires_grad=True)
-    upstream = torch.randn(40, 6)
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(25, 6, generator=generator, requires_grad=True)
+    upstream = torch.randn(40, 6, generator=generator)
     SparseRows.from_array(sparse.csr_matrix(features)).matmul(weight).backward(upstream)
     sparse_grad = weight.grad.clone()
     weight.grad = None
@@ -35,10 +36,11 @@ def test_matmul_and_weight_gradient_equal_the_dense_product() -> None:
 
 
 def test_all_zero_features_give_zeros_and_a_wrong_width_is_refused() -> None:
+    generator = torch.Generator().manual_seed(0)
     rows = SparseRows.from_array(np.zeros((5, 4), dtype=np.float32))
-    assert torch.equal(rows.matmul(torch.randn(4, 3)), torch.zeros(5, 3))
+    assert torch.equal(rows.matmul(torch.randn(4, 3, generator=generator)), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="3 rows, the features have 4 columns"):
-        rows.matmul(torch.randn(3, 3))
+        rows.matmul(torch.randn(3, 3, generator=generator))
 
 
 def test_encoder_reads_sparse_rows_like_the_dense_matrix() -> None:

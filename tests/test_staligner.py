@@ -196,9 +196,11 @@ def _twin_distance(embedding: np.ndarray) -> float:
 
 
 def test_same_seed_same_embedding_other_seed_differs(shifted_slices) -> None:
-    a = _train(shifted_slices, pretrain_epochs=20, triplet_epochs=20, mnn_every=10)
-    b = _train(shifted_slices, pretrain_epochs=20, triplet_epochs=20, mnn_every=10)
-    c = _train(shifted_slices, pretrain_epochs=20, triplet_epochs=20, mnn_every=10, seed=1)
+    # on the CPU: a seed fixes the result bit for bit only on a given device
+    short = dict(pretrain_epochs=20, triplet_epochs=20, mnn_every=10, device="cpu")
+    a = _train(shifted_slices, **short)
+    b = _train(shifted_slices, **short)
+    c = _train(shifted_slices, **short, seed=1)
     np.testing.assert_array_equal(a.embedding, b.embedding)
     assert a.losses == b.losses and a.n_triplets == b.n_triplets
     assert not np.allclose(a.embedding, c.embedding)
@@ -206,8 +208,8 @@ def test_same_seed_same_embedding_other_seed_differs(shifted_slices) -> None:
 
 def test_pretraining_reconstructs_and_triplets_bring_the_twins_together(shifted_slices) -> None:
     seen: list[int] = []
-    pretrained = _train(shifted_slices, triplet_epochs=0)
-    aligned = _train(shifted_slices, on_epoch=lambda epoch, _: seen.append(epoch))
+    pretrained = _train(shifted_slices, triplet_epochs=0, device="cpu")  # compared bit for bit below: one device
+    aligned = _train(shifted_slices, device="cpu", on_epoch=lambda epoch, _: seen.append(epoch))
     assert pretrained.embedding.dtype == np.float32 and pretrained.embedding.shape == (300, 10)
     assert pretrained.n_triplets == [] and len(pretrained.losses) == 100
     assert np.mean(pretrained.losses[-5:]) < 0.2 * np.mean(pretrained.losses[:5])
@@ -221,7 +223,7 @@ def test_a_single_slice_trains_on_reconstruction_only(shifted_slices) -> None:
 
     def fit(**settings):
         one_slice = (features[:150], edges[: len(edges) // 2], np.zeros(150, dtype=int))
-        return train_staligner(*one_slice, hidden_dim=16, out_dim=4, **settings)
+        return train_staligner(*one_slice, hidden_dim=16, out_dim=4, device="cpu", **settings)
 
     result = fit(pretrain_epochs=5, triplet_epochs=5, mnn_every=2)
     assert result.n_triplets == [] and len(result.losses) == 10 and np.isfinite(result.embedding).all()

@@ -290,6 +290,21 @@ def test_a_dict_of_images_gives_each_slice_its_entry(monkeypatch) -> None:
     assert len(seen) == 1  # both refused before any patch was filtered
 
 
+def test_a_dict_of_images_needs_no_stored_library(monkeypatch) -> None:
+    """Slides given per slice for data that stores none: each slice is cut from its own entry."""
+    image = _ramp_image()
+    first, second = _slide(image, SPOTS), _slide(255 - image, SPOTS)
+    for part in (first, second):
+        del part.uns["spatial"]
+    joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-")
+    in_a = (joined.obs["batch"] == "a").to_numpy()
+    seen = _record_filtered_patches(monkeypatch)
+    image_features(joined, image={"a": image, "b": 255 - image}, scale=SCALE, out_px=8, epochs=1, n_comps=4)
+    np.testing.assert_array_equal(seen[0][in_a], spot_patches(first, image=image, scale=SCALE, out_px=8))
+    np.testing.assert_array_equal(seen[0][~in_a], spot_patches(second, image=255 - image, scale=SCALE, out_px=8))
+    assert not np.array_equal(seen[0][in_a], seen[0][~in_a])
+
+
 @pytest.mark.realdata
 def test_domains_image_mode_uses_the_histology(dlpfc_151673) -> None:
     """Image mode end to end on a real slice: edge drops from image distances, pseudo-label negatives removed."""

@@ -123,6 +123,8 @@ def image_features(
             if name not in image:
                 raise InputError(f"image has no entry for slice {name!r}; give one image per obs[{batch_key!r}] value")
             picked = image[name]
+            if library not in adata.uns.get("spatial", {}):
+                library = None  # the slide is given, so the slice needs no stored library (its spot size is estimated)
         part = adata if len(slices) == 1 else adata[rows]
         patches[rows] = spot_patches(
             part, image=picked, library_id=library, scale=scale, size_factor=size_factor, out_px=out_px

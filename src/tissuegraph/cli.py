@@ -102,8 +102,9 @@ def cmd_integrate(args: argparse.Namespace) -> None:
         except InputError as error:  # a mistyped slice or domain must not throw the training away
             tg.io.write_h5ad(joint, out)
             raise InputError(
-                f"{error}. The integrated result is written to {out} without obsm['spatial_aligned']; align it in "
-                f"Python: joint = tg.read_h5ad('{out}'); tg.tl.align(joint, SLICE); tg.write_h5ad(joint, '{out}')"
+                f"{str(error).rstrip('.')}. The integrated result is written to {out} without "
+                f"obsm['spatial_aligned']; align it in Python: joint = tg.read_h5ad('{out}'); "
+                f"tg.tl.align(joint, SLICE); tg.write_h5ad(joint, '{out}')"
             ) from error
     tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]

@@ -185,11 +185,10 @@ def per_slice_hvgs(
         masks.append(select_hvgs(adata[batches == value], n_top_genes) if own is None else own < n_top_genes)
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
     if combined.sum() < MIN_SHARED_GENES:
-        where, fix = ("every", "; or, in tl.integrate, combine them by union (genes='union')")
-        if combine == "union":
-            where, fix = "any", ""
+        where = "any" if combine == "union" else "every"
+        union = "" if combine == "union" else "; or, in tl.integrate, combine them by union (genes='union')"
         raise InputError(
             f"only {int(combined.sum())} genes are highly variable in {where} slice (at least {MIN_SHARED_GENES} are "
-            f"needed); choose more per slice (n_top_genes){fix}"
+            f"needed); choose more per slice (n_top_genes){union}"
         )
     return combined

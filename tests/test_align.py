@@ -34,7 +34,7 @@ def test_rigid_fit_never_reflects() -> None:
     rotation, _ = rigid_fit(source, mirrored)
     assert np.linalg.det(rotation) == pytest.approx(1.0)
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(2), atol=1e-12)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(InputError, match="same shape"):
         rigid_fit(source, source[:-1])
 
 

@@ -9,6 +9,7 @@ import pytest
 from sklearn import metrics as sk_metrics
 
 from tissuegraph import metrics
+from tissuegraph.errors import InputError
 from tissuegraph.metrics import batch as batch_module
 
 
@@ -37,9 +38,9 @@ def test_ilisi_counts_batches_present_nearby(toy) -> None:
 def test_ilisi_one_batch_and_bad_input() -> None:
     x = np.random.default_rng(2).normal(size=(20, 2))
     np.testing.assert_array_equal(metrics.ilisi(x, np.zeros(20)), np.ones(20))
-    with pytest.raises(ValueError, match="one per spot"):
+    with pytest.raises(InputError, match="one per spot"):
         metrics.ilisi(x, np.zeros(19))
-    with pytest.raises(ValueError, match="perplexity"):
+    with pytest.raises(InputError, match="perplexity"):
         metrics.ilisi(x, np.arange(20) % 2, perplexity=0)
 
 
@@ -48,7 +49,7 @@ def test_batch_kl_zero_when_mixed_large_when_separated(toy) -> None:
     assert metrics.batch_kl(mixed, batches) < 0.01
     # every neighbourhood holds one batch only: KL = log 2 against the 50/50 global mix
     assert metrics.batch_kl(separated, batches) == pytest.approx(np.log(2), abs=1e-9)
-    with pytest.raises(ValueError, match="one batch"):
+    with pytest.raises(InputError, match="one batch"):
         metrics.batch_kl(mixed, np.zeros(600))
 
 
@@ -79,7 +80,7 @@ def test_batch_asw_one_when_mixed_zero_when_separated(toy) -> None:
     domains = np.tile(np.repeat(["d1", "d2"], 150), 2)
     shifted = mixed + np.where(domains == "d2", 50.0, 0.0)[:, None]
     assert metrics.batch_asw(shifted, batches, labels=domains) > 0.95
-    with pytest.raises(ValueError, match="one batch"):
+    with pytest.raises(InputError, match="one batch"):
         metrics.batch_asw(mixed, np.zeros(600))
 
 
@@ -116,5 +117,5 @@ def test_per_slice_scores_by_hand() -> None:
     # s2: x -> {0, 1}, y -> {0, 1} once each; the NaN spot is left out
     assert scores["s2"]["ari"] == pytest.approx(-0.5)
     assert scores["s2"]["nmi"] == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(ValueError, match="one per spot"):
+    with pytest.raises(InputError, match="one per spot"):
         metrics.per_slice_scores(truth, pred[:-1], batches)

@@ -90,6 +90,8 @@ def test_edge_drop_softmax_matches_per_spot_softmax_and_survives_large_distances
     np.testing.assert_allclose(prob, 0.5 * (centre_share + 1.0), rtol=1e-5)
 
 
-def test_edge_drop_probabilities_reject_an_unknown_weighting() -> None:
-    with pytest.raises(ValueError, match="unknown weighting"):
+def test_edge_drop_probabilities_reject_an_unknown_weighting_or_distance() -> None:
+    with pytest.raises(InputError, match="unknown weighting"):
         gr.edge_drop_probabilities(np.array([[0, 1]]), np.eye(2), 2, weighting="uniform")
+    with pytest.raises(InputError, match="unknown distance 'manhattan'"):  # it used to be taken as euclidean
+        gr.edge_drop_probabilities(np.array([[0, 1]]), np.eye(2), 2, metric="manhattan")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tissuegraph.errors import InputError
+
 WEIGHTINGS = ("softmax", "proportional")
+METRICS = ("cosine", "euclidean")
 
 
 def edge_drop_probabilities(
@@ -23,13 +26,15 @@ def edge_drop_probabilities(
     embeddings). The undirected edge gets the mean of p_ij and p_ji.
     """
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {weighting!r}; expected one of {WEIGHTINGS}")
+        raise InputError(f"unknown weighting {weighting!r}; expected one of {WEIGHTINGS}")
+    if metric not in METRICS:  # anything else used to fall through to euclidean
+        raise InputError(f"unknown distance {metric!r}; expected one of {METRICS}")
     src, dst = edges[:, 0], edges[:, 1]
     a, b = embedding[src].astype(np.float64), embedding[dst].astype(np.float64)
     if metric == "cosine":
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         dist = 1.0 - np.einsum("ij,ij->i", a, b) / np.maximum(norms, 1e-12)
-    else:
+    else:  # euclidean
         dist = np.linalg.norm(a - b, axis=1)
     if weighting == "softmax":
         peak = np.full(n_nodes, -np.inf)  # shift each spot's exponents by its largest distance: no overflow

@@ -14,6 +14,7 @@ from scipy.special import entr
 from sklearn import metrics
 from sklearn.neighbors import NearestNeighbors
 
+from tissuegraph.errors import InputError
 from tissuegraph.metrics.clustering import ari, nmi
 
 _CHUNK = 20000  # rows per block in the perplexity search, to bound memory on large inputs
@@ -23,19 +24,19 @@ def _prepare(embedding: np.ndarray, batches: np.ndarray | pd.Series) -> tuple[np
     """Embedding as a 2-D float array, batch labels as codes 0..B-1, and B."""
     x = np.asarray(embedding, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"embedding must be a 2-D (spots x dimensions) array (got shape {x.shape}).")
+        raise InputError(f"embedding must be a 2-D (spots x dimensions) array (got shape {x.shape}).")
     labels = pd.Series(np.asarray(batches, dtype=object)).astype(str)
     if labels.shape[0] != x.shape[0]:
-        raise ValueError(f"embedding has {x.shape[0]} spots but batches has {labels.shape[0]}; give one per spot.")
+        raise InputError(f"embedding has {x.shape[0]} spots but batches has {labels.shape[0]}; give one per spot.")
     if x.shape[0] < 2:
-        raise ValueError(f"batch mixing needs at least 2 spots (got {x.shape[0]}).")
+        raise InputError(f"batch mixing needs at least 2 spots (got {x.shape[0]}).")
     codes, names = pd.factorize(labels, sort=False)
     return x, codes.astype(np.int64), len(names)
 
 
 def _need_two_batches(n_batches: int, what: str) -> None:
     if n_batches < 2:
-        raise ValueError(f"{what} compares batches, but all spots belong to one batch; give the slice of each spot.")
+        raise InputError(f"{what} compares batches, but all spots belong to one batch; give the slice of each spot.")
 
 
 def _perplexity_weights(sq_dist: np.ndarray, perplexity: float, n_iter: int = 40) -> np.ndarray:
@@ -76,13 +77,13 @@ def ilisi(
     """
     x, codes, n_batches = _prepare(embedding, batches)
     if perplexity <= 0:
-        raise ValueError(f"perplexity must be positive (got {perplexity}).")
+        raise InputError(f"perplexity must be positive (got {perplexity}).")
     n = x.shape[0]
     if n_batches == 1:
         return np.ones(n)
     k = int(3 * perplexity) if n_neighbors is None else int(n_neighbors)
     if k < 1:
-        raise ValueError(f"n_neighbors must be at least 1 (got {n_neighbors}).")
+        raise InputError(f"n_neighbors must be at least 1 (got {n_neighbors}).")
     k = min(k, n - 1)
     dist, nbr = NearestNeighbors(n_neighbors=k).fit(x).kneighbors()  # no query: each spot is left out of its own
     scores = np.empty(n)
@@ -132,7 +133,7 @@ def batch_kl(
     x, codes, n_batches = _prepare(embedding, batches)
     _need_two_batches(n_batches, "batch_kl")
     if min(n_neighbors, n_cells, n_repeats) < 1:
-        raise ValueError(
+        raise InputError(
             f"n_neighbors, n_cells and n_repeats must be at least 1 (got {n_neighbors}, {n_cells}, {n_repeats})."
         )
     n = x.shape[0]
@@ -172,7 +173,7 @@ def batch_asw(
     else:
         named = pd.Series(np.asarray(labels, dtype=object))
         if named.shape[0] != x.shape[0]:
-            raise ValueError(f"embedding has {x.shape[0]} spots but labels has {named.shape[0]}; give one per spot.")
+            raise InputError(f"embedding has {x.shape[0]} spots but labels has {named.shape[0]}; give one per spot.")
         groups = pd.factorize(named, use_na_sentinel=True)[0]  # NaN labels get -1
     rows = np.flatnonzero(groups >= 0)
     if rows.size > max_spots:
@@ -187,7 +188,7 @@ def batch_asw(
         s = metrics.silhouette_samples(x[members], codes[members])
         per_label.append(np.mean(1.0 - np.abs(s)))
     if not per_label:
-        raise ValueError("batch_asw found no label with spots from at least two batches; check batches and labels.")
+        raise InputError("batch_asw found no label with spots from at least two batches; check batches and labels.")
     return float(np.mean(per_label))
 
 
@@ -202,7 +203,7 @@ def per_slice_scores(
     predicted = np.asarray(predicted)
     names = pd.Series(np.asarray(batches, dtype=object)).astype(str)
     if not truth.shape[0] == predicted.shape[0] == names.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"truth, predicted and batches have {truth.shape[0]}, {predicted.shape[0]} and {names.shape[0]} "
             "entries; give one per spot."
         )

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
+from tissuegraph.errors import InputError
+
 
 def _annotated(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
     truth = pd.Series(np.asarray(truth, dtype=object))
     pred = np.asarray(pred)
     if truth.shape[0] != pred.shape[0]:
-        raise ValueError(f"truth has {truth.shape[0]} labels but prediction has {pred.shape[0]}; give one per spot.")
+        raise InputError(f"truth has {truth.shape[0]} labels but prediction has {pred.shape[0]}; give one per spot.")
     keep = truth.notna().to_numpy()
     return truth[keep].astype(str).to_numpy(), pred[keep].astype(str)
 

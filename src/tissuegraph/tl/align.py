@@ -25,11 +25,11 @@ def rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if source.ndim != 2 or source.shape != target.shape:
-        raise ValueError(
+        raise InputError(
             f"source and target must be paired (n, d) arrays of the same shape (got {source.shape} and {target.shape})."
         )
     if source.shape[0] < 2:
-        raise ValueError(f"a rigid fit needs at least 2 paired points (got {source.shape[0]}).")
+        raise InputError(f"a rigid fit needs at least 2 paired points (got {source.shape[0]}).")
     source_mean = source.mean(axis=0)
     target_mean = target.mean(axis=0)
     cross = (source - source_mean).T @ (target - target_mean)

@@ -50,7 +50,7 @@ def test_markers_find_the_planted_genes_with_sane_statistics_and_keep_x(tmp_path
     markers(adata, n_genes=8)
     assert (adata.X != before).nnz == 0
     store = adata.uns[MARKERS_KEY]
-    assert store["params"]["key"] == "domain" and list(store["groups"]) == ["0", "1", "2"]
+    assert store["params"]["domain_key"] == "domain" and list(store["groups"]) == ["0", "1", "2"]
     for d in "012":
         table = marker_table(adata, d, 5)
         assert list(table.columns) == ["gene", "score", "logfoldchange", "pvals_adj", "pct_in", "pct_out"]
@@ -66,24 +66,24 @@ def test_markers_find_the_planted_genes_with_sane_statistics_and_keep_x(tmp_path
 
 def test_spots_without_a_label_are_left_out_and_bad_requests_are_refused() -> None:
     adata = planted()
-    markers(adata, key="ground_truth", n_genes=3)
+    markers(adata, domain_key="ground_truth", n_genes=3)
     assert list(adata.uns[MARKERS_KEY]["groups"]) == ["T0", "T1", "T2"]
     assert marker_table(adata, "T2", 1)["gene"].iloc[0] == "g2"
     with pytest.raises(InputError, match="celltype"):
-        markers(adata, key="celltype")
+        markers(adata, domain_key="celltype")
     with pytest.raises(InputError, match="unknown marker method"):
         markers(adata, method="logreg")
     with pytest.raises(InputError, match="markers exist for"):
         marker_table(adata, "7")
     adata.X = np.log1p(adata.X)  # normalised data in X would be normalised and logged a second time
     with pytest.raises(InputError, match="non-integer values"):
-        markers(adata, key="ground_truth")
+        markers(adata, domain_key="ground_truth")
 
 
 @pytest.mark.realdata
 def test_white_matter_markers_on_dlpfc(dlpfc_151673) -> None:
     adata = dlpfc_151673[dlpfc_151673.obs["ground_truth"].notna()].copy()
-    markers(adata, key="ground_truth", n_genes=20)
+    markers(adata, domain_key="ground_truth", n_genes=20)
     table = marker_table(adata, "WM", 20)
     significant = set(table.loc[table["pvals_adj"] < 0.05, "gene"])
     assert len(significant & WHITE_MATTER) >= 2, table
@@ -108,7 +108,7 @@ def test_subdomains_split_one_domain_and_find_what_tells_the_parts_apart() -> No
         half = adata.uns["half"][inside][labels[inside] == sub][0]
         assert marker_table(adata, sub, 1)["gene"].iloc[0] == f"h{half}"
     assert marker_table(adata, "1", 1)["gene"].iloc[0] == "g1"  # the domain markers are kept
-    ax = pl.marker_dotplot(adata, key="subdomain", n_genes=1).axes[0]
+    ax = pl.marker_dotplot(adata, domain_key="subdomain", n_genes=1).axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["1.0", "1.1"]
 
 
@@ -116,7 +116,7 @@ def test_subdomains_split_one_domain_and_find_what_tells_the_parts_apart() -> No
     ("domain", "n", "kwargs", "message"),
     [
         ("9", 2, {}, "domain '9' not found"),
-        ("1", 2, {"key": "region"}, "obs\\['region'\\] not found"),
+        ("1", 2, {"domain_key": "region"}, "obs\\['region'\\] not found"),
         ("1", 1, {}, "at least 2"),
         ("1", 61, {}, "only 60 spots"),
         ("1", 2, {"use_rep": "X_other"}, "obsm\\['X_other'\\] not found"),

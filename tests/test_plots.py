@@ -207,7 +207,7 @@ def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> No
     for d in range(3):  # the planted marker of a domain is brightest in that domain
         assert means[:, genes.index(f"g{d}")].argmax() == d
     with pytest.raises(InputError, match="tl.markers"):
-        pl.marker_dotplot(joint, key="ground_truth")
+        pl.marker_dotplot(joint, domain_key="ground_truth")
 
 
 def test_loss_curve_draws_the_stored_loss() -> None:

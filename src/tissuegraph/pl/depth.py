@@ -10,13 +10,13 @@ from tissuegraph.metrics.depth import depth_explained, library_size, library_siz
 from tissuegraph.pl.palette import domain_palette
 
 
-def library_sizes(adata: AnnData, *, key: str = "domain", batch_key: str = "batch") -> Figure:
+def library_sizes(adata: AnnData, *, domain_key: str = "domain", batch_key: str = "batch") -> Figure:
     """Box plot of each domain's library sizes (log scale, domain colours); the title gives the share of the
     within-slice depth variance that the domains explain (``metrics.depth_explained``). Returns the figure."""
-    order = list(library_size_by_domain(adata, domain_key=key).index)
-    domains = adata.obs[key].astype(str).to_numpy()
+    order = list(library_size_by_domain(adata, domain_key=domain_key).index)
+    domains = adata.obs[domain_key].astype(str).to_numpy()
     sizes = np.maximum(library_size(adata), 1.0)  # an empty spot sits at 1 on the log axis
-    palette = domain_palette(adata, key)
+    palette = domain_palette(adata, domain_key)
     fig = Figure(figsize=(max(4.0, 0.55 * len(order) + 1.5), 3.5), layout="constrained")
     ax = fig.add_subplot()
     boxes = ax.boxplot([sizes[domains == name] for name in order], patch_artist=True, showfliers=False, widths=0.6)
@@ -26,9 +26,9 @@ def library_sizes(adata: AnnData, *, key: str = "domain", batch_key: str = "batc
         median.set_color("black")
     ax.set_xticks(np.arange(1, len(order) + 1), order)
     ax.set_yscale("log")
-    ax.set_xlabel(key)
+    ax.set_xlabel(domain_key)
     ax.set_ylabel("library size (counts per spot)")
-    share = depth_explained(adata, domain_key=key, batch_key=batch_key)
+    share = depth_explained(adata, domain_key=domain_key, batch_key=batch_key)
     title = f"domains explain {share:.0%} of log library size (within slices)" if np.isfinite(share) else ""
     ax.set_title(title or "library size per domain (no spread within slices)", fontsize=11)
     return fig

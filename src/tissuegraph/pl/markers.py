@@ -15,17 +15,19 @@ from tissuegraph.tl.markers import log_normalised, marker_store
 MAX_DOT = 220.0
 
 
-def marker_dotplot(adata: AnnData, *, n_genes: int = 5, key: str = "domain", standard_scale: bool = False) -> Figure:
+def marker_dotplot(
+    adata: AnnData, *, n_genes: int = 5, domain_key: str = "domain", standard_scale: bool = False
+) -> Figure:
     """Top ``n_genes`` markers of every domain (from ``tl.markers``) against every domain.
 
     One row per domain (top to bottom in the stored order), one column per gene (each domain's markers in
     turn, a gene shown once). Dot size: fraction of the domain's spots expressing the gene; colour: mean
     log-normalised expression in the domain (scaled to [0, 1] per gene with ``standard_scale``). Works for
-    the sub-domains of ``tl.subdomains`` too (``key='subdomain'``). Returns the figure (never shown).
+    the sub-domains of ``tl.subdomains`` too (``domain_key='subdomain'``). Returns the figure (never shown).
     """
     if n_genes < 1:
         raise InputError(f"n_genes must be at least 1 (got {n_genes})")
-    store = marker_store(adata, key)
+    store = marker_store(adata, domain_key)
     groups = [str(group) for group in store["groups"]]
     records = store["records"]
     group_of = np.asarray(records["group"]).astype(str)
@@ -41,10 +43,10 @@ def marker_dotplot(adata: AnnData, *, n_genes: int = 5, key: str = "domain", sta
     if (columns < 0).any():
         missing = [gene for gene, col in zip(genes, columns, strict=True) if col < 0]
         raise InputError(f"marker genes no longer in var_names: {', '.join(missing[:5])}; run tl.markers again")
-    if key not in adata.obs:
-        raise InputError(f"obs[{key!r}] not found; the markers were computed for a column that is gone")
+    if domain_key not in adata.obs:
+        raise InputError(f"obs[{domain_key!r}] not found; the markers were computed for a column that is gone")
 
-    labels = adata.obs[key].astype(object).to_numpy()
+    labels = adata.obs[domain_key].astype(object).to_numpy()
     spot_group = np.asarray([str(v) if v is not None and v == v else "" for v in labels])
     rows = np.flatnonzero(np.isin(spot_group, groups))
     expression = log_normalised(adata.X[rows])[:, columns]
@@ -77,8 +79,8 @@ def marker_dotplot(adata: AnnData, *, n_genes: int = 5, key: str = "domain", sta
     ax.set_yticks(np.arange(len(groups)), groups)
     ax.set_xlim(-0.6, len(genes) - 0.4)
     ax.set_ylim(len(groups) - 0.4, -0.6)
-    ax.set_ylabel(key)
-    ax.set_title(f"top {n_genes} markers per {key}")
+    ax.set_ylabel(domain_key)
+    ax.set_title(f"top {n_genes} markers per {domain_key}")
     fig.colorbar(points, ax=ax, shrink=0.8, label="scaled mean expression" if standard_scale else "mean log1p(CP10k)")
     handles = [
         Line2D([], [], marker="o", linestyle="", markersize=np.sqrt(f * MAX_DOT), color="0.5", label=f"{f:.0%}")

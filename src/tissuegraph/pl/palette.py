@@ -57,15 +57,15 @@ def batch_palette(names: list[str]) -> dict[str, RGBA]:
 def all_labels(adata: AnnData, key: str) -> list[str]:
     """Every label of ``obs[key]``: all categories of a categorical (so subsets keep their colours)."""
     if key not in adata.obs:
-        raise InputError(f"obs[{key!r}] not found; run tl.domains first or name an existing column (key=...)")
+        raise InputError(f"obs[{key!r}] not found; run tl.domains first or name an existing column")
     column = adata.obs[key]
     values = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else column.unique()
     return sorted_labels(values)
 
 
-def domain_palette(adata: AnnData, key: str = "domain") -> dict[str, RGBA]:
-    """The colour of every label of ``obs[key]``, shared by every figure drawn from this result."""
-    names = all_labels(adata, key)
+def domain_palette(adata: AnnData, domain_key: str = "domain") -> dict[str, RGBA]:
+    """The colour of every label of ``obs[domain_key]``, shared by every figure drawn from this result."""
+    names = all_labels(adata, domain_key)
     return dict(zip(names, colour_sequence(len(names)), strict=True))
 
 

@@ -104,7 +104,7 @@ def draw_tissue(
 def domains(
     adata: AnnData,
     *,
-    key: str = "domain",
+    domain_key: str = "domain",
     image: bool = True,
     spot_size: float | None = None,
     truth_key: str | None = "ground_truth",
@@ -124,11 +124,14 @@ def domains(
     """
     if "spatial" not in adata.obsm:
         raise InputError("obsm['spatial'] not found; the plot needs the spot coordinates")
-    palette = domain_palette(adata, key) if palette is None else palette
+    palette = domain_palette(adata, domain_key) if palette is None else palette
     with_truth = (
-        truth_key is not None and truth_key != key and truth_key in adata.obs and adata.obs[truth_key].notna().any()
+        truth_key is not None
+        and truth_key != domain_key
+        and truth_key in adata.obs
+        and adata.obs[truth_key].notna().any()
     )
-    truth_colours = matched_palette(adata.obs[truth_key], adata.obs[key], palette) if with_truth else {}
+    truth_colours = matched_palette(adata.obs[truth_key], adata.obs[domain_key], palette) if with_truth else {}
     groups = slices(adata, batch_key)
     per_slice = 2 if with_truth else 1
     slices_per_row = max(1, 4 // per_slice)
@@ -142,12 +145,12 @@ def domains(
     for i, (name, rows) in enumerate(groups):
         row, col = divmod(i, slices_per_row)
         background = tissue_image(adata, name, len(groups)) if image else None
-        labels = adata.obs[key].iloc[rows]
+        labels = adata.obs[domain_key].iloc[rows]
         prefix = "" if name is None else f"{name}: "
-        title = f"{prefix}{key}"
+        title = f"{prefix}{domain_key}"
         if with_truth and adata.obs[truth_key].iloc[rows].notna().any():
             title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels.astype(str)):.2f})"
-        panels = [(labels, palette, title, key)]
+        panels = [(labels, palette, title, domain_key)]
         if with_truth:
             panels.append((adata.obs[truth_key].iloc[rows], truth_colours, f"{prefix}{truth_key}", truth_key))
         for offset, (values, colours, panel_title, legend_title) in enumerate(panels):

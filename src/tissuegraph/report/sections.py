@@ -154,7 +154,7 @@ def _marker_data(adata: AnnData) -> AnnData:
     when it stores no markers yet, so a second report is faster)."""
     work = AnnData(X=adata.X, obs=adata.obs[["domain"]], var=pd.DataFrame(index=adata.var_names))
     stored = adata.uns.get(MARKERS_KEY)
-    if isinstance(stored, Mapping) and str(stored["params"]["key"]) == "domain":
+    if isinstance(stored, Mapping) and stored["params"].get("domain_key") == "domain":
         work.uns[MARKERS_KEY] = stored
         return work
     markers(work)

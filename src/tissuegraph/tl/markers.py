@@ -97,26 +97,28 @@ def rank_markers(
     return groups, {name: np.concatenate(parts) for name, parts in records.items()}
 
 
-def _labels(adata: AnnData, key: str) -> pd.Series:
-    if key not in adata.obs:
-        raise InputError(f"obs[{key!r}] not found; run tl.domains first or name an existing column (key=...)")
-    return adata.obs[key]
+def _labels(adata: AnnData, domain_key: str) -> pd.Series:
+    if domain_key not in adata.obs:
+        raise InputError(
+            f"obs[{domain_key!r}] not found; run tl.domains first or name an existing column (domain_key=...)"
+        )
+    return adata.obs[domain_key]
 
 
-def markers(adata: AnnData, *, key: str = "domain", n_genes: int = 100, method: str = "wilcoxon") -> AnnData:
-    """Top ``n_genes`` marker genes of every group of ``obs[key]`` against all other spots.
+def markers(adata: AnnData, *, domain_key: str = "domain", n_genes: int = 100, method: str = "wilcoxon") -> AnnData:
+    """Top ``n_genes`` marker genes of every group of ``obs[domain_key]`` against all other spots.
 
     Spots without a label (NaN, e.g. unannotated ground truth) are left out. Written to
     ``uns['tissuegraph_markers']`` (see the module docstring); ``X`` is not changed. Returns ``adata``.
     """
-    labels = _labels(adata, key)
+    labels = _labels(adata, domain_key)
     check_request(method, n_genes)
     annotated = labels.notna().to_numpy()
     rows = np.flatnonzero(annotated)
     check_counts(adata)
     groups, records = rank_markers(adata.X[rows], labels.iloc[rows].to_numpy(), adata.var_names, n_genes, method)
     adata.uns[MARKERS_KEY] = {
-        "params": {"key": key, "method": method, "n_genes": int(n_genes), "reference": "rest"},
+        "params": {"domain_key": domain_key, "method": method, "n_genes": int(n_genes), "reference": "rest"},
         "groups": np.asarray(groups, dtype=object),
         "records": records,
     }
@@ -127,12 +129,14 @@ def _stores(adata: AnnData) -> list[dict]:
     return [adata.uns[name] for name in (MARKERS_KEY, SUBDOMAIN_MARKERS_KEY) if name in adata.uns]
 
 
-def marker_store(adata: AnnData, key: str) -> dict:
-    """The stored markers computed for the groups of ``obs[key]`` (domains or sub-domains)."""
+def marker_store(adata: AnnData, domain_key: str) -> dict:
+    """The stored markers computed for the groups of ``obs[domain_key]`` (domains or sub-domains)."""
     for store in _stores(adata):
-        if str(store["params"]["key"]) == key:
+        if store["params"].get("domain_key") == domain_key:
             return store
-    raise InputError(f"no marker genes stored for obs[{key!r}]; run tl.markers(adata, key={key!r}) first")
+    raise InputError(
+        f"no marker genes stored for obs[{domain_key!r}]; run tl.markers(adata, domain_key={domain_key!r}) first"
+    )
 
 
 def marker_table(adata: AnnData, domain: str, n: int = 20) -> pd.DataFrame:
@@ -157,7 +161,7 @@ def subdomains(
     domain: str,
     n_subdomains: int,
     *,
-    key: str = "domain",
+    domain_key: str = "domain",
     use_rep: str = "X_tissuegraph",
     seed: int = 0,
     key_added: str = "subdomain",
@@ -172,7 +176,7 @@ def subdomains(
     are ranked within the domain (each sub-domain against the others) into
     ``uns['tissuegraph_subdomain_markers']``. Returns ``adata``.
     """
-    labels = _labels(adata, key)
+    labels = _labels(adata, domain_key)
     check_request(method, n_genes)
     check_counts(adata)  # markers normalise X themselves: normalised X would be normalised twice
     if use_rep not in adata.obsm:
@@ -182,7 +186,7 @@ def subdomains(
     inside = np.asarray([value is not None and str(value) == domain for value in text])
     if not inside.any():
         raise InputError(
-            f"domain {domain!r} not found in obs[{key!r}]; domains are: {', '.join(sorted_labels(labels))}"
+            f"domain {domain!r} not found in obs[{domain_key!r}]; domains are: {', '.join(sorted_labels(labels))}"
         )
     n_spots = int(inside.sum())
     if n_subdomains < 2:
@@ -204,8 +208,8 @@ def subdomains(
     adata.obs[key_added] = pd.Categorical(column, categories=sorted_labels(column))
 
     params = {
-        "key": key_added,
-        "parent_key": key,
+        "domain_key": key_added,
+        "parent_domain_key": domain_key,
         "domain": domain,
         "n_subdomains": int(n_subdomains),
         "use_rep": use_rep,

@@ -96,7 +96,7 @@ def _write_spatial(
     spatial.mkdir(parents=True)
     name = "tissue_positions.csv" if header else "tissue_positions_list.csv"
     positions.to_csv(spatial / name, index=False, header=header)
-    sizes = {"hires": (40, 30), "lowres": (12, 10)}
+    sizes = {"hires": (280, 480), "lowres": (70, 120)}  # (height, width): a 2400 x 1400 slide, scaled
     for key in images:
         pixels = np.full((*sizes[key], 3), 255, dtype=np.uint8)
         pixels[0, 0] = (0, 51, 102)
@@ -243,6 +243,28 @@ def test_validate_negative_counts(sparse: bool) -> None:
     adata.X = sp.csr_matrix(X) if sparse else X
     with pytest.raises(InputError, match=r"1 negative values in 1 spots.*'spot2'.*raw counts"):
         validate_spatial(adata)
+
+
+@pytest.mark.parametrize(
+    ("stored", "fix"),
+    [
+        ("log raw", r"put the raw counts \(whole numbers before any normalisation\) in X$"),
+        ("layer", r"adata\.X = adata\.layers\['counts'\]$"),
+    ],
+)
+def test_validate_scaled_counts_point_to_raw_counts_only_where_they_are(stored: str, fix: str) -> None:
+    """scanpy's usual workflow keeps log-normalised values in raw: pointing there would not help."""
+    adata = _spatial_adata(n_genes=6)
+    counts = adata.X.astype(np.float64) + 1.0
+    if stored == "layer":
+        adata.layers["counts"] = counts.copy()
+    else:
+        adata.raw = ad.AnnData(_log_normalised(counts), obs=adata.obs, var=adata.var)
+    logged = _log_normalised(counts)
+    adata.X = (logged - logged.mean(axis=0)) / logged.std(axis=0)
+    with pytest.raises(InputError, match=rf"negative values.*{fix}") as caught:
+        validate_spatial(adata)
+    assert "raw.to_adata" not in str(caught.value)
 
 
 def _log_normalised(counts: np.ndarray) -> np.ndarray:
@@ -564,6 +586,68 @@ def test_read_visium_corrupt_image(visium_dir: Path) -> None:
         read_visium(visium_dir)
 
 
+def test_read_visium_16_bit_grey_image(visium_dir: Path) -> None:
+    grey = np.linspace(0, 65535, 70 * 120).reshape(70, 120).astype(np.uint16)
+    Image.fromarray(grey).save(visium_dir / "spatial" / "tissue_lowres_image.png")
+    image = read_visium(visium_dir).uns["spatial"]["sliceA"]["images"]["lowres"]
+    assert image.shape == (70, 120, 3) and image.dtype == np.float32
+    np.testing.assert_allclose(image[..., 1], grey / 65535.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [None, "0.05", 0, -0.05, float("nan"), True])
+def test_read_visium_scalefactor_that_is_not_a_positive_number(visium_dir: Path, value: object) -> None:
+    factors = {**SCALEFACTORS, "tissue_lowres_scalef": value}
+    (visium_dir / "spatial" / "scalefactors_json.json").write_text(json.dumps(factors))
+    with pytest.raises(InputError, match=r"tissue_lowres_scalef = .*must be a positive number"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_image_from_another_run(visium_dir: Path) -> None:
+    """A hires image saved under the lowres name still holds every spot, but is not the lowres image."""
+    spatial = visium_dir / "spatial"
+    shutil.copy(spatial / "tissue_hires_image.png", spatial / "tissue_lowres_image.png")
+    with pytest.raises(InputError, match=r"do not show the same slide: .* 2400 and 9600 full-resolution pixels"):
+        read_visium(visium_dir)
+    (spatial / "tissue_hires_image.png").unlink()
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(spatial / "tissue_lowres_image.png")
+    with pytest.raises(InputError, match=r"100% of spot centres fall outside the image: .*tissue_lowres_image"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_positions_written_by_other_tools(visium_dir: Path) -> None:
+    """A byte-order mark and quoted fields (Excel, R's write.csv) are still Space Ranger positions."""
+    path = visium_dir / "spatial" / "tissue_positions.csv"
+    POSITIONS.to_csv(path, index=False, quoting=1, encoding="utf-8-sig")
+    np.testing.assert_array_equal(read_visium(visium_dir).obsm["spatial"], EXPECTED_XY)
+    POSITIONS.to_csv(path, index=False, encoding="utf-16")
+    with pytest.raises(InputError, match="cannot read .*tissue_positions.csv.*UTF-8"):
+        read_visium(visium_dir)
+
+
+def test_read_visium_mtx_file_both_plain_and_gzipped(tmp_path: Path) -> None:
+    folder = tmp_path / "slice"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=True)
+    _write_spatial(folder)
+    (folder / "filtered_feature_bc_matrix" / "barcodes.tsv").write_text("\n".join(BARCODES[::-1]) + "\n")
+    with pytest.raises(InputError, match=r"both barcodes.tsv and barcodes.tsv.gz.*keep one"):
+        read_visium(folder)
+
+
+def test_read_visium_gene_without_a_name_takes_its_id(tmp_path: Path) -> None:
+    folder = tmp_path / "slice"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=False)
+    _write_spatial(folder)
+    features = folder / "filtered_feature_bc_matrix" / "features.tsv"
+    lines = features.read_text().splitlines()
+    gene_id, _, kind = lines[1].split("\t")
+    lines[1] = f"{gene_id}\t\t{kind}"
+    features.write_text("\n".join(lines) + "\n")
+    adata = read_visium(folder)
+    assert adata.var_names[1] == gene_id and all(isinstance(name, str) for name in adata.var_names)
+
+
 # --- read_tables ------------------------------------------------------------------------------------
 
 
@@ -586,16 +670,83 @@ def test_read_tables_csv_named_xy(tmp_path: Path) -> None:
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
 
 
-def test_read_tables_tsv_gz_first_numeric_columns(tmp_path: Path) -> None:
+def test_read_tables_tsv_gz_columns_named_by_caller(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.tsv.gz", sep="\t")
     coords = pd.DataFrame(
-        {"region": ["a", "b", "c", "d"], "col": [0, 1, 2, 3], "row": [5, 6, 7, 8], "z": [9, 9, 9, 9]},
+        {"region": ["a", "b", "c", "d"], "z": [9, 9, 9, 9], "col": [0, 1, 2, 3], "row": [5, 6, 7, 8]},
         index=BARCODES,
     )
     coords.to_csv(tmp_path / "coords.txt", sep="\t")
-    adata = read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt")
+    with pytest.raises(InputError, match=r"cannot tell which columns .* 3 numeric columns \(z, col, row\)"):
+        read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt")
+    adata = read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="col", y="row")
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
     np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    with pytest.raises(InputError, match="no column 'column'"):
+        read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="column", y="row")
+    with pytest.raises(InputError, match="both x= and y="):
+        read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="col")
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"fov": [2, 2, 0, 1], "volume": [256.4, 23.5, 48.7, 9.0], "center_x": [0, 1, 2, 3], "center_y": [5, 6, 7, 8]},
+        {  # Space Ranger's tissue_positions.csv: x is the column, y the row
+            "in_tissue": [1, 1, 1, 1],
+            "array_row": [50, 3, 7, 9],
+            "array_col": [1, 2, 3, 4],
+            "pxl_row_in_fullres": [5, 6, 7, 8],
+            "pxl_col_in_fullres": [0, 1, 2, 3],
+        },
+        {"area": [3.0, 4.0, 5.0, 6.0], "X": [0, 1, 2, 3], "Y": [5, 6, 7, 8]},
+    ],
+)
+def test_read_tables_finds_named_coordinates_among_other_numbers(tmp_path: Path, columns: dict) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    pd.DataFrame(columns, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
+
+
+def test_read_tables_two_numeric_columns_are_the_coordinates(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"region": list("abcd"), "u": [0, 1, 2, 3], "v": [5, 6, 7, 8]}, index=BARCODES).to_csv(
+        tmp_path / "coords.csv"
+    )
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
+
+
+def test_read_tables_layouts_from_other_tools(tmp_path: Path) -> None:
+    """Spaces after the commas, R's write.table (no header field for the row names), a trailing delimiter."""
+    rows = [f"{b}, {i}, {i + 5}, 1.5" for i, b in enumerate(BARCODES)]
+    (tmp_path / "coords.csv").write_text("\n".join(["spot, x, y, area", *rows]) + "\n")
+    counts = _counts_table()
+    lines = ["\t".join(counts.columns)] + [
+        "\t".join([b, *map(str, r)]) for b, r in zip(BARCODES, COUNTS[:, :3], strict=True)
+    ]
+    (tmp_path / "counts.tsv").write_text("\n".join(lines) + "\n")
+    adata = read_tables(tmp_path / "counts.tsv", tmp_path / "coords.csv")
+    assert list(adata.obs_names) == BARCODES and list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
+    trailing = ["spot,GeneA,GeneB,GeneC,"] + [
+        ",".join([b, *map(str, r)]) + "," for b, r in zip(BARCODES, COUNTS[:, :3], strict=True)
+    ]
+    (tmp_path / "counts.csv").write_text("\n".join(trailing) + "\n")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+
+
+def test_read_tables_wrong_separator_or_no_rows(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv", sep="\t")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"counts table .* single column when split at ','.*pass sep="):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    _counts_table().iloc[:0].to_csv(tmp_path / "counts.csv")
+    with pytest.raises(InputError, match="counts table .* has no rows"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 
 def test_read_tables_explicit_separator(tmp_path: Path) -> None:
@@ -674,7 +825,7 @@ def test_read_tables_transposed_counts(tmp_path: Path) -> None:
 def test_read_tables_coordinates_not_found(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.csv")
     pd.DataFrame({"region": list("abcd")}, index=BARCODES).to_csv(tmp_path / "coords.csv")
-    with pytest.raises(InputError, match=r"no x, y columns \(columns: \['region'\]\)"):
+    with pytest.raises(InputError, match=r"cannot tell which columns .* 0 numeric columns \(none\)"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 

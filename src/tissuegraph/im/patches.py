@@ -23,12 +23,11 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import _check_coordinates
+from tissuegraph.io.validate import check_coordinates, check_image_cover
 
 ImageInput = str | Path | np.ndarray
 Reader = Callable[[int, int, int, int], np.ndarray]
 
-MAX_OUTSIDE = 0.05  # share of spot centres allowed outside the image before the scale factor is called wrong
 MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too coarse or the scale too small
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf"}
 _BAND_BYTES = 256 * 2**20  # rows of a file image read at once
@@ -191,21 +190,6 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
     )
 
 
-def _check_cover(xy: np.ndarray, shape: tuple[int, int], scale: float, scale_name: str) -> None:
-    """Refuse coordinates that mostly miss the image: the classic wrong-scale-factor mistake."""
-    height, width = shape
-    outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
-    if outside.mean() > MAX_OUTSIDE:
-        lo, hi = xy.min(axis=0), xy.max(axis=0)
-        raise InputError(
-            f"{outside.mean():.0%} of spot centres fall outside the image: obsm['spatial'] x {scale_name} = {scale:g} "
-            f"spans x {lo[0]:.0f}..{hi[0]:.0f}, y {lo[1]:.0f}..{hi[1]:.0f} but the image is {width} wide and "
-            f"{height} high; the scale factor does not belong to this image: use the one that maps full-resolution "
-            "coordinates onto it (tissue_hires_scalef for hires, tissue_lowres_scalef for lowres, 1.0 for the "
-            "full-resolution image) via scale=..."
-        )
-
-
 def _gather(
     read: Reader, shape: tuple[int, int], xy: np.ndarray, side: int, out_px: int, in_memory: bool
 ) -> np.ndarray:
@@ -258,7 +242,7 @@ def spot_patches(
         raise InputError(f"size_factor ({size_factor}) must be > 0 and out_px ({out_px}) >= 1")
     if adata.n_obs == 0:
         raise InputError("the slice has no spots; check that earlier filtering did not remove them all")
-    coords = _check_coordinates(adata, "the slice")
+    coords = check_coordinates(adata, "the slice")
     library = resolve_library(adata, library_id)
     if image is None:
         slide, stored_scale, scale_name = stored_image(adata, library)
@@ -274,7 +258,14 @@ def spot_patches(
     xy = coords * scale
     side = round(size_factor * diameter * scale)
     with _open_image(image) as (shape, read, in_memory):
-        _check_cover(xy, shape, scale, scale_name)
+        check_image_cover(
+            xy,
+            shape,
+            f"obsm['spatial'] x {scale_name} = {scale:g}",
+            "the scale factor does not belong to this image: use the one that maps full-resolution coordinates "
+            "onto it (tissue_hires_scalef for hires, tissue_lowres_scalef for lowres, 1.0 for the full-resolution "
+            "image) via scale=...",
+        )
         if side < MIN_SIDE_PX:
             raise InputError(
                 f"patches would be {side} px wide: spot diameter {diameter:g} ({diameter_source}) x size_factor "

@@ -21,7 +21,7 @@ from anndata import AnnData
 from PIL import Image
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import quote_examples, validate_spatial
+from tissuegraph.io.validate import check_image_cover, quote_examples, validate_spatial
 
 _COUNTS_CANDIDATES = ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix")
 _POSITIONS_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
@@ -36,6 +36,7 @@ _POSITION_COLUMNS = (
 _SCALEFACTORS_FILE = "scalefactors_json.json"
 _IMAGES = {"hires": "tissue_hires_image.png", "lowres": "tissue_lowres_image.png"}
 _GENE_EXPRESSION = "Gene Expression"
+_SIDE_TOLERANCE = 0.02  # hires and lowres scaled back to full resolution; Space Ranger rounds each image's side
 
 
 def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnData:
@@ -66,8 +67,11 @@ def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnDat
     for col in ("in_tissue", "array_row", "array_col"):
         adata.obs[col] = positions[col].to_numpy(dtype=np.int64)
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
-    adata.uns["spatial"] = {_library_id(folder): _read_images(folder / "spatial")}
-    return validate_spatial(adata, what=f"'{folder}'")
+    stored = _read_images(folder / "spatial")
+    adata.uns["spatial"] = {_library_id(folder): stored}
+    validate_spatial(adata, what=f"'{folder}'")
+    _check_images_fit(adata.obsm["spatial"], stored, folder / "spatial")
+    return adata
 
 
 def _library_id(folder: Path) -> str:
@@ -108,8 +112,14 @@ def _read_counts(path: Path) -> AnnData:
 
 
 def _first_file(folder: Path, stem: str) -> Path | None:
-    """Space Ranger gzips its mtx files, users often unzip them: accept both."""
-    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+    """Space Ranger gzips its mtx files, users often unzip them: accept either, but not both (which is stale?)."""
+    found = [p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()]
+    if len(found) == 2:
+        raise InputError(
+            f"'{folder}' holds both {stem} and {stem}.gz, which may differ; keep one of them (Space Ranger "
+            "writes the .gz)"
+        )
+    return found[0] if found else None
 
 
 def _read_mtx(folder: Path) -> AnnData:
@@ -137,11 +147,8 @@ def _read_mtx(folder: Path) -> AnnData:
             f"{counts.shape[0]} barcodes but there are {len(feature_table)} features and {len(barcode_ids)} "
             "barcodes; the three files must come from the same Space Ranger run"
         )
-    name_col = 1 if feature_table.shape[1] > 1 else 0
-    var = pd.DataFrame(
-        {"gene_ids": feature_table[0].to_numpy()},
-        index=pd.Index(feature_table[name_col].to_numpy(), dtype=str),
-    )
+    names = feature_table[1 if feature_table.shape[1] > 1 else 0].fillna(feature_table[0])  # no symbol: the id
+    var = pd.DataFrame({"gene_ids": feature_table[0].to_numpy()}, index=pd.Index(names.astype(str).to_numpy()))
     if feature_table.shape[1] > 2:
         var["feature_types"] = feature_table[2].to_numpy()
     adata = AnnData(counts, obs=pd.DataFrame(index=pd.Index(barcode_ids.to_numpy(), dtype=str)), var=var)
@@ -158,12 +165,14 @@ def _read_positions(spatial: Path) -> pd.DataFrame:
             f"no spot positions in '{spatial}': looked for {' and '.join(_POSITIONS_FILES)}; copy the "
             "spatial/ folder of the Space Ranger output next to the count matrix"
         )
-    with path.open() as handle:
-        has_header = "barcode" in [field.strip() for field in handle.readline().split(",")]
     try:
+        has_header = "barcode" in pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].str.strip().tolist()
         table = pd.read_csv(path, header=0 if has_header else None)
     except Exception as err:
-        raise InputError(f"cannot read '{path}' ({type(err).__name__}: {err}); re-copy the file") from err
+        raise InputError(
+            f"cannot read '{path}' ({type(err).__name__}: {err}); it must be the comma-separated UTF-8 file "
+            "Space Ranger writes: re-copy it (or save it again as CSV UTF-8)"
+        ) from err
     if not has_header:
         if table.shape[1] != len(_POSITION_COLUMNS):
             raise InputError(
@@ -221,13 +230,42 @@ def _read_images(spatial: Path) -> dict[str, Any]:
                 "there, so the image cannot be aligned to the spots; use the scalefactors file of the same "
                 f"Space Ranger run or remove {_IMAGES[key]}"
             )
+    for name in [f"tissue_{key}_scalef" for key in images] + ["spot_diameter_fullres"]:
+        value = scalefactors.get(name, 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+            raise InputError(
+                f"'{spatial / _SCALEFACTORS_FILE}' gives {name} = {value!r}; it must be a positive number: "
+                "re-copy scalefactors_json.json from the same Space Ranger run"
+            )
     return {"images": images, "scalefactors": scalefactors}
+
+
+def _check_images_fit(coords: np.ndarray, stored: dict[str, Any], spatial: Path) -> None:
+    """Each image, scaled by its factor, must hold the spots, and hires and lowres must show the same slide."""
+    factors = stored["scalefactors"]
+    fix = "the image and scalefactors_json.json must come from the same Space Ranger run as the spot positions"
+    full_sides = {}
+    for key, image in stored["images"].items():
+        scale = float(factors[f"tissue_{key}_scalef"])
+        check_image_cover(
+            coords * scale, image.shape, f"'{spatial / _IMAGES[key]}' (x tissue_{key}_scalef {scale:g})", fix
+        )
+        full_sides[key] = max(image.shape[:2]) / scale
+    if len(full_sides) == 2 and abs(full_sides["hires"] / full_sides["lowres"] - 1) > _SIDE_TOLERANCE:
+        raise InputError(
+            f"{_IMAGES['hires']} and {_IMAGES['lowres']} in '{spatial}' do not show the same slide: scaled back "
+            f"by their scale factors they are {full_sides['hires']:.0f} and {full_sides['lowres']:.0f} "
+            f"full-resolution pixels across; {fix}"
+        )
 
 
 def _read_png(path: Path) -> np.ndarray:
     """Image as HxWx3 float32 in [0, 1], the form scanpy's plotting expects."""
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I"):  # 16-bit grey (PNG's deepest): converting to RGB would clip it to white
+                grey = np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 1.0)
+                return np.repeat(grey[..., None], 3, axis=2)
             return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except Exception as err:
         raise InputError(

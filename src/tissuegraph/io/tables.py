@@ -14,20 +14,44 @@ from tissuegraph.io.validate import NUMERIC_KINDS, quote_examples, validate_spat
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 
+#: (x, y) column names that platforms write, lower case, in order of preference.
+COORDINATE_NAMES = (
+    ("x", "y"),
+    ("pxl_col_in_fullres", "pxl_row_in_fullres"),  # Space Ranger tissue_positions
+    ("imagecol", "imagerow"),
+    ("center_x", "center_y"),  # Vizgen MERSCOPE cell metadata
+    ("x_centroid", "y_centroid"),  # 10x Xenium cells
+    ("x_location", "y_location"),  # 10x Xenium transcripts
+    ("global_x", "global_y"),
+    ("x_coord", "y_coord"),
+    ("xcoord", "ycoord"),
+    ("spatial_x", "spatial_y"),
+)
 
-def read_tables(counts_path: str | Path, coords_path: str | Path, *, sep: str | None = None) -> AnnData:
+
+def read_tables(
+    counts_path: str | Path,
+    coords_path: str | Path,
+    *,
+    sep: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+) -> AnnData:
     """Build a validated AnnData from a spots x genes counts table and a spot coordinates table.
 
-    Both tables have the spot id in the first column; counts have gene names as header. Coordinates are
-    the columns named x and y, else the first two numeric columns. The separator comes from the extension
-    (.csv comma, .tsv/.txt tab, optionally .gz) unless ``sep`` is given. Spots keep the counts' order;
-    every spot must be in both tables so that nothing is dropped silently.
+    Both tables have the spot id in the first column (R's ``write.table`` layout, whose header lacks that
+    column, works too); counts have gene names as header. Coordinates are the columns ``x`` and ``y`` when
+    given, else a pair with a well-known name (x/y, pxl_col_in_fullres/pxl_row_in_fullres, center_x/center_y,
+    x_centroid/y_centroid, ...), else the only two numeric columns; anything else is refused rather than
+    guessed. The separator comes from the extension (.csv comma, .tsv/.txt tab, optionally .gz) unless ``sep``
+    is given. Spots keep the counts' order; every spot must be in both tables so that nothing is dropped
+    silently.
     """
     counts_path, coords_path = Path(counts_path), Path(coords_path)
     counts = _read_table(counts_path, sep, "counts table")
     coords = _read_table(coords_path, sep, "coordinates table")
     _check_numeric(counts, counts_path)
-    xy = _pick_xy(coords, coords_path)
+    xy = _pick_xy(coords, coords_path, x, y)
     _check_same_spots(counts, coords, counts_path, coords_path)
     adata = AnnData(
         sp.csr_matrix(counts.to_numpy(dtype=np.float32)),
@@ -59,17 +83,36 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{what} '{path}' not found; check the path")
     sep = sep or _separator(path)
+    options = {"sep": sep, "skipinitialspace": True}
     try:
-        # dtype= goes by column name, and an empty id header is only named ('Unnamed: 0') once read
-        first = pd.read_csv(path, sep=sep, nrows=0).columns[0]
-        table = pd.read_csv(path, sep=sep, dtype={first: str}).set_index(first).rename_axis(None)
+        names = list(pd.read_csv(path, nrows=0, **options).columns)
+        first_row = pd.read_csv(path, header=None, skiprows=1, nrows=1, **options)
+        if first_row.shape[1] == len(names) + 1 and first_row.iloc[0].notna().iloc[-1]:
+            names = [_unused_name(names), *names]  # R's write.table: the header has no field for the row names
+        table = pd.read_csv(path, header=None, skiprows=1, names=names, dtype={names[0]: str}, **options)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(
+            f"{what} '{path}' has no rows (or is empty); it needs a header row and one row per spot"
+        ) from err
     except Exception as err:
         raise InputError(
             f"cannot read {what} '{path}' ({type(err).__name__}: {err}); it must be a delimited text table "
             "with spot ids in the first column and a header row"
         ) from err
+    table = table.set_index(names[0]).rename_axis(None)
+    trailing = [c for c in table.columns if str(c).startswith("Unnamed:") and table[c].isna().all()]
+    table = table.drop(columns=trailing)  # a delimiter at the end of every line
+    if table.shape[1] == 0:
+        raise InputError(
+            f"{what} '{path}' has a single column when split at {sep!r}; the columns must be separated by "
+            f"{sep!r}, or pass sep= with the separator the file uses"
+        )
     table.index = table.index.astype(str)
     return table
+
+
+def _unused_name(names: list[str]) -> str:
+    return next(name for name in ("spot", "spot_id", "__spot_id__") if name not in names)
 
 
 def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
@@ -85,19 +128,33 @@ def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
             )
 
 
-def _pick_xy(coords: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Take the columns named x/y (any case), else the first two numeric columns."""
-    by_name = {str(c).lower(): c for c in coords.columns}
-    if "x" in by_name and "y" in by_name:
-        xy = coords[[by_name["x"], by_name["y"]]]
-    else:
-        numeric = [c for c in coords.columns if coords[c].dtype.kind in NUMERIC_KINDS]
-        if len(numeric) < 2:
+def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> pd.DataFrame:
+    """The columns named by the caller, else a well-known coordinate pair, else the only two numeric columns."""
+    if (x is None) != (y is None):
+        raise InputError("give both x= and y= (the names of the coordinate columns), or neither")
+    if x is not None:
+        missing = [name for name in (x, y) if name not in coords.columns]
+        if missing:
             raise InputError(
-                f"coordinates table '{path}' has no x, y columns (columns: {list(coords.columns)}); "
-                "name the coordinate columns x and y, or make them the first two numeric columns"
+                f"coordinates table '{path}' has no column {missing[0]!r} (columns: {list(coords.columns)}); "
+                "pass the names of its coordinate columns as x= and y="
             )
-        xy = coords[numeric[:2]]
+        pair = [x, y]
+    else:
+        by_name = {str(c).lower(): c for c in coords.columns}
+        known = next(((a, b) for a, b in COORDINATE_NAMES if a in by_name and b in by_name), None)
+        numeric = [c for c in coords.columns if coords[c].dtype.kind in NUMERIC_KINDS]
+        if known is not None:
+            pair = [by_name[known[0]], by_name[known[1]]]
+        elif len(numeric) == 2:
+            pair = numeric
+        else:
+            raise InputError(
+                f"cannot tell which columns of coordinates table '{path}' are x and y: none has a known name "
+                f"and it has {len(numeric)} numeric columns ({', '.join(map(str, numeric)) or 'none'}); name the "
+                "coordinate columns x and y, or pass x='<column>', y='<column>'"
+            )
+    xy = coords[pair]
     if any(xy[c].dtype.kind not in NUMERIC_KINDS for c in xy.columns):
         raise InputError(
             f"coordinates table '{path}' has non-numeric values in {list(xy.columns)}; x and y must be numbers"

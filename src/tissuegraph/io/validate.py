@@ -60,8 +60,8 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
         (
             "negative values",
             X.data < 0,
-            "tissuegraph needs raw counts (>= 0), X looks normalised or scaled: put the raw counts in X "
-            "(e.g. adata.X = adata.layers['counts'] or adata.raw.X)",
+            "tissuegraph needs raw counts (>= 0), X looks normalised or scaled: "
+            + _raw_counts_fix(adata, "put the raw counts (whole numbers before any normalisation) in X"),
         ),
     ):
         if bad.any():
@@ -82,27 +82,32 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
         raise InputError(
             f"{what}: X holds {int(fractional.sum())} non-integer values in {len(spots)} spots (first: "
             f"{quote_examples(list(spots))}, e.g. {example:.4g}), so it looks normalised or log-transformed; "
-            f"tissuegraph selects genes and normalises from raw counts itself: {_raw_counts_fix(adata)}"
+            "tissuegraph selects genes and normalises from raw counts itself: "
+            + _raw_counts_fix(adata, _ROUND_FRACTIONAL)
         )
     return X
 
 
 def _is_whole(matrix: object) -> bool:
     values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
-    return values.dtype.kind in NUMERIC_KINDS and bool(np.all(values == np.rint(values)))
+    return values.dtype.kind in NUMERIC_KINDS and bool(np.all(values == np.rint(values)) and np.all(values >= 0))
 
 
-def _raw_counts_fix(adata: AnnData) -> str:
-    """Where the raw counts probably are, as the line of Python that puts them into X."""
+_ROUND_FRACTIONAL = (
+    "put the raw counts in X; counts that are fractional by design (e.g. ambient-corrected) can be rounded "
+    "first: adata.X.data = np.rint(adata.X.data) (sparse X) or adata.X = np.rint(adata.X) (dense X)"
+)
+
+
+def _raw_counts_fix(adata: AnnData, otherwise: str) -> str:
+    """Where the raw counts probably are, as the line of Python that puts them into X; ``otherwise`` when
+    neither a counts layer nor ``raw`` holds whole non-negative numbers."""
     for name in ("counts", "raw_counts"):
         if name in adata.layers and _is_whole(adata.layers[name]):
             return f"the raw counts look to be in layers[{name!r}]: adata.X = adata.layers[{name!r}]"
     if adata.raw is not None and _is_whole(adata.raw.X):
         return "the raw counts look to be in adata.raw: adata = adata.raw.to_adata() (obsm is kept)"
-    return (
-        "put the raw counts in X; counts that are fractional by design (e.g. ambient-corrected) can be rounded "
-        "first: adata.X.data = np.rint(adata.X.data) (sparse X) or adata.X = np.rint(adata.X) (dense X)"
-    )
+    return otherwise
 
 
 def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
@@ -133,7 +138,7 @@ def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
             )
 
 
-def _check_coordinates(adata: AnnData, what: str) -> np.ndarray:
+def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
     """Return obsm['spatial'] as a float64 (n, 2) array after checking it is usable."""
     if "spatial" not in adata.obsm:
         present = ", ".join(map(repr, adata.obsm.keys())) or "nothing"
@@ -171,6 +176,23 @@ def _check_coordinates(adata: AnnData, what: str) -> np.ndarray:
     return coords
 
 
+#: Share of spot centres allowed outside an image before the image or its scale factor is called wrong.
+MAX_OUTSIDE = 0.05
+
+
+def check_image_cover(xy: np.ndarray, shape: tuple[int, ...], mapping: str, fix: str) -> None:
+    """Refuse spot centres (``xy``, in the image's pixels) that mostly miss the image: a scale factor or an
+    image from another slice or run. ``mapping`` says how ``xy`` was obtained, ``fix`` what to do."""
+    height, width = shape[:2]
+    outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
+    if outside.mean() > MAX_OUTSIDE:
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        raise InputError(
+            f"{outside.mean():.0%} of spot centres fall outside the image: {mapping} spans x {lo[0]:.0f}..{hi[0]:.0f}, "
+            f"y {lo[1]:.0f}..{hi[1]:.0f} but the image is {width} wide and {height} high; {fix}"
+        )
+
+
 def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input") -> AnnData:
     """Check ``adata`` is a usable spatial slice and normalise its layout in place.
 
@@ -196,7 +218,7 @@ def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input")
         )
     X = check_counts(adata, what)
     _check_library_sizes(adata, X, what)
-    coords = _check_coordinates(adata, what)
+    coords = check_coordinates(adata, what)
     if adata.n_obs < min_spots:
         raise InputError(
             f"{what} has {adata.n_obs} spots but the spatial graph needs at least {min_spots} "

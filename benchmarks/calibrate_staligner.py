@@ -60,7 +60,7 @@ def main() -> None:
     joint = concat_slices([ad.read_h5ad(DATA / f"dlpfc_{name}.h5ad") for name in args.slices], args.slices)
     codes = joint.obs["batch"].cat.codes.to_numpy().astype(np.int64)
     work, edges, weight = staligner_inputs(
-        joint, codes, StalignerSettings(), library_size=pp.library_sizes(joint), seed=args.seed
+        joint, StalignerSettings(), library_size=pp.library_sizes(joint), seed=args.seed
     )
     n_genes = work.obsm["X_log"].shape[1]
     print(f"{work.n_obs} spots, {n_genes} shared HVGs, shortcut weight {weight:.4f}", flush=True)

@@ -55,6 +55,15 @@ def test_fewer_spots_than_neighbours_is_a_clear_error() -> None:
         gr.spatial_neighbors(adata, n_neighbors=6)
 
 
+def test_a_slice_too_small_for_its_graph_is_named() -> None:
+    adata = _grid(4, batch=["big"] * 11 + ["small"] * 5)
+    gr.check_slice_sizes(adata, 3)
+    with pytest.raises(InputError, match=r"slice 'small' has 5 spots but a 6-nearest-neighbour graph needs at least 7"):
+        gr.check_slice_sizes(adata, 6)
+    with pytest.raises(InputError, match="slice 'small'"):
+        gr.spatial_neighbors(adata, n_neighbors=6)
+
+
 def test_undirected_edges_lists_each_edge_once() -> None:
     graph = gr.spatial_neighbors(_grid(4), n_neighbors=4).obsp["spatial_connectivities"]
     edges = gr.undirected_edges(graph)

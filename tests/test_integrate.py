@@ -51,6 +51,18 @@ def test_integrate_cli_keeps_every_spot_of_every_input_in_order(tmp_path, capsys
 
 
 @pytest.mark.realdata
+def test_requests_that_cannot_work_are_refused_by_name_before_training(starmap) -> None:
+    names = list(starmap.obs["batch"].unique())
+    tiny = starmap[(starmap.obs["batch"] != names[2]).to_numpy() | (np.cumsum(starmap.obs["batch"] == names[2]) <= 5)]
+    with pytest.raises(InputError, match=rf"slice '{names[2]}' has 5 spots but a 6-nearest-neighbour graph"):
+        tl.integrate([tiny.copy()], 4, method="staig")
+    with pytest.raises(InputError, match=r"reference=5 names no slice: there are 3 \(0\.\.2"):
+        tl.integrate([starmap], 4, method="staligner", pair_mode="star", reference=5)
+    with pytest.raises(InputError, match="unknown device 'gpu'"):
+        tl.integrate([starmap], 4, device="gpu")
+
+
+@pytest.mark.realdata
 def test_staligner_mixes_slices_more_than_pretraining_alone(starmap) -> None:
     """The triplet phase must pull slices together: higher iLISI than reconstruction alone, same seed."""
     from tissuegraph.metrics import median_ilisi
@@ -102,8 +114,7 @@ def test_staligner_shortcut_keeps_the_published_model_when_every_axis_is_kept(st
     from tissuegraph.tl.settings import StalignerSettings
 
     joint = concat_slices([starmap])
-    codes = joint.obs["batch"].cat.codes.to_numpy()
-    work, edges, weight = staligner_inputs(joint, codes, StalignerSettings(n_pcs=10_000))
+    work, edges, weight = staligner_inputs(joint, StalignerSettings(n_pcs=10_000))
     genes = work.obsm["X_log"]
     assert work.obsm["X_pca"].shape[1] == genes.shape[1] and weight == 1.0
     sample = genes[::10].astype(np.float64)
@@ -111,7 +122,7 @@ def test_staligner_shortcut_keeps_the_published_model_when_every_axis_is_kept(st
     np.testing.assert_allclose(rotated @ rotated.T, sample @ sample.T, rtol=1e-3, atol=1e-2)
     loops = edges[:, 0] == edges[:, 1]
     assert np.array_equal(np.sort(edges[loops, 0]), np.arange(joint.n_obs))  # one self loop per spot
-    _, _, weight = staligner_inputs(joint, codes, StalignerSettings(n_pcs=20))
+    _, _, weight = staligner_inputs(joint, StalignerSettings(n_pcs=20))
     assert weight == pytest.approx(20 / genes.shape[1])
 
 

@@ -51,6 +51,7 @@ def test_settings_serialise_to_plain_values() -> None:
         ({"feature_mask_rates": (0.1, 1.0)}, r"feature_mask_rates = .* two shares in \[0, 1\)"),
         ({"n_neighbors": 0}, "n_neighbors = 0"),
         ({"denominator": "approximate"}, "denominator = 'approximate'"),
+        ({"denominator": "moments", "tau": 2.0}, r"denominator='moments' needs tau >= 10 \(tau is 2"),
     ],
 )
 def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:

@@ -120,6 +120,7 @@ def test_slice_pairs_modes_and_errors() -> None:
     for bad in (3, -1):
         with pytest.raises(ValueError, match="reference"):
             slice_pairs(3, "star", reference=bad)
+        assert slice_pairs(3, "all", reference=bad) == slice_pairs(3)  # the reference only matters to a star
     with pytest.raises(ValueError):
         slice_pairs(0)
 

@@ -1,4 +1,4 @@
-"""Spatial refinement: each spot takes the majority label among its nearest spots (sparse, per slice)."""
+"""Spatial refinement: each spot takes the most frequent label among its nearest spots (sparse, per slice)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from sklearn.neighbors import NearestNeighbors
 def refine_labels(
     labels: np.ndarray, coords: np.ndarray, *, n_neighbors: int = 15, groups: np.ndarray | None = None
 ) -> np.ndarray:
-    """Majority vote over each spot itself and its ``n_neighbors`` nearest other spots of the same slice.
+    """Plurality vote over each spot itself and its ``n_neighbors`` nearest other spots of the same slice.
 
-    Ties keep the spot's own label, so refinement never flips a spot without a strict majority.
+    A spot takes the most frequent label of its neighbourhood (as in the reference); when its own label ties for
+    the most votes it keeps it.
     """
     names, codes = np.unique(np.asarray(labels), return_inverse=True)
     groups = np.zeros(codes.size, dtype=int) if groups is None else np.asarray(groups)

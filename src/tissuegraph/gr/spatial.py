@@ -23,17 +23,25 @@ def slice_groups(adata: AnnData, batch_key: str | None) -> list[np.ndarray]:
     return [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
 
 
-def _slice_graph(coords: np.ndarray, n_neighbors: int | None, radius: float | None, name: str) -> sparse.csr_matrix:
-    n = coords.shape[0]
+def _slice_name(adata: AnnData, batch_key: str | None, rows: np.ndarray) -> str:
+    return str(adata.obs[batch_key].iloc[rows[0]]) if batch_key is not None and batch_key in adata.obs else "input"
+
+
+def check_slice_sizes(adata: AnnData, n_neighbors: int, batch_key: str | None = "batch") -> None:
+    """Refuse, by name and before any work, a slice with too few spots for its ``n_neighbors``-NN graph."""
+    for rows in slice_groups(adata, batch_key):
+        if rows.size <= n_neighbors:
+            raise InputError(
+                f"slice {_slice_name(adata, batch_key, rows)!r} has {rows.size} spots but a {n_neighbors}-nearest-"
+                f"neighbour graph needs at least {n_neighbors + 1}; lower n_neighbors (--k) or drop this slice"
+            )
+
+
+def _slice_graph(coords: np.ndarray, n_neighbors: int | None, radius: float | None) -> sparse.csr_matrix:
     if radius is not None:
         nn = NearestNeighbors(radius=radius).fit(coords)
         graph = nn.radius_neighbors_graph(coords, mode="connectivity")
     else:
-        if n <= n_neighbors:
-            raise InputError(
-                f"slice {name!r} has {n} spots but a {n_neighbors}-nearest-neighbour graph needs at least "
-                f"{n_neighbors + 1}; lower n_neighbors (--k) or drop this slice."
-            )
         nn = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(coords)
         graph = nn.kneighbors_graph(coords, mode="connectivity")
     graph = graph.maximum(graph.T).tocsr()
@@ -55,11 +63,12 @@ def spatial_neighbors(
         raise InputError("no coordinates: obsm['spatial'] is missing; set it to an (n_spots, 2) array of x, y.")
     if radius is None and (n_neighbors is None or n_neighbors < 1):
         raise InputError(f"n_neighbors must be a positive integer (got {n_neighbors}), or give a radius instead.")
+    if radius is None:
+        check_slice_sizes(adata, n_neighbors, batch_key)
     coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
     blocks = []
     for rows in slice_groups(adata, batch_key):
-        name = str(adata.obs[batch_key].iloc[rows[0]]) if batch_key in adata.obs else "input"
-        block = _slice_graph(coords[rows], n_neighbors, radius, name).tocoo()
+        block = _slice_graph(coords[rows], n_neighbors, radius).tocoo()
         blocks.append((rows[block.row], rows[block.col]))
     row = np.concatenate([b[0] for b in blocks])
     col = np.concatenate([b[1] for b in blocks])

@@ -23,7 +23,7 @@ from tissuegraph.errors import InputError
 from tissuegraph.im.filter import gaussian_blur
 from tissuegraph.im.pretrained import PretrainedEncoder
 from tissuegraph.io.write import write_atomically
-from tissuegraph.nn.staig import deterministic, pick_device
+from tissuegraph.nn.runtime import pick_device, seeded
 
 _GREY = (0.299, 0.587, 0.114)  # luma weights of R, G, B
 _LAYOUT = torch.channels_last  # NHWC: about twice as fast for these small convolutions on a CPU
@@ -173,9 +173,8 @@ def train_byol(
         raise InputError(
             f"patches have shape {patches.shape}; BYOL needs at least 2 patches as (N, H, W, 3) from spot_patches"
         )
-    with deterministic():
-        dev = pick_device(device)
-        torch.manual_seed(seed)
+    dev = pick_device(device)
+    with seeded(seed, dev):
         generator = torch.Generator(device=dev).manual_seed(seed)
         images = torch.as_tensor(patches, dtype=torch.float32).permute(0, 3, 1, 2).to(dev, memory_format=_LAYOUT)
         if encoder is None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 MOMENT_MIN_TAU = 10.0  # below this the second-order expansion is no longer exact to 2e-4
 DENOMINATORS = ("exact", "moments", "sampled")
@@ -139,12 +140,28 @@ def same_label_blocks(labels: torch.Tensor) -> list[torch.Tensor]:
     return blocks
 
 
+def _chunk_label_sums(
+    a_all: torch.Tensor, b_all: torch.Tensor, valid: torch.Tensor, r0: int, r1: int, inv_tau: float
+) -> torch.Tensor:
+    """Rows r0:r1 of every label in a block: sum over same-label j != i of theta(a_i, a_j) + theta(a_i, b_j)."""
+    keep = valid[:, r0:r1, None] & valid[:, None, :]
+    diagonal = torch.arange(r1 - r0, device=valid.device)
+    keep[:, diagonal, diagonal + r0] = False  # j != i
+    anchors = a_all[:, r0:r1]
+    terms = torch.exp((anchors @ a_all.transpose(1, 2) - 1.0) * inv_tau) + torch.exp(
+        (anchors @ b_all.transpose(1, 2) - 1.0) * inv_tau
+    )
+    return (terms * keep).sum(2)
+
+
 def _same_label_sums(
     a: torch.Tensor, b: torch.Tensor, blocks: list[torch.Tensor], inv_tau: float, budget: int
 ) -> torch.Tensor:
     """Per anchor i: sum over same-label nodes j != i of theta(a_i, a_j) + theta(a_i, b_j), shifted like the rest.
 
-    Each block of labels is processed in row chunks holding at most ``budget`` similarities at a time.
+    Each block of labels is processed in row chunks holding at most ``budget`` similarities at a time, and each
+    chunk is recomputed in the backward pass instead of kept (checkpointing): memory stays at one chunk however
+    large a pseudo-label grows.
     """
     out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
     for block in blocks:
@@ -155,14 +172,9 @@ def _same_label_sums(
         rows_per_chunk = max(1, budget // (block.shape[0] * width))
         for r0 in range(0, width, rows_per_chunk):
             r1 = min(width, r0 + rows_per_chunk)
-            anchors = a_all[:, r0:r1]
-            keep = valid[:, r0:r1, None] & valid[:, None, :]
-            diagonal = torch.arange(r1 - r0, device=block.device)
-            keep[:, diagonal, diagonal + r0] = False  # j != i
-            terms = torch.exp((anchors @ a_all.transpose(1, 2) - 1.0) * inv_tau) + torch.exp(
-                (anchors @ b_all.transpose(1, 2) - 1.0) * inv_tau
+            sums = checkpoint(
+                _chunk_label_sums, a_all, b_all, valid, r0, r1, inv_tau, use_reentrant=False, preserve_rng_state=False
             )
-            sums = (terms * keep).sum(2)
             rows = valid[:, r0:r1]
             out = out.index_put((block[:, r0:r1][rows],), sums[rows])
     return out
@@ -258,7 +270,7 @@ def neighbor_contrastive_loss(
     if label_blocks is not None:
         # the anchor's own copy in the other view stays: it is the first positive
         own_copy = torch.exp(((u * v).sum(1) - 1.0) * inv_tau)
-        budget = 64 * tile_size * tile_size
+        budget = 4 * tile_size * tile_size  # similarities per chunk: 16 MB per float32 temporary at the default tile
         den_u = torch.maximum(den_u - _same_label_sums(u, v, label_blocks, inv_tau, budget), own_copy)
         den_v = torch.maximum(den_v - _same_label_sums(v, u, label_blocks, inv_tau, budget), own_copy)
     loss_u = torch.log(den_u) - torch.log(_positives(u, v, edge_index, inv_tau))

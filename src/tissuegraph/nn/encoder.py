@@ -13,6 +13,9 @@ from tissuegraph.nn.sparse import SparseRows
 class GraphContrastiveEncoder(nn.Module):
     """GCN layers (PReLU) then a two-layer ELU projection head; ``forward`` returns (embedding, projection).
 
+    The head maps the embedding through ``proj_dim`` hidden units back to the embedding's width (METHODS 1.6:
+    64 -> 64 -> 64), so ``proj_dim`` is the head's hidden width, not its output width.
+
     The input is a dense (N, G) tensor or ``SparseRows``. The first layer's product with the genes is taken
     here rather than inside ``GCNConv`` so that sparse features are read at the cost of their non-zeros; the
     layer's own propagation (symmetric normalisation with self loops) and bias then finish it.

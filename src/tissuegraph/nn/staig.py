@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from tissuegraph.nn.augment import drop_edges, feature_keep_mask
 from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_blocks
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
+from tissuegraph.nn.runtime import pick_device, seeded
 from tissuegraph.nn.sparse import SparseRows
 
 
@@ -22,24 +22,6 @@ class StaigResult:
     embedding: np.ndarray
     projection: np.ndarray
     losses: list[float]
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present (or asked for), otherwise the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """Deterministic torch kernels (e.g. ordered scatter-add) for the duration, so a seed fixes the result."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 def train_staig(
@@ -69,9 +51,8 @@ def train_staig(
     (slice code per spot) restricts each denominator to the anchor's slice; ``pseudo_labels`` (image mode)
     removes spots of the anchor's slice sharing its label from the denominator.
     """
-    with deterministic():
-        dev = pick_device(device)
-        torch.manual_seed(seed)
+    dev = pick_device(device)
+    with seeded(seed, dev):
         generator = torch.Generator(device=dev).manual_seed(seed)
         x = SparseRows.from_array(features, dev)
         n_features = x.shape[1]

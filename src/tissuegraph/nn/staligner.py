@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tissuegraph.nn.attention_autoencoder import GraphAttentionAutoencoder
-from tissuegraph.nn.staig import deterministic, pick_device
+from tissuegraph.nn.runtime import pick_device, seeded
 from tissuegraph.nn.triplet import mnn_triplets, slice_pairs
 
 
@@ -81,9 +81,8 @@ def train_staligner(
     n_slices = int(codes.max()) + 1 if len(codes) else 0
     pairs = slice_pairs(n_slices, pair_mode, reference) if n_slices else []
 
-    with deterministic():
-        dev = pick_device(device)
-        torch.manual_seed(seed)
+    dev = pick_device(device)
+    with seeded(seed, dev):
         rng = np.random.default_rng(seed)
         x = torch.as_tensor(features, dtype=torch.float32, device=dev)
         edge_index = torch.as_tensor(edges, dtype=torch.long, device=dev).t().contiguous()

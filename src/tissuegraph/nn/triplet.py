@@ -19,7 +19,7 @@ def slice_pairs(n_slices: int, mode: str = "all", reference: int = 0) -> list[tu
         raise ValueError(f"n_slices must be at least 1 (got {n_slices})")
     if mode not in PAIR_MODES:
         raise ValueError(f"unknown pair mode {mode!r}; expected one of {PAIR_MODES}")
-    if not 0 <= reference < n_slices:
+    if mode == "star" and not 0 <= reference < n_slices:
         raise ValueError(f"reference slice {reference} is not in 0..{n_slices - 1}")
     if mode == "all":
         return [(a, b) for a in range(n_slices) for b in range(a + 1, n_slices)]

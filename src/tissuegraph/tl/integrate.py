@@ -19,13 +19,12 @@ from anndata import AnnData
 
 from tissuegraph import gr, pp
 from tissuegraph.errors import InputError
-from tissuegraph.im import image_features
-from tissuegraph.nn.staig import pick_device
+from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staligner import train_staligner
 from tissuegraph.options import INTEGRATION_METHODS
 from tissuegraph.pp.expression import library_size_source, normalise_log
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
-from tissuegraph.tl.domains import assign_domains, check_domain_request, staig_embedding
+from tissuegraph.tl.domains import assign_domains, check_domain_request, image_embedding, staig_embedding
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
 
 
@@ -46,9 +45,9 @@ class _Run:
     overrides: dict
 
 
-def _workspace(joint: AnnData, slices: np.ndarray) -> AnnData:
-    """Counts, slice codes and coordinates only: the methods' intermediate features never reach the result."""
-    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": slices}, index=joint.obs_names))
+def _workspace(joint: AnnData, batch_key: str) -> AnnData:
+    """Counts, slice names and coordinates only: the methods' intermediate features never reach the result."""
+    work = AnnData(X=joint.X, obs=pd.DataFrame({"batch": joint.obs[batch_key].to_numpy()}, index=joint.obs_names))
     work.obsm["spatial"] = joint.obsm["spatial"]
     return work
 
@@ -59,16 +58,13 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
     mask = per_slice_hvgs(run.joint, n_top_genes, batch_key=run.batch_key, combine=run.genes)
     settings = StaigSettings.from_data(int(mask.sum()), n_top_genes=n_top_genes, **overrides)
-    work = _workspace(run.joint, run.slices)
+    work = _workspace(run.joint, run.batch_key)
     pp.preprocess(work, genes=mask, library_size=run.library_size)
     run.timings["preprocess_s"] = time.perf_counter() - start
     if run.image:
-        if "X_image" not in run.joint.obsm:
-            start = time.perf_counter()
-            # each slice's patches from its own image
-            image_features(run.joint, seed=run.seed, device=run.device, batch_key=run.batch_key)
-            run.timings["image_features_s"] = time.perf_counter() - start
-        work.obsm["X_image"] = run.joint.obsm["X_image"]
+        work.obsm["X_image"] = image_embedding(
+            run.joint, seed=run.seed, device=run.device, batch_key=run.batch_key, timings=run.timings
+        )
     trained = staig_embedding(
         work,
         settings,
@@ -84,7 +80,6 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
 
 def staligner_inputs(
     joint: AnnData,
-    slices: np.ndarray,
     settings: StalignerSettings,
     *,
     genes: str = "intersection",
@@ -103,7 +98,7 @@ def staligner_inputs(
     timings = {} if timings is None else timings
     start = time.perf_counter()
     mask = per_slice_hvgs(joint, settings.n_top_genes, batch_key=batch_key, combine=genes)
-    work = _workspace(joint, slices)
+    work = _workspace(joint, batch_key)
     work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
     pp.pca(work, settings.n_pcs, use_rep="X_log", center=False, seed=seed)
     reconstruction_weight = work.obsm["X_pca"].shape[1] / int(mask.sum())
@@ -122,9 +117,14 @@ def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]
     if run.image:
         raise InputError("STAligner has no image mode; use method='staig' with image=True, or image=False")
     settings = StalignerSettings.from_data(**run.overrides)
+    n_slices = int(run.slices.max()) + 1
+    if settings.pair_mode == "star" and settings.reference >= n_slices:
+        raise InputError(
+            f"STAligner setting reference={settings.reference} names no slice: there are {n_slices} "
+            f"(0..{n_slices - 1}, in the order given); pass the index of the slice the others align to"
+        )
     work, edges, reconstruction_weight = staligner_inputs(
         run.joint,
-        run.slices,
         settings,
         genes=run.genes,
         batch_key=run.batch_key,
@@ -205,6 +205,9 @@ def integrate(
             stacklevel=2,
         )
     check_domain_request(n_domains, joint.n_obs, cluster)
+    settings_class = StaigSettings if method == "staig" else StalignerSettings
+    gr.check_slice_sizes(joint, settings_overrides.get("n_neighbors", settings_class.n_neighbors), batch_key)
+    pick_device(device)
     slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)
     timings["combine_s"] = time.perf_counter() - start
     library_size = pp.library_sizes(joint)

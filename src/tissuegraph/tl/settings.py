@@ -84,6 +84,11 @@ class StaigSettings:
         )
         if settings.denominator == "auto":
             settings.denominator = "moments" if settings.tau >= MOMENT_MIN_TAU else "sampled"
+        elif settings.denominator == "moments" and settings.tau < MOMENT_MIN_TAU:
+            raise InputError(
+                f"STAIG setting denominator='moments' needs tau >= {MOMENT_MIN_TAU:g} (tau is {settings.tau:g}, "
+                "from the data or given); use denominator='exact' or 'sampled', or leave it at 'auto'"
+            )
         return settings
 
     def to_dict(self) -> dict:

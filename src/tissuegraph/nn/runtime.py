@@ -1,0 +1,50 @@
+"""Where and how training runs: the torch device, and seeded deterministic kernels that leave no trace behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from tissuegraph.errors import InputError
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when present, otherwise the CPU; a device that was asked for but cannot be used is refused up front."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(
+            f"unknown device {device!r}; use 'cpu' or 'cuda' (or leave it out: CUDA when present)"
+        ) from err
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device {device!r} was asked for but this torch build sees no CUDA GPU; leave the device out (the CPU "
+            "is used) or install a CUDA build of torch"
+        )
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    if chosen.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    return chosen
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels (e.g. ordered scatter-add) and torch's global generator seeded for the duration, so a
+    seed fixes the result; the caller's random stream and deterministic-algorithm settings are restored after."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cuda_devices = (
+        [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

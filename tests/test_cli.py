@@ -106,6 +106,45 @@ def test_out_must_name_an_h5ad_file_and_not_a_folder(tmp_path, capsys) -> None:
     assert "is a folder; give a file name such as" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.h5ad", "results.h5ad"]
     assert list(folder.iterdir()) == []
+    (tmp_path / "notes").write_text("a file where a folder is meant")
+    for option in ("--out", "--report"):
+        name = "r.h5ad" if option == "--out" else "r.html"
+        argv = ["domains", str(source), "--n-domains", "3", "--out", str(tmp_path / "o.h5ad")]
+        assert main([*argv, option, str(tmp_path / "notes" / "sub" / name)]) == 2
+        assert (
+            f"{option} '{tmp_path / 'notes' / 'sub' / name}' cannot be written: '{tmp_path / 'notes'}' is a file"
+            in (capsys.readouterr().err)
+        )
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_out_may_not_overwrite_the_input(tmp_path, capsys) -> None:
+    source = tmp_path / "in.h5ad"
+    _small_slice().write_h5ad(source)
+    before = source.read_bytes()
+    assert main(["domains", str(source), "--n-domains", "3", "--out", str(tmp_path / "." / "in.h5ad")]) == 2
+    assert "is the input file; write the result to a new file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_warnings_are_printed_as_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    inputs = _two_slice_files(tmp_path)
+    argv = ["integrate", inputs[0], "--n-domains", "2", "--epochs", "2", "--quiet", "--out", str(tmp_path / "o.h5ad")]
+    done = subprocess.run([sys.executable, "-m", "tissuegraph", *argv], capture_output=True, text=True, check=True)
+    assert "tissuegraph: warning: only one slice was given" in done.stderr and ".py:" not in done.stderr
+
+
+def test_image_features_refuses_a_domain_count_before_training(tmp_path, capsys, monkeypatch) -> None:
+    import tissuegraph.cli as cli
+
+    monkeypatch.setattr(cli, "_image_features", lambda *args, **kwargs: pytest.fail("the encoder was trained"))
+    source = tmp_path / "in.h5ad"
+    _small_slice().write_h5ad(source)
+    assert main(["image-features", str(source), "--n-domains", "1", "--out", str(tmp_path / "o.h5ad")]) == 2
+    assert "n_domains must be at least 2" in capsys.readouterr().err
 
 
 def test_too_few_spots_for_the_graph(tmp_path, capsys) -> None:
@@ -134,6 +173,10 @@ def test_demo_prints_the_scores_of_the_result_it_writes(tmp_path, capsys) -> Non
     assert ari == pytest.approx(metrics.ari(truth, result.obs["domain"]), abs=5e-4)
     assert nmi == pytest.approx(metrics.nmi(truth, result.obs["domain"]), abs=5e-4)
     assert ari > 0.1  # far above chance even after 10 epochs
+    # the file's own truth is the scored one, so its report and score() repeat the printed ARI
+    assert "Excluded" not in set(result.obs["ground_truth"].dropna())
+    assert (result.obs["published_region"] == "Excluded").sum() == result.obs["ground_truth"].isna().sum() > 0
+    assert metrics.score(result)["ari"] == pytest.approx(ari, abs=5e-4)
 
 
 def _two_slice_files(tmp_path) -> list[str]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
 from tissuegraph import cluster, metrics
+from tissuegraph.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,17 @@ def test_silhouette_and_davies_bouldin_rank_good_over_random(blobs) -> None:
     assert metrics.davies_bouldin(x, y) < metrics.davies_bouldin(x, rand)
     # subsampling beyond max_spots stays close to the full value
     assert metrics.silhouette(x, y, max_spots=400) == pytest.approx(metrics.silhouette(x, y), abs=0.05)
+
+
+def test_silhouette_and_davies_bouldin_leave_unlabelled_spots_out(blobs) -> None:
+    x, y = blobs
+    labels = pd.Series(y.astype(str), dtype=object)
+    labels.iloc[::7] = np.nan
+    kept = labels.notna().to_numpy()
+    assert metrics.silhouette(x, labels) == pytest.approx(metrics.silhouette(x[kept], y[kept]))
+    assert metrics.davies_bouldin(x, labels) == pytest.approx(metrics.davies_bouldin(x[kept], y[kept]))
+    with pytest.raises(InputError, match="embedding has .* rows but there are"):
+        metrics.silhouette(x[:-1], labels)
 
 
 def test_label_free_scores_see_at_most_max_spots(monkeypatch) -> None:

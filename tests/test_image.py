@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -92,6 +93,10 @@ def test_wrong_scale_factor_fails_before_training(monkeypatch) -> None:
         image_features(adata)
 
 
+def _set_lowres(adata: ad.AnnData, image: np.ndarray) -> None:
+    adata.uns["spatial"]["lib"]["images"]["lowres"] = image
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -99,6 +104,11 @@ def test_wrong_scale_factor_fails_before_training(monkeypatch) -> None:
         (lambda a: a.uns["spatial"].update(other=a.uns["spatial"]["lib"]), "several libraries"),
         (lambda a: a.uns["spatial"]["lib"]["images"].update(lowres=np.zeros((60, 80, 2))), "H x W"),
         (lambda a: a.uns["spatial"]["lib"]["images"].update(lowres=np.full((60, 80, 3), 255.0)), "divide by 255"),
+        # a wide or signed integer type's maximum says nothing about the values' range: refused, not scaled by it
+        (lambda a: _set_lowres(a, _ramp_image().astype(np.int64)), r"int64 integers.*image\.astype\(np\.uint8\)"),
+        (lambda a: _set_lowres(a, _ramp_image().astype(np.int16) - 100), r"int16 integers.*uint16"),
+        (lambda a: _set_lowres(a, np.where(_ramp_image() == 7, np.nan, _ramp_image() / 255)), "NaN or infinite"),
+        (lambda a: _set_lowres(a, np.full((60, 80, 3), np.inf)), "NaN or infinite"),
     ],
 )
 def test_unusable_images_are_refused(change, message: str) -> None:
@@ -115,6 +125,83 @@ def test_unknown_library_is_named_and_no_image_means_no_image_mode() -> None:
     assert has_image(adata)
     del adata.uns["spatial"]
     assert not has_image(adata)
+    # also reached from `tissuegraph image-features`, which has no --no-image: the advice names where it applies
+    with pytest.raises(InputError, match=r"in tl\.domains / tissuegraph domains, run in gene mode"):
+        spot_patches(adata)
+
+
+def test_integer_images_of_8_and_16_bits_and_bool_are_scaled() -> None:
+    image = _ramp_image()
+    expected = spot_patches(_slide(image, SPOTS), out_px=7)
+    wide = spot_patches(_slide(image.astype(np.uint16) * 257, SPOTS), out_px=7)  # 0..65535: the same fractions
+    np.testing.assert_allclose(wide, expected, atol=1e-6)
+    mask = image[..., 1] >= 40  # the right half of the columns
+    np.testing.assert_array_equal(spot_patches(_slide(mask, SPOTS), out_px=7)[..., 0], mask[_centre_blocks()])
+
+
+def _centre_blocks() -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the 7 x 7 blocks around SPOTS (edge-clipped), for fancy indexing an image."""
+    rows = np.stack([np.clip(np.arange(r - 3, r + 4), 0, 59) for r, _ in SPOTS]).astype(int)
+    cols = np.stack([np.clip(np.arange(c - 3, c + 4), 0, 79) for _, c in SPOTS]).astype(int)
+    return rows[:, :, None], cols[:, None, :]
+
+
+def test_several_slices_without_their_images_are_named() -> None:
+    """A slice without a stored image gets advice that works with several slices, not library_id=... or image=...."""
+    image = _ramp_image()
+    first, second = _slide(image, SPOTS), _slide(255 - image, SPOTS)
+    first.uns["spatial"] = {"a": first.uns["spatial"]["lib"]}
+    del second.uns["spatial"]
+    joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-", uns_merge="unique")
+    assert not has_image(joined)
+    with pytest.raises(InputError, match=r"slice 'b' has no image in uns\['spatial'\] \(libraries: 'a'\)") as info:
+        image_features(joined, out_px=8, epochs=1)
+    assert "obs['batch']" in str(info.value) and "--no-image" in str(info.value)
+    assert "library_id" not in str(info.value)
+    # images filed under library names that are not the slice names
+    joined.uns["spatial"] = {"lib1": first.uns["spatial"]["a"], "lib2": first.uns["spatial"]["a"]}
+    with pytest.raises(InputError, match=r"slice 'a' has no image in uns\['spatial'\] \(libraries: 'lib1', 'lib2'\)"):
+        image_features(joined, out_px=8, epochs=1)
+
+
+def test_slices_named_by_another_column_find_their_images() -> None:
+    """has_image follows batch_key, as tl.domains(batch_key=...) does: each slice's image is under its name."""
+    image = _ramp_image()
+    first, second = _slide(image, SPOTS), _slide(255 - image, SPOTS)
+    joined = ad.concat({"a": first, "b": second}, label="section", index_unique="-")
+    joined.uns["spatial"] = {"a": first.uns["spatial"]["lib"], "b": second.uns["spatial"]["lib"]}
+    assert has_image(joined, batch_key="section")
+    assert not has_image(joined)  # no obs['batch']: one slice with two libraries, none chosen
+
+
+def test_a_stored_image_embedding_from_another_seed_is_reused_with_a_warning() -> None:
+    from tissuegraph.tl.domains import image_embedding
+
+    adata = _slide(_ramp_image(), SPOTS)
+    adata.obsm["X_image"] = np.arange(8, dtype=np.float32).reshape(4, 2)
+    adata.uns["tissuegraph_image"] = {"seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_embedding(adata, seed=0, device=None, batch_key="batch", timings={}) is adata.obsm["X_image"]
+    with pytest.warns(UserWarning, match=r"computed with seed 0 and is reused .* seed 3 does not fix the whole result"):
+        image_embedding(adata, seed=3, device=None, batch_key="batch", timings={})
+    del adata.uns["tissuegraph_image"]  # the caller's own embedding: no record, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image_embedding(adata, seed=3, device=None, batch_key="batch", timings={})
+
+
+def test_few_spots_outside_the_image_are_warned_about() -> None:
+    """Up to 5% of centres off the image pass the cover check; they are named, since their patches are no tissue."""
+    inside = [(10.0 + 2 * i, 10.0 + 2 * j) for i in range(4) for j in range(5)]
+    adata = _slide(_ramp_image(), [*inside, (30.0, 300.0)])  # column 300 of an 80 px wide image
+    adata.obs_names = [f"s{i}" for i in range(20)] + ["far"]
+    with pytest.warns(UserWarning, match=r"1 of 21 spot centres fall outside the 80 x 60 image \(e\.g\. 'far'\)"):
+        patches = spot_patches(adata, out_px=7)
+    assert (np.rint(patches[-1, ..., 1] * 255) == 79).all()  # the far spot's patch is the repeated last column
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spot_patches(adata[:20], out_px=7)  # all inside: no warning
 
 
 def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
@@ -134,6 +221,20 @@ def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(grey, np.repeat(expected[..., :1], 3, axis=-1))
     with pytest.raises(InputError, match="default scale.*full resolution"):
         spot_patches(adata, image=tmp_path / "slide.tif")
+
+
+def test_16_bit_grey_files_keep_their_range(tmp_path) -> None:
+    """Pillow opens 16-bit grey as 'I;16' (PNG) or 'I' (PGM); converting those to RGB would clip them to white."""
+    grey = np.linspace(0, 65535, 60 * 80).reshape(60, 80).astype(np.uint16)
+    adata = _slide(_ramp_image(), SPOTS)
+    expected = spot_patches(adata, image=grey, scale=SCALE, out_px=7)
+    assert expected.min() < 0.1 and expected.max() > 0.75  # the spots span the ramp: dark to bright
+    for name in ("grey16.png", "grey16.pgm"):
+        Image.fromarray(grey).save(tmp_path / name)
+        np.testing.assert_array_equal(spot_patches(adata, image=tmp_path / name, scale=SCALE, out_px=7), expected)
+    wide = Image.fromarray(np.array([[0, 70000]], dtype=np.int32))  # mode 'I' beyond 16 bits
+    with pytest.raises(InputError, match="from 0 to 70000.*16-bit"):
+        patches_module._pillow_array(wide, tmp_path / "wide.png")
 
 
 def _sinusoids(low: int, high: int, size: int = 32) -> np.ndarray:
@@ -330,9 +431,9 @@ def test_integrate_image_mode_takes_each_slice_from_its_own_image(dlpfc_151673, 
 
     from tissuegraph import tl
 
-    integrate_module = importlib.import_module("tissuegraph.tl.integrate")  # the module, not tl.integrate()
+    domains_module = importlib.import_module("tissuegraph.tl.domains")  # the module, not tl.domains()
 
-    monkeypatch.setattr(integrate_module, "image_features", functools.partial(image_features, epochs=1))
+    monkeypatch.setattr(domains_module, "image_features", functools.partial(image_features, epochs=1))
     y = dlpfc_151673.obsm["spatial"][:, 1]
     top, bottom = dlpfc_151673[y < np.quantile(y, 0.3)].copy(), dlpfc_151673[y > np.quantile(y, 0.7)].copy()
     # give the bottom slice the complement of the slide, so patches from the wrong image cannot pass for its own

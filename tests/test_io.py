@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -584,6 +585,19 @@ def test_read_visium_corrupt_image(visium_dir: Path) -> None:
     (visium_dir / "spatial" / "tissue_hires_image.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="cannot read image"):
         read_visium(visium_dir)
+
+
+def test_read_visium_warns_when_filtered_spots_sit_outside_the_tissue(visium_dir: Path) -> None:
+    """The filtered matrix only holds spots under tissue: one marked outside hints at a spatial/ from another run."""
+    positions = POSITIONS.copy()
+    positions.loc[positions["barcode"] == "AACC-1", "in_tissue"] = 0
+    positions.to_csv(visium_dir / "spatial" / "tissue_positions.csv", index=False)
+    with pytest.warns(UserWarning, match=r"1 of 4 spots of the filtered count matrix .* \(in_tissue = 0\).*'AACC-1'"):
+        adata = read_visium(visium_dir)
+    assert list(adata.obs["in_tissue"]) == [1, 1, 0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_visium(visium_dir, counts_file="filtered_feature_bc_matrix.h5")  # a matrix named by hand: no claim
 
 
 def test_read_visium_16_bit_grey_image(visium_dir: Path) -> None:

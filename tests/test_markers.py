@@ -135,3 +135,34 @@ def test_subdomains_refuse_normalised_counts() -> None:
     with pytest.raises(InputError, match="non-integer values.*looks normalised or log-transformed"):
         subdomains(adata, "1", 2)
     assert "subdomain" not in adata.obs and SUBDOMAIN_MARKERS_KEY not in adata.uns
+
+
+def test_new_domains_make_the_markers_of_the_old_ones_go_away() -> None:
+    """Markers and sub-domains describe the domains they were computed for; new domains must not inherit them."""
+    from tissuegraph.tl.domains import assign_domains
+    from tissuegraph.tl.markers import markers_are_current
+
+    adata = planted()
+    markers(adata, n_genes=3)
+    subdomains(adata, "1", 2, n_genes=3)
+    assert markers_are_current(adata, adata.uns[MARKERS_KEY])
+    adata.obs["domain"] = pd.Categorical(np.where(adata.obs["domain"] == "2", "1", adata.obs["domain"]))
+    assert not markers_are_current(adata, adata.uns[MARKERS_KEY])  # domains 1 and 2 merged since
+    embedding = adata.obsm["X_tissuegraph"]
+    assign_domains(
+        adata, embedding, 2, cluster="kmeans", refine=False, refine_neighbors=15, slices=None, seed=0, timings={}
+    )
+    assert MARKERS_KEY not in adata.uns and SUBDOMAIN_MARKERS_KEY not in adata.uns and "subdomain" not in adata.obs
+    truth_markers = markers(planted(), domain_key="ground_truth", n_genes=3)
+    assign_domains(
+        truth_markers,
+        embedding,
+        2,
+        cluster="kmeans",
+        refine=False,
+        refine_neighbors=15,
+        slices=None,
+        seed=0,
+        timings={},
+    )
+    assert truth_markers.uns[MARKERS_KEY]["params"]["domain_key"] == "ground_truth"  # another column's: kept

@@ -87,6 +87,18 @@ def test_legends_list_the_domains_and_the_truth_labels() -> None:
     assert legend_texts(fig.axes[1]) == ["L1", "L2", "WM", "unannotated"]
 
 
+def test_long_legends_wrap_into_columns_and_sparse_cells_stay_visible() -> None:
+    from tissuegraph.pl.spatial import default_spot_size
+
+    joint = two_slices()
+    joint.obs["domain"] = pd.Categorical([str(i % 40) for i in range(joint.n_obs)])
+    ax = pl.domains(joint, truth_key=None).axes[0]
+    assert len(legend_texts(ax)) == 40 and ax.get_legend()._ncols == 3
+    assert pl.domains(two_slices(), truth_key=None).axes[0].get_legend()._ncols == 1
+    far_apart = np.array([[0.0, 0.0], [1.0, 0.0], [1e4, 1e4]])
+    assert default_spot_size(far_apart, 4.0) == 2.0
+
+
 def test_every_spot_has_the_colour_of_its_domain_at_its_position() -> None:
     joint = two_slices(image_for=("A",))
     palette = domain_palette(joint)

@@ -204,3 +204,18 @@ def test_a_failed_write_leaves_the_previous_report_and_no_temporary_file(tmp_pat
     assert temporary.parent == tmp_path and temporary != report and "</html>" in text
     assert sorted(tmp_path.iterdir()) == [report]
     assert report.read_text(encoding="utf-8") == "the previous report"
+
+
+def test_timings_count_image_features_computed_by_an_earlier_run() -> None:
+    from tissuegraph.report.sections import training
+
+    adata = ad.AnnData(X=np.ones((3, 2), dtype=np.float32))
+    run = {"method": "staig", "mode": "image", "loss": np.array([2.0, 1.0]), "timings": {"train_s": 3.0}}
+    adata.uns["tissuegraph"] = run
+    adata.uns["tissuegraph_image"] = {"seed": 0, "patches_s": 1.5, "byol_s": 10.0, "n_comps": 64}
+    _, _, body = training(run, adata)
+    assert re.search(r"image features \(earlier run\)</td><td[^>]*>11\.5<", body)
+    assert re.search(r"total</td><td[^>]*>14\.5<", body)
+    run["timings"]["image_features_s"] = 11.5  # computed within this run: counted once
+    _, _, body = training(run, adata)
+    assert "earlier run" not in body and re.search(r"total</td><td[^>]*>14\.5<", body)

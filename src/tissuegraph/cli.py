@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,7 +76,7 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
 
 
 def cmd_integrate(args: argparse.Namespace) -> None:
-    out = _check_out(args.out)
+    out = _check_out(args.out, args.inputs)
     html = _check_report(args.report)
     if args.landmark is not None and args.align_to is None:
         raise InputError("--landmark picks the domain for --align-to; add --align-to SLICE or leave --landmark out")
@@ -114,8 +115,10 @@ def cmd_integrate(args: argparse.Namespace) -> None:
 
 
 def cmd_image_features(args: argparse.Namespace) -> None:
-    out = _check_out(args.out)
+    out = _check_out(args.out, [args.input])
     adata = tg.io.read(args.input)
+    if args.n_domains is not None:  # before the image encoder trains
+        tg.tl.check_domain_request(args.n_domains, adata.n_obs, "kmeans")
     _image_features(adata, args, backbone=args.backbone)
     if args.n_domains is not None:
         tg.tl.image_domains(adata, args.n_domains, seed=args.seed)
@@ -126,13 +129,18 @@ def cmd_image_features(args: argparse.Namespace) -> None:
         print(f"image-only domains: ARI {tg.metrics.ari(truth, adata.obs['image_domain']):.3f}")
 
 
-def _check_out(path: str) -> Path:
+def _check_out(path: str, inputs: Sequence[str] = ()) -> Path:
+    """The result path, refused up front unless it is a new or replaceable .h5ad file in a writable folder."""
     out = Path(path)
+    if any(out.resolve() == Path(source).resolve() for source in inputs):
+        raise InputError(
+            f"--out '{out}' is the input file; write the result to a new file so the input stays as it was"
+        )
     if out.suffix != ".h5ad":
         raise InputError(f"--out must name an .h5ad file (got '{out}'); e.g. --out result.h5ad")
     if out.is_dir():
         raise InputError(f"--out '{out}' is a folder; give a file name such as {out / 'result.h5ad'}")
-    return out
+    return tg.io.check_writable(out, "--out")
 
 
 def _check_report(path: str | None, option: str = "--report") -> Path | None:
@@ -144,7 +152,7 @@ def _check_report(path: str | None, option: str = "--report") -> Path | None:
         raise InputError(f"{option} must name an .html file (got '{html}'); e.g. {option} report.html")
     if html.is_dir():
         raise InputError(f"{option} '{html}' is a folder; give a file name such as {html / 'report.html'}")
-    return html
+    return tg.io.check_writable(html, option)
 
 
 def _write_report(adata, path: Path | None) -> None:
@@ -159,7 +167,7 @@ def _found(result: AnnData, args: argparse.Namespace) -> str:
 
 
 def cmd_domains(args: argparse.Namespace) -> None:
-    out = _check_out(args.out)
+    out = _check_out(args.out, [args.input])
     html = _check_report(args.report)
     adata = tg.io.read(args.input)
     _run_domains(adata, args)
@@ -185,8 +193,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     ari, nmi = tg.metrics.ari(truth, adata.obs["domain"]), tg.metrics.nmi(truth, adata.obs["domain"])
     print(f"ARI {ari:.3f}  NMI {nmi:.3f}  (against the published regions, 'Excluded' cells left out)")
     if out is not None:
+        # the written truth is the one scored, so a report of this file shows the ARI printed here
+        import pandas as pd
+
+        adata.obs["published_region"] = adata.obs["ground_truth"]
+        adata.obs["ground_truth"] = pd.Categorical(truth)
         tg.io.write_h5ad(adata, out)
-        print(f"wrote {out}")
+        print(f"wrote {out} (obs['ground_truth']: the scored regions; obs['published_region']: all, with 'Excluded')")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -> None:
@@ -282,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     feats.set_defaults(func=cmd_image_features)
     demo = sub.add_parser("demo", help="run the whole job on the embedded osmFISH dataset and print ARI/NMI")
     demo.add_argument("--out", default=None, help="optionally write the result .h5ad")
-    _add_training_options(demo)
-    demo.set_defaults(func=cmd_demo)
+    _add_training_options(demo, image=False)  # osmFISH has no H&E image
+    demo.set_defaults(func=cmd_demo, image=False)
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result .h5ad")
     rep.add_argument("result", help="an .h5ad written by `tissuegraph domains` or `tissuegraph integrate`")
     rep.add_argument("--out", required=True, help="the report .html (one file, images inline, written atomically)")
@@ -291,13 +304,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -> str:
+    """Warnings as the CLI's own lines, not Python's file:line plus a source line."""
+    return f"tissuegraph: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         args.func(args)
     except InputError as err:
         print(f"tissuegraph: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a file that vanished: the system's own words, without a traceback
+        print(f"tissuegraph: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = previous
     return 0
 
 

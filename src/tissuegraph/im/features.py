@@ -37,13 +37,13 @@ def _slices(
     return [(rows, batch[rows[0]], batch[rows[0]]) for rows in groups]
 
 
-def has_image(adata: AnnData) -> bool:
-    """Whether image mode can run without an image argument: obsm['X_image'] exists or every slice has a stored
-    slide image ('hires' or 'lowres' with its scale factor)."""
+def has_image(adata: AnnData, *, batch_key: str = "batch") -> bool:
+    """Whether image mode can run without an image argument: obsm['X_image'] exists or every slice (by
+    ``obs[batch_key]``) has a stored slide image ('hires' or 'lowres' with its scale factor)."""
     if "X_image" in adata.obsm:
         return True
     try:
-        for _, library, _ in _slices(adata, None):
+        for _, library, _ in _slices(adata, None, batch_key):
             stored_image(adata, resolve_library(adata, library))
     except InputError:
         return False
@@ -117,14 +117,23 @@ def image_features(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     patches = np.empty((adata.n_obs, out_px, out_px, 3), dtype=np.float32)
+    libraries = adata.uns.get("spatial", {})
     for rows, library, name in slices:
         picked = image
         if isinstance(image, Mapping):
             if name not in image:
                 raise InputError(f"image has no entry for slice {name!r}; give one image per obs[{batch_key!r}] value")
             picked = image[name]
-            if library not in adata.uns.get("spatial", {}):
+            if library not in libraries:
                 library = None  # the slide is given, so the slice needs no stored library (its spot size is estimated)
+        elif name is not None and library not in libraries:
+            # said here, not by resolve_library: its advice (library_id=..., image=...) is refused with several slices
+            stored = ", ".join(map(repr, libraries)) or "none"
+            raise InputError(
+                f"slice {name!r} has no image in uns['spatial'] (libraries: {stored}); store each slice's image under "
+                f"uns['spatial'][<slice name>] (the names in obs[{batch_key!r}]), pass image_features a dict "
+                "image={slice name: image}, or run without images (image=False, --no-image)"
+            )
         part = adata if len(slices) == 1 else adata[rows]
         patches[rows] = spot_patches(
             part, image=picked, library_id=library, scale=scale, size_factor=size_factor, out_px=out_px

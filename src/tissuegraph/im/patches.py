@@ -9,6 +9,7 @@ artificial edge that the encoder could learn as a feature. Blocks are then resam
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import check_coordinates, check_image_cover
+from tissuegraph.io.validate import check_coordinates, check_image_cover, quote_examples
 
 ImageInput = str | Path | np.ndarray
 Reader = Callable[[int, int, int, int], np.ndarray]
@@ -92,13 +93,28 @@ def _check_layout(shape: tuple[int, ...], what: str) -> None:
 
 
 def _to_unit_rgb(block: np.ndarray) -> np.ndarray:
-    """Pixels as float32 RGB in [0, 1]: integers divided by their type's maximum, floats checked, alpha dropped."""
+    """Pixels as float32 RGB in [0, 1]: uint8/uint16 divided by their type's maximum, floats checked, alpha dropped.
+
+    Other integer types are refused: their maximum (e.g. 2**63 - 1 for int64) says nothing about the range the
+    values use, so dividing by it would silently give black patches.
+    """
     if block.shape[-1] == 4:
         block = block[..., :3]
     if block.dtype.kind in "ui":
+        if block.dtype not in (np.uint8, np.uint16):
+            raise InputError(
+                f"the image holds {block.dtype} integers; integer images must be uint8 (0..255) or uint16 "
+                "(0..65535): convert it, e.g. image.astype(np.uint8) for values 0..255 or image.astype(np.uint16) "
+                "for 0..65535, or pass floats in [0, 1]"
+            )
         unit = block.astype(np.float32) / np.float32(np.iinfo(block.dtype).max)
     else:
         unit = block.astype(np.float32)
+        if not np.isfinite(unit).all():
+            raise InputError(
+                "the image holds NaN or infinite pixels; fill them (e.g. np.nan_to_num(image, nan=1.0, posinf=1.0, "
+                "neginf=0.0)) or mask them before cutting patches"
+            )
         if unit.size and (unit.min() < 0 or unit.max() > 1):
             raise InputError(
                 f"the image holds floats from {unit.min():g} to {unit.max():g}; float images must lie in [0, 1]: "
@@ -142,6 +158,20 @@ def _open_tiff(path: Path) -> Iterator[tuple[tuple[int, int], Reader]]:
         yield (shape[order[0]], shape[order[1]]), read
 
 
+def _pillow_array(img: Image.Image, path: Path) -> np.ndarray:
+    """The pixels of a Pillow image: 16-bit grey ('I;16*', or 'I' as newer Pillow reports 16-bit PNG) as uint16, so
+    it keeps its 0..65535 range (convert("RGB") would clip it to 255, i.e. white), anything else as 8-bit RGB."""
+    if not img.mode.startswith("I"):
+        return np.asarray(img.convert("RGB"))
+    array = np.asarray(img)
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        raise InputError(
+            f"{path} holds {img.mode!r} integers from {array.min()} to {array.max()}; grey images must be 8-bit "
+            "(0..255) or 16-bit (0..65535): rescale it, or pass it as an array of floats in [0, 1]"
+        )
+    return array.astype(np.uint16)[..., None]
+
+
 @contextmanager
 def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bool]]:
     """Size, window reader and whether the whole image is in memory (then it is gathered in one pass)."""
@@ -159,7 +189,7 @@ def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bo
         return
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
+            array = _pillow_array(img, path)
     except Image.DecompressionBombError as err:
         raise InputError(
             f"{path} is too large for Pillow to open safely; save it as a tiled TIFF, which is read window by window"
@@ -173,9 +203,10 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
     """The stored slide image (hires preferred, else lowres) with its scale factor and that factor's name."""
     if library is None:
         raise InputError(
-            "there is no image: uns['spatial'] is empty and none was given; pass image=... (a TIFF/PNG/JPEG path "
-            "or an array, with scale=... when it is not full resolution) or read the data with its spatial folder; "
-            "without an image, run in gene mode (image=False, --no-image)"
+            "there is no image: uns['spatial'] is empty and none was given; read the data with its Space Ranger "
+            "spatial folder, or from Python pass image=... (a TIFF/PNG/JPEG path or an array, with scale=... when it "
+            "is not full resolution); or, in tl.domains / tissuegraph domains, run in gene mode (image=False, "
+            "--no-image)"
         )
     stored = adata.uns["spatial"][library]
     images, factors = stored.get("images", {}), stored.get("scalefactors", {})
@@ -222,6 +253,19 @@ def _gather(
     return out
 
 
+def _warn_outside(adata: AnnData, outside: np.ndarray, shape: tuple[int, int]) -> None:
+    """Warn about the few spot centres outside the image that check_image_cover lets through: their patches are
+    the repeated image edge, not tissue, so they should not pass without a word."""
+    height, width = shape
+    if outside.any():
+        warnings.warn(
+            f"{int(outside.sum())} of {len(outside)} spot centres fall outside the {width} x {height} image (e.g. "
+            f"{quote_examples(list(adata.obs_names[outside]))}); their patches repeat the image edge, not tissue: "
+            "check that these spots belong to this image, or drop them",
+            stacklevel=3,
+        )
+
+
 def spot_patches(
     adata: AnnData,
     *,
@@ -258,7 +302,7 @@ def spot_patches(
     xy = coords * scale
     side = round(size_factor * diameter * scale)
     with _open_image(image) as (shape, read, in_memory):
-        check_image_cover(
+        outside = check_image_cover(
             xy,
             shape,
             f"obsm['spatial'] x {scale_name} = {scale:g}",
@@ -266,6 +310,7 @@ def spot_patches(
             "onto it (tissue_hires_scalef for hires, tissue_lowres_scalef for lowres, 1.0 for the full-resolution "
             "image) via scale=...",
         )
+        _warn_outside(adata, outside, shape)
         if side < MIN_SIDE_PX:
             raise InputError(
                 f"patches would be {side} px wide: spot diameter {diameter:g} ({diameter_source}) x size_factor "

@@ -15,9 +15,9 @@ from tissuegraph.io.h5ad import read_h5ad
 from tissuegraph.io.spaceranger import read_visium
 from tissuegraph.io.tables import read_tables
 from tissuegraph.io.validate import validate_spatial
-from tissuegraph.io.write import write_h5ad
+from tissuegraph.io.write import check_writable, write_h5ad
 
-__all__ = ["read", "read_h5ad", "read_tables", "read_visium", "validate_spatial", "write_h5ad"]
+__all__ = ["read", "read_h5ad", "read_tables", "read_visium", "validate_spatial", "write_h5ad", "check_writable"]
 
 
 def read(path: str | Path) -> AnnData:

@@ -66,6 +66,14 @@ def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnDat
     positions = positions.loc[adata.obs_names]
     for col in ("in_tissue", "array_row", "array_col"):
         adata.obs[col] = positions[col].to_numpy(dtype=np.int64)
+    off_tissue = adata.obs_names[adata.obs["in_tissue"].to_numpy() == 0]
+    if counts_file is None and len(off_tissue):  # the filtered matrix holds only spots under tissue
+        warnings.warn(
+            f"'{folder}': {len(off_tissue)} of {adata.n_obs} spots of the filtered count matrix are marked outside "
+            f"the tissue (in_tissue = 0) in spatial/ (e.g. {quote_examples(list(off_tissue))}); the counts and "
+            "spatial/ may come from different runs (or the tissue was re-selected by hand): check they match",
+            stacklevel=2,
+        )
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
     stored = _read_images(folder / "spatial")
     adata.uns["spatial"] = {_library_id(folder): stored}

@@ -180,9 +180,10 @@ def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
 MAX_OUTSIDE = 0.05
 
 
-def check_image_cover(xy: np.ndarray, shape: tuple[int, ...], mapping: str, fix: str) -> None:
+def check_image_cover(xy: np.ndarray, shape: tuple[int, ...], mapping: str, fix: str) -> np.ndarray:
     """Refuse spot centres (``xy``, in the image's pixels) that mostly miss the image: a scale factor or an
-    image from another slice or run. ``mapping`` says how ``xy`` was obtained, ``fix`` what to do."""
+    image from another slice or run. ``mapping`` says how ``xy`` was obtained, ``fix`` what to do. Returns which
+    centres fall outside (at most ``MAX_OUTSIDE`` of them)."""
     height, width = shape[:2]
     outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
     if outside.mean() > MAX_OUTSIDE:
@@ -191,6 +192,7 @@ def check_image_cover(xy: np.ndarray, shape: tuple[int, ...], mapping: str, fix:
             f"{outside.mean():.0%} of spot centres fall outside the image: {mapping} spans x {lo[0]:.0f}..{hi[0]:.0f}, "
             f"y {lo[1]:.0f}..{hi[1]:.0f} but the image is {width} wide and {height} high; {fix}"
         )
+    return outside
 
 
 def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input") -> AnnData:

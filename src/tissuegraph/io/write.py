@@ -9,6 +9,25 @@ from pathlib import Path
 
 from anndata import AnnData
 
+from tissuegraph.errors import InputError
+
+
+def check_writable(path: str | Path, option: str = "the output") -> Path:
+    """Refuse, before any work is spent, an output path whose folder cannot be created or written to."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(
+            f"{option} '{path}' cannot be written: '{folder}' is a file, not a folder; choose another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option} '{path}' cannot be written: no permission to write in '{folder}'; choose another path"
+        )
+    return path
+
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path``; return the path.

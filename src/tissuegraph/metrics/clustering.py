@@ -42,14 +42,23 @@ def _defined(labels: np.ndarray) -> bool:
     return 2 <= np.unique(labels.astype(str)).size < labels.size
 
 
+def _labelled(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spots that have a label (NaN/None ones are left out, as for ARI), labels as text."""
+    embedding, labels = np.asarray(embedding), pd.Series(np.asarray(labels, dtype=object))
+    if embedding.shape[0] != labels.shape[0]:
+        raise InputError(f"the embedding has {embedding.shape[0]} rows but there are {labels.shape[0]} labels")
+    keep = labels.notna().to_numpy()
+    return embedding[keep], labels[keep].astype(str).to_numpy()
+
+
 def silhouette(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:
-    """Mean silhouette width (euclidean); a seeded subsample beyond ``max_spots`` keeps memory bounded. NaN when
-    undefined (a single domain, or every spot its own)."""
-    x, y = _subsample(np.asarray(embedding), np.asarray(labels), max_spots, seed)
+    """Mean silhouette width (euclidean) over labelled spots; a seeded subsample beyond ``max_spots`` keeps memory
+    bounded. NaN when undefined (a single domain, or every spot its own)."""
+    x, y = _subsample(*_labelled(embedding, labels), max_spots, seed)
     return float(metrics.silhouette_score(x, y)) if _defined(y) else float("nan")
 
 
 def davies_bouldin(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:
-    """Davies-Bouldin index (lower is better), on the same subsample rule as the silhouette; NaN when undefined."""
-    x, y = _subsample(np.asarray(embedding), np.asarray(labels), max_spots, seed)
+    """Davies-Bouldin index (lower is better) over labelled spots, subsampled as the silhouette; NaN if undefined."""
+    x, y = _subsample(*_labelled(embedding, labels), max_spots, seed)
     return float(metrics.davies_bouldin_score(x, y)) if _defined(y) else float("nan")

@@ -21,7 +21,7 @@ from sklearn.neighbors import NearestNeighbors
 from tissuegraph.errors import InputError
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pl.palette import batch_palette, domain_palette, spot_colours
-from tissuegraph.pl.spatial import legend_handles, slices
+from tissuegraph.pl.spatial import legend_columns, legend_handles, slices
 
 CACHE_KEY = "tissuegraph_umap"
 
@@ -161,8 +161,10 @@ def umap(
             ax.scatter(xy[order, 0], xy[order, 1], s=size, c=spot_colours(labels, palette), linewidths=0)
             present = set(sorted_labels(labels))
             names = [name for name in palette if name in present]
+            handles = legend_handles(palette, names, missing=bool(labels.isna().any()))
             ax.legend(
-                handles=legend_handles(palette, names, missing=bool(labels.isna().any())),
+                handles=handles,
+                ncols=legend_columns(len(handles)),
                 loc="center left",
                 bbox_to_anchor=(1.0, 0.5),
                 frameon=False,

@@ -65,7 +65,15 @@ def default_spot_size(xy: np.ndarray, panel_inches: float) -> float:
     if spacing <= 0 or extent <= 0:
         return 10.0
     diameter = spacing / extent * panel_inches * 72 * 0.85
-    return float(np.clip(diameter**2, 0.05, 200.0))
+    return float(np.clip(diameter**2, 2.0, 200.0))  # at least ~2 px: sparse cells must stay visible
+
+
+#: Legend entries per column: a longer legend (e.g. 40 leiden domains) wraps instead of running off the figure.
+LEGEND_ROWS = 18
+
+
+def legend_columns(n_entries: int) -> int:
+    return max(1, -(-n_entries // LEGEND_ROWS))
 
 
 def legend_handles(palette: Mapping[str, RGBA], names: list[str], missing: bool = False) -> list[Line2D]:
@@ -164,8 +172,10 @@ def domains(
                 panel_inches=panel_inches,
             )
             ax.set_title(panel_title)
+            handles = legend_handles(colours, sorted_labels(values), missing=bool(values.isna().any()))
             ax.legend(
-                handles=legend_handles(colours, sorted_labels(values), missing=bool(values.isna().any())),
+                handles=handles,
+                ncols=legend_columns(len(handles)),
                 loc="center left",
                 bbox_to_anchor=(1.0, 0.5),
                 frameon=False,

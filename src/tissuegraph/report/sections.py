@@ -14,7 +14,7 @@ from tissuegraph.pl.spatial import slices, tissue_image
 from tissuegraph.pp.expression import library_size_source, library_sizes
 from tissuegraph.report.figures import png_uri
 from tissuegraph.report.html import esc, figure, note, table
-from tissuegraph.tl.markers import MARKERS_KEY, marker_store, marker_table, markers
+from tissuegraph.tl.markers import MARKERS_KEY, marker_store, marker_table, markers, markers_are_current
 
 Section = tuple[str, str, str]
 
@@ -150,15 +150,16 @@ def library_size(adata: AnnData) -> Section:
 
 
 def _marker_data(adata: AnnData) -> AnnData:
-    """Counts and domains with the domain markers: the stored ones, else computed now (and kept in ``adata``
-    when it stores no markers yet, so a second report is faster)."""
+    """Counts and domains with the domain markers: the stored ones while they describe the current domains, else
+    computed now (and kept in ``adata`` unless it holds markers of another column, so a second report is faster)."""
     work = AnnData(X=adata.X, obs=adata.obs[["domain"]], var=pd.DataFrame(index=adata.var_names))
     stored = adata.uns.get(MARKERS_KEY)
-    if isinstance(stored, Mapping) and stored["params"].get("domain_key") == "domain":
+    for_domains = isinstance(stored, Mapping) and stored["params"].get("domain_key") == "domain"
+    if for_domains and markers_are_current(adata, stored):
         work.uns[MARKERS_KEY] = stored
         return work
     markers(work)
-    if MARKERS_KEY not in adata.uns:
+    if stored is None or for_domains:
         adata.uns[MARKERS_KEY] = work.uns[MARKERS_KEY]
     return work
 
@@ -192,9 +193,15 @@ def marker_genes(adata: AnnData) -> Section:
 
 def training(run: Mapping, adata: AnnData) -> Section:
     """The loss curve (did it converge?) and where the time went."""
-    timings = run.get("timings", {})
-    rows = [(str(step).removesuffix("_s"), f"{float(seconds):.1f}") for step, seconds in timings.items()]
-    total = sum(float(seconds) for seconds in timings.values())
+    timings = {str(step).removesuffix("_s"): float(seconds) for step, seconds in run.get("timings", {}).items()}
+    image = adata.uns.get("tissuegraph_image", {})
+    if run.get("mode") == "image" and "image_features" not in timings and isinstance(image, Mapping):
+        # computed by an earlier image-features run and reused: still part of what this result cost
+        stages = [float(value) for key, value in image.items() if str(key).endswith("_s")]
+        if stages:
+            timings["image features (earlier run)"] = sum(stages)
+    rows = [(step, f"{seconds:.1f}") for step, seconds in timings.items()]
+    total = sum(timings.values())
     body = '<div class="row">' + figure(png_uri(pl.loss_curve(adata)), "training loss per epoch")
     if rows:
         body += (

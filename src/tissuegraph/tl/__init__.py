@@ -1,7 +1,13 @@
 """Tools users call: each takes an AnnData, computes, and writes results back into it."""
 
 from tissuegraph.tl.align import align
-from tissuegraph.tl.domains import cluster_embedding, domains, expression_domains, image_domains
+from tissuegraph.tl.domains import (
+    check_domain_request,
+    cluster_embedding,
+    domains,
+    expression_domains,
+    image_domains,
+)
 from tissuegraph.tl.integrate import integrate, integration_epochs
 from tissuegraph.tl.markers import marker_table, markers, subdomains
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
@@ -17,6 +23,7 @@ __all__ = [
     "integration_epochs",
     "align",
     "cluster_embedding",
+    "check_domain_request",
     "StaigSettings",
     "StalignerSettings",
 ]

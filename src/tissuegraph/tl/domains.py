@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -15,8 +16,10 @@ from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
 from tissuegraph.io.validate import validate_spatial
-from tissuegraph.nn.staig import StaigResult, pick_device, train_staig
+from tissuegraph.nn.runtime import pick_device
+from tissuegraph.nn.staig import StaigResult, train_staig
 from tissuegraph.pp.expression import library_size_source
+from tissuegraph.tl.markers import forget_markers
 from tissuegraph.tl.settings import StaigSettings
 
 CLUSTERERS: dict[str, Callable[..., np.ndarray]] = {
@@ -63,13 +66,36 @@ def _expression_workspace(
     slices = _slice_codes(adata, batch_key)
     work = AnnData(X=adata.X)
     if slices is not None:
-        work.obs["batch"] = slices
+        work.obs["batch"] = adata.obs[batch_key].astype(str).to_numpy()
     work.obsm["spatial"] = adata.obsm["spatial"]
     library_size = pp.library_sizes(adata)
     # several slices: each slice's HVGs (ranked among its own genes when concat_slices recorded them), intersected
     genes = pp.per_slice_hvgs(adata, n_top_genes, batch_key=batch_key) if slices is not None else None
     pp.preprocess(work, n_top_genes, genes=genes, library_size=library_size)
     return work, slices, library_size
+
+
+def image_embedding(
+    adata: AnnData, *, seed: int, device: str | None, batch_key: str, timings: dict[str, float]
+) -> np.ndarray:
+    """``obsm['X_image']``, computed by ``im.image_features`` (each slice from its own image) unless already there.
+
+    A stored embedding is used as given (it may come from other image settings or a pretrained backbone); one that
+    ``image_features`` made with another seed gets a warning, since this run's seed then does not fix the result.
+    """
+    if "X_image" not in adata.obsm:
+        start = time.perf_counter()
+        image_features(adata, seed=seed, device=device, batch_key=batch_key)
+        timings["image_features_s"] = time.perf_counter() - start
+    else:
+        made_with = adata.uns.get("tissuegraph_image", {}).get("seed")
+        if made_with is not None and int(made_with) != seed:
+            warnings.warn(
+                f"obsm['X_image'] was computed with seed {int(made_with)} and is reused as it is, so seed {seed} "
+                "does not fix the whole result; delete obsm['X_image'] to recompute it with this seed",
+                stacklevel=3,
+            )
+    return adata.obsm["X_image"]
 
 
 def staig_embedding(
@@ -149,6 +175,7 @@ def assign_domains(
     if refine:
         labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=refine_neighbors, groups=slices)
     timings["cluster_s"] = time.perf_counter() - start
+    forget_markers(adata)
     adata.obs["domain"] = _domain_labels(labels)
     adata.obsm["X_tissuegraph"] = embedding
     return adata
@@ -189,6 +216,8 @@ def domains(
     settings = StaigSettings.from_data(adata.n_vars, **settings_overrides)
     validate_spatial(adata, min_spots=settings.n_neighbors + 1)
     check_domain_request(n_domains, adata.n_obs, cluster)
+    gr.check_slice_sizes(adata, settings.n_neighbors, batch_key)
+    pick_device(device)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -196,13 +225,9 @@ def domains(
     # tau and masking follow the genes the model reads (with several slices, the HVGs they share)
     settings = StaigSettings.from_data(int(work.var["highly_variable"].sum()), **settings_overrides)
     timings["preprocess_s"] = time.perf_counter() - start
-    mode = "image" if (has_image(adata) if image is None else image) else "gene"
+    mode = "image" if (has_image(adata, batch_key=batch_key) if image is None else image) else "gene"
     if mode == "image":
-        if "X_image" not in adata.obsm:
-            start = time.perf_counter()
-            image_features(adata, seed=seed, device=device)
-            timings["image_features_s"] = time.perf_counter() - start
-        work.obsm["X_image"] = adata.obsm["X_image"]
+        work.obsm["X_image"] = image_embedding(adata, seed=seed, device=device, batch_key=batch_key, timings=timings)
     trained = staig_embedding(
         work, settings, slices=slices, seed=seed, device=device, on_epoch=on_epoch, timings=timings
     )
@@ -243,15 +268,15 @@ def image_domains(
     seed: int = 0,
     cluster: str = "kmeans",
     device: str | None = None,
+    batch_key: str = "batch",
     key_added: str = "image_domain",
 ) -> AnnData:
     """Domains from the histology alone: ``obs[key_added]`` from clustering ``obsm['X_image']`` (computed by
     ``im.image_features`` when missing), to show what the H&E image separates without any expression."""
     check_domain_request(n_domains, adata.n_obs, cluster)
-    if "X_image" not in adata.obsm:
-        validate_spatial(adata)
-        image_features(adata, seed=seed, device=device)
-    labels = cluster_embedding(adata.obsm["X_image"], n_domains, cluster, seed)
+    validate_spatial(adata)
+    embedding = image_embedding(adata, seed=seed, device=device, batch_key=batch_key, timings={})
+    labels = cluster_embedding(embedding, n_domains, cluster, seed)
     adata.obs[key_added] = _domain_labels(labels)
     return adata
 

@@ -52,6 +52,12 @@ def check_request(method: str, n_genes: int) -> None:
         raise InputError(f"n_genes must be at least 1 (got {n_genes})")
 
 
+def marker_groups(labels: np.ndarray) -> list[str]:
+    """The groups that get markers: those of two or more spots (one spot has no statistics), in natural order."""
+    names, sizes = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    return sorted((str(name) for name in names[sizes >= 2]), key=natural_key)
+
+
 def rank_markers(
     counts: sparse.spmatrix | np.ndarray, labels: np.ndarray, var_names: pd.Index, n_genes: int, method: str
 ) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -65,7 +71,7 @@ def rank_markers(
     single = names[sizes < 2]
     if single.size:
         warnings.warn(f"groups with a single spot have no markers and are left out: {', '.join(single)}", stacklevel=3)
-    groups = sorted((str(name) for name in names[sizes >= 2]), key=natural_key)
+    groups = marker_groups(labels)
     if len(groups) < 2:
         raise InputError(f"marker genes need at least 2 groups of 2 or more spots; found {len(groups)}")
     keep = np.isin(labels, groups)
@@ -137,6 +143,28 @@ def marker_store(adata: AnnData, domain_key: str) -> dict:
     raise InputError(
         f"no marker genes stored for obs[{domain_key!r}]; run tl.markers(adata, domain_key={domain_key!r}) first"
     )
+
+
+def forget_markers(adata: AnnData, domain_key: str = "domain") -> None:
+    """Drop the markers (and the sub-domains with theirs) computed for ``obs[domain_key]``: called when new domains
+    are written there, since markers of the old domains would be reported as the new ones'."""
+    stored = adata.uns.get(MARKERS_KEY)
+    if stored is not None and stored["params"].get("domain_key") == domain_key:
+        del adata.uns[MARKERS_KEY]
+    split = adata.uns.get(SUBDOMAIN_MARKERS_KEY)
+    if split is not None and split["params"].get("parent_domain_key") == domain_key:
+        adata.obs.drop(columns=str(split["params"]["domain_key"]), errors="ignore", inplace=True)
+        del adata.uns[SUBDOMAIN_MARKERS_KEY]
+
+
+def markers_are_current(adata: AnnData, store: dict) -> bool:
+    """Whether a marker store still describes the groups of the column it was computed for."""
+    domain_key = store["params"].get("domain_key")
+    if domain_key not in adata.obs:
+        return False
+    labels = adata.obs[domain_key]
+    current = marker_groups(labels[labels.notna()].to_numpy())
+    return current == [str(group) for group in store["groups"]]
 
 
 def marker_table(adata: AnnData, domain: str, n: int = 20) -> pd.DataFrame:

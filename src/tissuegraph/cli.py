@@ -226,7 +226,13 @@ def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tissuegraph", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tissuegraph",
+        description="Spatial domains and alignment-free integration of spatial transcriptomics slices (STAIG, "
+        "STAligner), on a plain CPU or a GPU when present.",
+        epilog="Run 'tissuegraph COMMAND --help' for a command's options; 'tissuegraph demo' runs the whole job on "
+        "the embedded osmFISH data. Results are .h5ad files (AnnData), readable by scanpy.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {tg.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dom = sub.add_parser("domains", help="find spatial domains of one slice (STAIG)")

@@ -115,7 +115,10 @@ def staligner_inputs(
 
 def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     if run.image:
-        raise InputError("STAligner has no image mode; use method='staig' with image=True, or image=False")
+        raise InputError(
+            "STAligner has no image mode; for the H&E image use STAIG (method='staig', --method staig), or leave "
+            "the image out (image=False, --no-image)"
+        )
     settings = StalignerSettings.from_data(**run.overrides)
     n_slices = int(run.slices.max()) + 1
     if settings.pair_mode == "star" and settings.reference >= n_slices:

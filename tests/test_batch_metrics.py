@@ -24,7 +24,9 @@ def toy():
 
 
 def test_ilisi_counts_batches_present_nearby(toy) -> None:
-    mixed, separated, batches = toy
+    _, separated, batches = toy
+    rng = np.random.default_rng(4)
+    mixed = rng.normal(size=(600, 5))  # both batches drawn from one cloud (exact twins would over-weight each other)
     assert metrics.median_ilisi(mixed, batches) == pytest.approx(2.0, abs=0.15)
     assert metrics.median_ilisi(separated, batches) == pytest.approx(1.0, abs=1e-6)
     scores = metrics.ilisi(mixed, batches, perplexity=10)
@@ -47,29 +49,31 @@ def test_ilisi_one_batch_and_bad_input() -> None:
 def test_batch_kl_zero_when_mixed_large_when_separated(toy) -> None:
     mixed, separated, batches = toy
     assert metrics.batch_kl(mixed, batches) < 0.01
-    # every neighbourhood holds one batch only: KL = log 2 against the 50/50 global mix
-    assert metrics.batch_kl(separated, batches) == pytest.approx(np.log(2), abs=1e-9)
+    # every neighbourhood holds one batch only: KL = log2(2) = 1 bit against the 50/50 global mix
+    assert metrics.batch_kl(separated, batches) == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(InputError, match="one batch"):
         metrics.batch_kl(mixed, np.zeros(600))
 
 
-def test_batch_kl_of_a_partly_mixed_embedding_is_the_separated_share_of_log_b() -> None:
+def test_batch_kl_of_a_partly_mixed_embedding_is_the_separated_share() -> None:
     """200 spots per batch at the same places (mixed) plus 100 spots per batch alone in their own far cluster.
 
-    With 50 neighbours a spot of a lone cluster sees only its own batch: KL = log 2 against the 50/50 global mix;
-    a shared spot sees both batches about equally: KL close to 0. A third of the spots are lone, so the bootstrap
-    mean is close to log(2) / 3, strictly between the two extremes.
+    As published, a spot's neighbourhood is itself and its nearest spots, 5 per batch (10 here): a spot of a lone
+    cluster sees only its own batch, KL = 1 bit against the 50/50 global mix; a shared spot sees its twin of the
+    other batch at distance 0, then twins in pairs, KL 0. A third of the spots are lone, so the bootstrap mean is
+    close to 1/3, strictly between the two extremes.
     """
     rng = np.random.default_rng(3)
     shared = rng.normal(size=(200, 5))
     x = np.vstack([shared, rng.normal(size=(100, 5)) + 30.0, shared, rng.normal(size=(100, 5)) - 30.0])
     batches = np.repeat(["a", "b"], 300)
-    seven = metrics.batch_kl(x, batches, n_neighbors=50, seed=7)
-    eight = metrics.batch_kl(x, batches, n_neighbors=50, seed=8)
-    assert 0.0 < seven < np.log(2) and 0.0 < eight < np.log(2)
-    assert seven == pytest.approx(np.log(2) / 3, abs=0.02)
+    seven = metrics.batch_kl(x, batches, seed=7)
+    eight = metrics.batch_kl(x, batches, seed=8)
+    assert 0.0 < seven < 1.0 and 0.0 < eight < 1.0
+    assert seven == pytest.approx(1 / 3, abs=0.02)
     # the seed picks the drawn spots: another seed gives another (close) estimate
     assert seven != eight and abs(seven - eight) < 0.02
+    assert metrics.batch_kl(x, batches, n_neighbors=4, seed=7) == pytest.approx(seven, abs=0.03)  # k = min(10, 4)
 
 
 def test_batch_asw_one_when_mixed_zero_when_separated(toy) -> None:
@@ -119,3 +123,11 @@ def test_per_slice_scores_by_hand() -> None:
     assert scores["s2"]["nmi"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(InputError, match="one per spot"):
         metrics.per_slice_scores(truth, pred[:-1], batches)
+
+
+def test_spots_without_a_slice_label_are_refused() -> None:
+    x = np.random.default_rng(5).normal(size=(30, 3))
+    batches = np.array(["a", "b", None] * 10, dtype=object)
+    for score in (metrics.ilisi, metrics.batch_kl):
+        with pytest.raises(InputError, match="10 spots have no slice label"):
+            score(x, batches)

@@ -71,3 +71,19 @@ def test_uncentred_pca_keeps_the_rows_own_geometry() -> None:
     np.testing.assert_allclose(uncentred @ uncentred.T, gram, rtol=1e-3, atol=1e-2)
     np.testing.assert_allclose(centred.mean(0), 0.0, atol=1e-3)
     assert not np.allclose(centred @ centred.T, gram, rtol=0.1)
+
+
+def test_preprocess_refuses_normalised_counts() -> None:
+    from tissuegraph.errors import InputError
+
+    adata = ad.AnnData(X=np.log1p(np.random.default_rng(0).poisson(3.0, size=(30, 8)).astype(np.float32) / 3))
+    with pytest.raises(InputError, match="non-integer values.*log-transformed"):
+        pp.preprocess(adata, 5)
+
+
+@pytest.mark.realdata
+def test_hvgs_of_a_small_slice_fall_back_to_a_wider_loess_span(dlpfc_151673) -> None:
+    """seurat_v3's default loess fit is singular on a couple of hundred spots; a wider span still ranks the genes."""
+    small = dlpfc_151673[np.random.default_rng(0).choice(dlpfc_151673.n_obs, 200, replace=False)].copy()
+    pp.preprocess(small, 500)
+    assert small.var["highly_variable"].sum() == 500 and np.isfinite(small.obsm["X_expr"]).all()

@@ -169,3 +169,46 @@ def test_domains_on_joined_slices_takes_the_genes_and_tau_that_integrate_takes()
     assert found.uns["tissuegraph"]["settings"]["tau"] == pytest.approx(max(1.0, shared.sum() / 100))
     together = integrate([a, b], 2, names=["a", "b"], n_top_genes=200, epochs=1)
     assert together.uns["tissuegraph"]["settings"]["tau"] == found.uns["tissuegraph"]["settings"]["tau"]
+
+
+def test_joining_leaves_the_inputs_as_they_were() -> None:
+    a = _slice(GENES, 12, 0)
+    a.X = sparse.csr_matrix(a.X.toarray().astype(np.int32))
+    a.var_names = ["g0", "g0", *GENES[2:]]  # duplicated names are made unique in the joint only
+    concat_slices([a, _slice(GENES, 9, 1)], names=["a", "b"])
+    assert a.X.dtype == np.int32 and list(a.var_names[:2]) == ["g0", "g0"]
+
+
+def test_a_truth_annotating_some_slices_only_is_kept() -> None:
+    a, b = _slice(GENES, 12, 0), _slice(GENES, 9, 1)
+    a.obs["ground_truth"] = ["L1"] * 6 + ["L2"] * 6
+    a.obs["region"] = "x"
+    joint = concat_slices([a, b], names=["a", "b"])
+    truth = joint.obs["ground_truth"]
+    assert list(truth.iloc[:12]) == list(a.obs["ground_truth"]) and truth.iloc[12:].isna().all()
+    assert "region" not in joint.obs  # other columns missing from a slice are still dropped
+
+
+def test_each_slice_of_a_file_gets_only_its_own_image() -> None:
+    one, two = _slice(GENES, 10, 0, "s1"), _slice(GENES, 8, 1, "s2")
+    multi = ad.concat([one, two], index_unique="_")
+    multi.uns["spatial"] = {"s1": {"images": {"lowres": np.full((4, 4, 3), 0.7)}, "scalefactors": {}}}
+    joint = concat_slices([multi])
+    assert list(joint.uns["spatial"]) == ["s1"]  # s2 has no image: it must not borrow s1's
+
+
+def test_spot_ids_that_collide_after_the_slice_suffix_are_refused() -> None:
+    a, b = _slice(GENES, 3, 0), _slice(GENES, 3, 1)
+    a.obs_names = ["1-2", "x", "y"]
+    b.obs_names = ["1", "z", "w"]
+    with pytest.raises(InputError, match=r"spot ids collide .*'1-2-3'.*name the slices without '-'"):
+        concat_slices([a, b], names=["3", "2-3"])
+
+
+def test_too_few_measured_genes_are_named_as_such() -> None:
+    few = [f"g{i}" for i in range(15)]
+    joint = concat_slices([_slice(few, 20, 0), _slice(few, 20, 1)], names=["a", "b"], min_shared_genes=10)
+    with pytest.raises(
+        InputError, match="the slices measure only 15 shared genes; integrating slices needs at least 20"
+    ):
+        per_slice_hvgs(joint, 3000)

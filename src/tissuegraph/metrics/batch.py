@@ -25,7 +25,13 @@ def _prepare(embedding: np.ndarray, batches: np.ndarray | pd.Series) -> tuple[np
     x = np.asarray(embedding, dtype=np.float64)
     if x.ndim != 2:
         raise InputError(f"embedding must be a 2-D (spots x dimensions) array (got shape {x.shape}).")
-    labels = pd.Series(np.asarray(batches, dtype=object)).astype(str)
+    labels = pd.Series(np.asarray(batches, dtype=object))
+    if labels.isna().any():
+        raise InputError(
+            f"{int(labels.isna().sum())} spots have no slice label (NaN); every spot needs its slice to score mixing: "
+            "fill or drop them"
+        )
+    labels = labels.astype(str)
     if labels.shape[0] != x.shape[0]:
         raise InputError(f"embedding has {x.shape[0]} spots but batches has {labels.shape[0]}; give one per spot.")
     if x.shape[0] < 2:
@@ -39,13 +45,13 @@ def _need_two_batches(n_batches: int, what: str) -> None:
         raise InputError(f"{what} compares batches, but all spots belong to one batch; give the slice of each spot.")
 
 
-def _perplexity_weights(sq_dist: np.ndarray, perplexity: float, n_iter: int = 40) -> np.ndarray:
-    """Row-normalised Gaussian weights whose entropy is log(perplexity), bandwidth found by bisection per row.
+def _perplexity_weights(dist: np.ndarray, perplexity: float, n_iter: int = 40) -> np.ndarray:
+    """Row-normalised weights exp(-beta * distance) whose entropy is log(perplexity), beta found by bisection per row.
 
     Distances are shifted by each row's smallest and scaled by its mean, which leaves the weights unchanged but
     keeps ``exp`` away from underflow, so a fixed search window on log(beta) fits every row.
     """
-    d = sq_dist - sq_dist[:, :1]
+    d = dist - dist[:, :1]
     scale = d.mean(axis=1, keepdims=True)
     d = d / np.where(scale > 0, scale, 1.0)
     target = np.log(perplexity)
@@ -71,9 +77,10 @@ def ilisi(
     """Per-spot integration LISI: the effective number of batches around each spot (Korsunsky et al. 2019).
 
     Each spot's ``n_neighbors`` nearest other spots (exact kNN; default ``3 * perplexity``, at most n - 1) are
-    weighted by a Gaussian kernel whose width is tuned per spot so the weights have the given perplexity; the
-    score is the inverse Simpson index of the batch labels under those weights. It runs from 1 (only one batch
-    nearby) to B (all B batches equally present). With a single batch every spot scores exactly 1.
+    weighted by exp(-beta * distance), beta tuned per spot so the weights have the given perplexity (the kernel of
+    the reference LISI code); the score is the inverse Simpson index of the batch labels under those weights. It
+    runs from 1 (only one batch nearby) to B (all B batches equally present). With a single batch every spot
+    scores exactly 1.
     """
     x, codes, n_batches = _prepare(embedding, batches)
     if perplexity <= 0:
@@ -89,7 +96,7 @@ def ilisi(
     scores = np.empty(n)
     for start in range(0, n, _CHUNK):
         rows = slice(start, min(start + _CHUNK, n))
-        w = _perplexity_weights(dist[rows] ** 2, perplexity)
+        w = _perplexity_weights(dist[rows], perplexity)
         m = w.shape[0]
         flat = np.repeat(np.arange(m), k) * n_batches + codes[nbr[rows]].ravel()
         share = np.bincount(flat, weights=w.ravel(), minlength=m * n_batches).reshape(m, n_batches)
@@ -107,27 +114,20 @@ def median_ilisi(
     return float(np.median(ilisi(embedding, batches, perplexity=perplexity, n_neighbors=n_neighbors)))
 
 
-def _neighbours_of(x: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest other spots of each query spot (itself left out even when it has exact duplicates)."""
-    nbr = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x[queries], return_distance=False)
-    drop = nbr == queries[:, None]
-    drop[~drop.any(axis=1), -1] = True  # a duplicate pushed the spot itself out: drop the farthest instead
-    return nbr[~drop].reshape(len(queries), k)
-
-
 def batch_kl(
     embedding: np.ndarray,
     batches: np.ndarray | pd.Series,
     n_neighbors: int = 100,
     n_cells: int = 100,
-    n_repeats: int = 100,
+    n_repeats: int = 200,
     seed: int = 0,
 ) -> float:
-    """Batch KL divergence: how far local batch mixes stray from the global one (0 = perfect, higher = worse).
+    """Batch KL divergence as published (BatchKL of DESC, used to score STAIG and STAligner): how far local batch
+    mixes stray from the global one (0 = as mixed as the whole, log2(B) at most for B equal batches).
 
-    ``n_repeats`` times, ``n_cells`` spots are drawn without replacement (seeded); for each, the batch shares
-    among its ``n_neighbors`` nearest other spots q are compared to the batch shares of the whole input p by
-    KL(q || p) = sum q log(q / p) (natural log, 0 log 0 = 0). The score is the mean over spots and repeats.
+    ``n_repeats`` times, ``n_cells`` spots are drawn without replacement (seeded); for each, the batch shares q among
+    its k = min(5 x B, ``n_neighbors``) nearest spots, itself included, are compared to the batch shares p of the
+    whole input by KL(q || p) = sum q log2(q / p) (0 log 0 = 0). The score is the mean over spots and repeats.
     Neighbours are searched once for the distinct drawn spots, so repeats cost little.
     """
     x, codes, n_batches = _prepare(embedding, batches)
@@ -137,18 +137,18 @@ def batch_kl(
             f"n_neighbors, n_cells and n_repeats must be at least 1 (got {n_neighbors}, {n_cells}, {n_repeats})."
         )
     n = x.shape[0]
-    k = min(n_neighbors, n - 1)
+    k = min(5 * n_batches, n_neighbors, n)
     n_cells = min(n_cells, n)
     rng = np.random.default_rng(seed)
     drawn = np.stack([rng.choice(n, n_cells, replace=False) for _ in range(n_repeats)])
     spots, where = np.unique(drawn, return_inverse=True)
-    nbr = _neighbours_of(x, spots, k)
+    nbr = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x[spots], return_distance=False)
     m = len(spots)
     flat = np.repeat(np.arange(m), k) * n_batches + codes[nbr].ravel()
     local = np.bincount(flat, minlength=m * n_batches).reshape(m, n_batches) / k
     overall = np.bincount(codes, minlength=n_batches) / n
     ratio = np.divide(local, overall, out=np.ones_like(local), where=local > 0)
-    kl = (local * np.log(ratio)).sum(axis=1)
+    kl = (local * np.log2(ratio)).sum(axis=1)
     return float(kl[where.reshape(drawn.shape)].mean())
 
 

@@ -15,16 +15,28 @@ from anndata import AnnData
 from scipy import sparse
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import LIBRARY_SIZE_KEY
+from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts
+
+#: loess spans for seurat_v3's fit of variance on mean: scanpy's default first, wider ones only when a small
+#: slice (a few hundred spots or fewer) leaves the default fit singular.
+LOESS_SPANS = (0.3, 0.5, 1.0)
 
 
 def _seurat_v3(adata: AnnData, n_top_genes: int) -> pd.DataFrame:
     """scanpy's seurat_v3 gene statistics (``var`` columns) on the raw counts of ``adata``."""
-    tmp = AnnData(X=adata.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes)
-    return tmp.var
+    for span in LOESS_SPANS:
+        tmp = AnnData(X=adata.X)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the counts were validated as raw: scanpy's reminders say nothing
+                sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top_genes, span=span)
+            return tmp.var
+        except ValueError as err:  # the loess fit failed (singular): a wider span smooths over more genes
+            failure = err
+    raise InputError(
+        f"seurat_v3 cannot rank the genes of these {adata.n_obs} spots: its loess fit of variance on mean fails even "
+        f"with span {LOESS_SPANS[-1]} ({failure}); give a slice with more spots"
+    ) from failure
 
 
 def select_hvgs(adata: AnnData, n_top_genes: int) -> np.ndarray:
@@ -39,7 +51,7 @@ def hvg_ranks(adata: AnnData) -> np.ndarray | None:
     ``select_hvgs(adata, n)``), or None when seurat_v3 cannot rank them (too few or degenerate genes)."""
     try:
         return _seurat_v3(adata, adata.n_vars)["highly_variable_rank"].to_numpy(dtype=np.float32)
-    except ValueError:  # the loess fit of variance on mean fails on a handful of near-constant genes
+    except InputError:  # seurat_v3 cannot rank them, however wide the loess span
         return None
 
 
@@ -126,6 +138,7 @@ def preprocess(
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
+    check_counts(adata)  # seurat_v3 and the normalisation below assume raw counts
     if genes is None:
         genes = select_hvgs(adata, n_top_genes)
     adata.var["highly_variable"] = genes

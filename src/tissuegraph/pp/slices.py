@@ -18,10 +18,11 @@ import pandas as pd
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import LIBRARY_SIZE_KEY, quote_examples, validate_spatial
+from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts, quote_examples, validate_spatial
 from tissuegraph.pp.expression import hvg_ranks, select_hvgs
 
 MIN_SHARED_GENES = 20
+TRUTH_KEY = "ground_truth"  # the annotation metrics.score scores against
 GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene ids, e.g. Ensembl
 HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, a column per slice
 
@@ -44,6 +45,25 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
     if name is None:
         name = str(batches.iloc[0]) if batches is not None else f"slice{position + 1}"
     return [(name, adata)]
+
+
+def _shallow_copy(adata: AnnData) -> AnnData:
+    """The slice with its own obs/var tables, so validating it (CSR float32 counts, unique gene names) leaves the
+    caller's AnnData as it was, without copying the counts."""
+    copy = AnnData(X=adata.X, obs=adata.obs.copy(), var=adata.var.copy(), uns=adata.uns)
+    for key, value in adata.obsm.items():
+        copy.obsm[key] = value
+    return copy
+
+
+def _keep_partial_truth(pieces: list[AnnData]) -> None:
+    """A ground truth present in some slices only stays, NaN in the others (the inner join would drop it), so the
+    annotated slices are still scored."""
+    present = [TRUTH_KEY in piece.obs for piece in pieces]
+    if any(present) and not all(present):
+        for piece, has in zip(pieces, present, strict=True):
+            if not has:
+                piece.obs[TRUTH_KEY] = pd.Series(np.nan, index=piece.obs_names, dtype=object)
 
 
 def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
@@ -107,9 +127,13 @@ def concat_slices(
     if names is not None and len(names) != len(slices):
         raise InputError(f"got {len(names)} names for {len(slices)} slices; give one name per input")
     parts: list[tuple[str, AnnData]] = []
+    split: set[str] = set()  # slices cut out of a file holding several
     for position, adata in enumerate(slices):
-        validate_spatial(adata, what=f"slice {position + 1}")
-        parts.extend(_split_slices(adata, str(names[position]) if names else None, position, batch_key))
+        checked = validate_spatial(_shallow_copy(adata), what=f"slice {position + 1}")
+        found = _split_slices(checked, str(names[position]) if names else None, position, batch_key)
+        parts.extend(found)
+        if len(found) > 1:
+            split.update(label for label, _ in found)
     labels = [label for label, _ in parts]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
@@ -143,11 +167,21 @@ def concat_slices(
         pieces.append(piece)
         ranks.append(_own_gene_ranks(adata, columns))
         libraries = dict(adata.uns.get("spatial", {}))
-        if len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
+        if label in split:  # the file's libraries belong to all its slices: only the one named like this slice is its
+            libraries = {key: value for key, value in libraries.items() if key == label}
+        elif len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
             libraries = {label: next(iter(libraries.values()))}
         spatial_uns.update(libraries)
     _warn_partial_library_sizes(parts)
+    _keep_partial_truth(pieces)
     joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
+    repeated_ids = joint.obs_names[joint.obs_names.duplicated()]
+    if len(repeated_ids):
+        raise InputError(
+            f"spot ids collide once the slice names are appended (e.g. {quote_examples(list(repeated_ids))}): "
+            "'-' in the spot ids and the slice names makes '<id>-<slice>' ambiguous; name the slices without '-' "
+            "(names=..., --names)"
+        )
     joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
     joint.varm[HVG_RANK_KEY] = np.stack(ranks, axis=1)
     if spatial_uns:
@@ -177,6 +211,7 @@ def per_slice_hvgs(
     """
     if combine not in ("intersection", "union"):
         raise InputError(f"unknown gene combination {combine!r}; use 'intersection' or 'union'")
+    check_counts(adata)  # seurat_v3 ranks raw counts
     batches = adata.obs[batch_key].astype(str).to_numpy()
     recorded = _recorded_ranks(adata, batch_key)
     masks = []
@@ -184,6 +219,11 @@ def per_slice_hvgs(
         own = recorded.get(value)
         masks.append(select_hvgs(adata[batches == value], n_top_genes) if own is None else own < n_top_genes)
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
+    if adata.n_vars < MIN_SHARED_GENES:
+        raise InputError(
+            f"the slices measure only {adata.n_vars} shared genes; integrating slices needs at least "
+            f"{MIN_SHARED_GENES} (one slice on its own can run with fewer)"
+        )
     if combined.sum() < MIN_SHARED_GENES:
         where = "any" if combine == "union" else "every"
         union = "" if combine == "union" else "; or, in tl.integrate, combine them by union (genes='union')"

@@ -116,6 +116,16 @@ def visium_dir(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def visium_mtx_dir(tmp_path: Path) -> Path:
+    """A Space Ranger output folder with a plain (unzipped) mtx count matrix, new-style positions, both images."""
+    folder = tmp_path / "slice"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=False)
+    _write_spatial(folder)
+    return folder
+
+
 def _spatial_adata(n: int = 5, n_genes: int = 3) -> ad.AnnData:
     """A small valid in-memory slice with dense integer counts."""
     rng = np.random.default_rng(0)
@@ -638,27 +648,21 @@ def test_read_visium_positions_written_by_other_tools(visium_dir: Path) -> None:
         read_visium(visium_dir)
 
 
-def test_read_visium_mtx_file_both_plain_and_gzipped(tmp_path: Path) -> None:
-    folder = tmp_path / "slice"
-    folder.mkdir()
-    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=True)
-    _write_spatial(folder)
-    (folder / "filtered_feature_bc_matrix" / "barcodes.tsv").write_text("\n".join(BARCODES[::-1]) + "\n")
+def test_read_visium_mtx_file_both_plain_and_gzipped(visium_mtx_dir: Path) -> None:
+    stale = visium_mtx_dir / "filtered_feature_bc_matrix" / "barcodes.tsv.gz"
+    with gzip.open(stale, "wt") as handle:
+        handle.write("\n".join(BARCODES[::-1]) + "\n")
     with pytest.raises(InputError, match=r"both barcodes.tsv and barcodes.tsv.gz.*keep one"):
-        read_visium(folder)
+        read_visium(visium_mtx_dir)
 
 
-def test_read_visium_gene_without_a_name_takes_its_id(tmp_path: Path) -> None:
-    folder = tmp_path / "slice"
-    folder.mkdir()
-    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=False)
-    _write_spatial(folder)
-    features = folder / "filtered_feature_bc_matrix" / "features.tsv"
+def test_read_visium_gene_without_a_name_takes_its_id(visium_mtx_dir: Path) -> None:
+    features = visium_mtx_dir / "filtered_feature_bc_matrix" / "features.tsv"
     lines = features.read_text().splitlines()
     gene_id, _, kind = lines[1].split("\t")
     lines[1] = f"{gene_id}\t\t{kind}"
     features.write_text("\n".join(lines) + "\n")
-    adata = read_visium(folder)
+    adata = read_visium(visium_mtx_dir)
     assert adata.var_names[1] == gene_id and all(isinstance(name, str) for name in adata.var_names)
 
 

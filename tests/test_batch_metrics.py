@@ -73,7 +73,20 @@ def test_batch_kl_of_a_partly_mixed_embedding_is_the_separated_share() -> None:
     assert seven == pytest.approx(1 / 3, abs=0.02)
     # the seed picks the drawn spots: another seed gives another (close) estimate
     assert seven != eight and abs(seven - eight) < 0.02
-    assert metrics.batch_kl(x, batches, n_neighbors=4, seed=7) == pytest.approx(seven, abs=0.03)  # k = min(10, 4)
+
+
+def test_batch_kl_looks_at_the_spot_itself_and_5_neighbours_per_batch() -> None:
+    """Pairs of tight 6-spot clusters, one per batch, the pairs far apart. With k = 10 (5 per batch, the spot itself
+    included) a spot sees its own 6 and 4 of the other cluster: KL = 0.6 log2(1.2) + 0.4 log2(0.8) bits. Left out,
+    or with 100 neighbours, the share would be other; n_neighbors=4 keeps a spot inside its own cluster: 1 bit."""
+    rng = np.random.default_rng(6)
+    centres = np.repeat(np.arange(40)[:, None] * 100.0, 5, axis=1)
+    own = np.repeat(centres, 6, axis=0) + rng.normal(scale=0.01, size=(240, 5))
+    other = np.repeat(centres + 1.0, 6, axis=0) + rng.normal(scale=0.01, size=(240, 5))
+    x, batches = np.vstack([own, other]), np.repeat(["a", "b"], 240)
+    expected = 0.6 * np.log2(1.2) + 0.4 * np.log2(0.8)
+    assert metrics.batch_kl(x, batches) == pytest.approx(expected, abs=1e-9)
+    assert metrics.batch_kl(x, batches, n_neighbors=4) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_batch_asw_one_when_mixed_zero_when_separated(toy) -> None:

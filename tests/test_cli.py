@@ -137,6 +137,15 @@ def test_warnings_are_printed_as_one_line(tmp_path) -> None:
     assert "tissuegraph: warning: only one slice was given" in done.stderr and ".py:" not in done.stderr
 
 
+def test_one_line_warnings_name_another_library_as_such() -> None:
+    from tissuegraph.cli import _one_line_warning
+
+    ours = _one_line_warning("41 spots have no counts", UserWarning, "/x/site-packages/tissuegraph/pp/expression.py", 3)
+    theirs = _one_line_warning("names are not unique", UserWarning, "/x/site-packages/anndata/_core/anndata.py", 9)
+    assert ours == "tissuegraph: warning: 41 spots have no counts\n"
+    assert theirs == "tissuegraph: warning from anndata (UserWarning): names are not unique\n"
+
+
 def test_image_features_refuses_a_domain_count_before_training(tmp_path, capsys, monkeypatch) -> None:
     import tissuegraph.cli as cli
 

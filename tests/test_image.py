@@ -179,11 +179,15 @@ def test_a_stored_image_embedding_from_another_seed_is_reused_with_a_warning() -
 
     adata = _slide(_ramp_image(), SPOTS)
     adata.obsm["X_image"] = np.arange(8, dtype=np.float32).reshape(4, 2)
-    adata.uns["tissuegraph_image"] = {"seed": 0}
+    adata.uns["tissuegraph_image"] = {"seed": 0, "encoder": "trained"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert image_embedding(adata, seed=0, device=None, batch_key="batch", timings={}) is adata.obsm["X_image"]
     with pytest.warns(UserWarning, match=r"computed with seed 0 and is reused .* seed 3 does not fix the whole result"):
+        image_embedding(adata, seed=3, device=None, batch_key="batch", timings={})
+    adata.uns["tissuegraph_image"]["encoder"] = "given"  # a fitted encoder: the seed never entered the features
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         image_embedding(adata, seed=3, device=None, batch_key="batch", timings={})
     del adata.uns["tissuegraph_image"]  # the caller's own embedding: no record, no warning
     with warnings.catch_warnings():

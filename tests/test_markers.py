@@ -166,3 +166,22 @@ def test_new_domains_make_the_markers_of_the_old_ones_go_away() -> None:
         timings={},
     )
     assert truth_markers.uns[MARKERS_KEY]["params"]["domain_key"] == "ground_truth"  # another column's: kept
+
+
+def test_image_and_expression_domains_forget_their_old_markers_and_old_stores_are_read() -> None:
+    from tissuegraph.tl import image_domains
+    from tissuegraph.tl.markers import marker_column, markers_are_current
+
+    adata = planted()
+    adata.obsm["X_image"] = adata.obsm["X_tissuegraph"]
+    adata.X = sparse.csr_matrix(np.log1p(adata.X.toarray()))  # image_domains reads the image only, never the counts
+    image_domains(adata, 3)
+    adata.X = planted().X
+    markers(adata, domain_key="image_domain", n_genes=3)
+    image_domains(adata, 2)
+    assert MARKERS_KEY not in adata.uns
+    markers(adata, n_genes=3)
+    store = adata.uns[MARKERS_KEY]
+    store["params"] = {"key": "domain", "method": "wilcoxon"}  # written before the parameter was renamed
+    assert marker_column(store) == "domain" and markers_are_current(adata, store)
+    assert list(marker_table(adata, "0", 2)["gene"])[0] == "g0"

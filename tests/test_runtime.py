@@ -34,7 +34,7 @@ def test_seeded_training_restores_the_callers_random_stream_and_settings() -> No
         torch.manual_seed(999)
         expected = torch.rand(3)
         torch.manual_seed(999)
-        with seeded(0, torch.device("cpu")):
+        with seeded(0):
             inside = torch.rand(3)
             assert torch.is_deterministic_algorithms_warn_only_enabled()
         assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on as if nothing happened
@@ -42,7 +42,7 @@ def test_seeded_training_restores_the_callers_random_stream_and_settings() -> No
             torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
         )
         torch.manual_seed(5)
-        with seeded(0, torch.device("cpu")):
+        with seeded(0):
             assert torch.equal(torch.rand(3), inside)  # the seed alone fixes what happens inside
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

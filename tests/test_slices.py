@@ -179,14 +179,25 @@ def test_joining_leaves_the_inputs_as_they_were() -> None:
     assert a.X.dtype == np.int32 and list(a.var_names[:2]) == ["g0", "g0"]
 
 
-def test_a_truth_annotating_some_slices_only_is_kept() -> None:
+@pytest.mark.parametrize("labels", [["L1"] * 6 + ["L2"] * 6, [1] * 6 + [2] * 6])
+def test_a_truth_annotating_some_slices_only_is_kept(tmp_path, labels: list) -> None:
     a, b = _slice(GENES, 12, 0), _slice(GENES, 9, 1)
-    a.obs["ground_truth"] = ["L1"] * 6 + ["L2"] * 6
+    a.obs["ground_truth"] = labels
     a.obs["region"] = "x"
     joint = concat_slices([a, b], names=["a", "b"])
     truth = joint.obs["ground_truth"]
-    assert list(truth.iloc[:12]) == list(a.obs["ground_truth"]) and truth.iloc[12:].isna().all()
+    assert list(truth.iloc[:12]) == labels and truth.iloc[12:].isna().all()
     assert "region" not in joint.obs  # other columns missing from a slice are still dropped
+    joint.write_h5ad(tmp_path / "joint.h5ad")  # numbers next to the NaN filler must stay writable
+    assert list(ad.read_h5ad(tmp_path / "joint.h5ad").obs["ground_truth"].iloc[:12]) == labels
+
+
+def test_a_slice_with_normalised_counts_is_told_where_its_raw_counts_are() -> None:
+    a = _slice(GENES, 12, 0)
+    a.layers["counts"] = a.X.copy()
+    a.X = sparse.csr_matrix(np.log1p(a.X.toarray()))
+    with pytest.raises(InputError, match=r"layers\['counts'\]: adata.X = adata.layers\['counts'\]"):
+        concat_slices([a, _slice(GENES, 9, 1)], names=["a", "b"])
 
 
 def test_each_slice_of_a_file_gets_only_its_own_image() -> None:

@@ -209,7 +209,7 @@ def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -
         "--refine",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="smooth labels by majority vote over the 15 nearest spots",
+        help="smooth labels: each spot takes the most frequent label among itself and its 15 nearest spots",
     )
     if image:
         parser.add_argument(
@@ -310,9 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -> str:
-    """Warnings as the CLI's own lines, not Python's file:line plus a source line."""
-    return f"tissuegraph: warning: {message}\n"
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, *args: object, **kwargs: object
+) -> str:
+    """Warnings as one line, not Python's file:line plus a source line; another library's keep its name and kind."""
+    parts = Path(filename).parts
+    package = parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(filename).stem
+    if "tissuegraph" in parts:
+        return f"tissuegraph: warning: {message}\n"
+    return f"tissuegraph: warning from {package} ({category.__name__}): {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -174,7 +174,7 @@ def train_byol(
             f"patches have shape {patches.shape}; BYOL needs at least 2 patches as (N, H, W, 3) from spot_patches"
         )
     dev = pick_device(device)
-    with seeded(seed, dev):
+    with seeded(seed):
         generator = torch.Generator(device=dev).manual_seed(seed)
         images = torch.as_tensor(patches, dtype=torch.float32).permute(0, 3, 1, 2).to(dev, memory_format=_LAYOUT)
         if encoder is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -25,7 +26,11 @@ def read_h5ad(path: str | Path) -> AnnData:
     if path.is_dir():
         raise InputError(f"'{path}' is a folder, not an .h5ad file; for a Space Ranger output folder use read_visium")
     try:
-        adata = ad.read_h5ad(path)
+        with warnings.catch_warnings():
+            # repeated gene names are made unique and repeated spot ids refused by validate_spatial, in its own
+            # words: anndata's advice on them would only confuse
+            warnings.filterwarnings("ignore", message="(Variable|Observation) names are not unique")
+            adata = ad.read_h5ad(path)
     except Exception as err:
         raise InputError(
             f"cannot read '{path}' as .h5ad ({type(err).__name__}: {err}); make sure it is an AnnData file "

@@ -26,21 +26,23 @@ def pick_device(device: str | None = None) -> torch.device:
             "is used) or install a CUDA build of torch"
         )
     if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
-        raise InputError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+        last = torch.cuda.device_count() - 1
+        raise InputError(
+            f"device {device!r} does not exist: torch sees GPUs cuda:0..cuda:{last}; pick one or leave it out"
+        )
     if chosen.type not in ("cpu", "cuda"):
         raise InputError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
     return chosen
 
 
 @contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
+def seeded(seed: int) -> Iterator[None]:
     """Deterministic kernels (e.g. ordered scatter-add) and torch's global generator seeded for the duration, so a
     seed fixes the result; the caller's random stream and deterministic-algorithm settings are restored after."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    cuda_devices = (
-        [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
-    )
+    # manual_seed reseeds every GPU's generator, whichever device trains: fork them all
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(seed)

@@ -52,7 +52,7 @@ def train_staig(
     removes spots of the anchor's slice sharing its label from the denominator.
     """
     dev = pick_device(device)
-    with seeded(seed, dev):
+    with seeded(seed):
         generator = torch.Generator(device=dev).manual_seed(seed)
         x = SparseRows.from_array(features, dev)
         n_features = x.shape[1]

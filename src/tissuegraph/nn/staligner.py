@@ -82,7 +82,7 @@ def train_staligner(
     pairs = slice_pairs(n_slices, pair_mode, reference) if n_slices else []
 
     dev = pick_device(device)
-    with seeded(seed, dev):
+    with seeded(seed):
         rng = np.random.default_rng(seed)
         x = torch.as_tensor(features, dtype=torch.float32, device=dev)
         edge_index = torch.as_tensor(edges, dtype=torch.long, device=dev).t().contiguous()

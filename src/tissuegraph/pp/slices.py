@@ -49,21 +49,28 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
 
 def _shallow_copy(adata: AnnData) -> AnnData:
     """The slice with its own obs/var tables, so validating it (CSR float32 counts, unique gene names) leaves the
-    caller's AnnData as it was, without copying the counts."""
-    copy = AnnData(X=adata.X, obs=adata.obs.copy(), var=adata.var.copy(), uns=adata.uns)
+    caller's AnnData as it was, without copying the counts; layers and raw come along for validation's advice on
+    where the raw counts are. A backed file is passed as it is, for validation to refuse with its own advice."""
+    if adata.isbacked:
+        return adata
+    copy = AnnData(
+        X=adata.X, obs=adata.obs.copy(), var=adata.var.copy(), uns=adata.uns, layers=dict(adata.layers), raw=adata.raw
+    )
     for key, value in adata.obsm.items():
         copy.obsm[key] = value
     return copy
 
 
-def _keep_partial_truth(pieces: list[AnnData]) -> None:
+def _keep_partial_truth(pieces: list[AnnData]) -> bool:
     """A ground truth present in some slices only stays, NaN in the others (the inner join would drop it), so the
-    annotated slices are still scored."""
+    annotated slices are still scored; returns whether it was partial."""
     present = [TRUTH_KEY in piece.obs for piece in pieces]
-    if any(present) and not all(present):
-        for piece, has in zip(pieces, present, strict=True):
-            if not has:
-                piece.obs[TRUTH_KEY] = pd.Series(np.nan, index=piece.obs_names, dtype=object)
+    if not any(present) or all(present):
+        return False
+    for piece, has in zip(pieces, present, strict=True):
+        if not has:
+            piece.obs[TRUTH_KEY] = pd.Series(np.nan, index=piece.obs_names, dtype=object)
+    return True
 
 
 def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
@@ -173,8 +180,10 @@ def concat_slices(
             libraries = {label: next(iter(libraries.values()))}
         spatial_uns.update(libraries)
     _warn_partial_library_sizes(parts)
-    _keep_partial_truth(pieces)
+    partial_truth = _keep_partial_truth(pieces)
     joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
+    if partial_truth:  # numbers mixed with the NaN filler become objects that h5ad cannot write: categories can be
+        joint.obs[TRUTH_KEY] = pd.Categorical(joint.obs[TRUTH_KEY])
     repeated_ids = joint.obs_names[joint.obs_names.duplicated()]
     if len(repeated_ids):
         raise InputError(
@@ -212,6 +221,11 @@ def per_slice_hvgs(
     if combine not in ("intersection", "union"):
         raise InputError(f"unknown gene combination {combine!r}; use 'intersection' or 'union'")
     check_counts(adata)  # seurat_v3 ranks raw counts
+    if adata.n_vars < MIN_SHARED_GENES:
+        raise InputError(
+            f"the slices measure only {adata.n_vars} shared genes; integrating slices needs at least "
+            f"{MIN_SHARED_GENES} (one slice on its own can run with fewer)"
+        )
     batches = adata.obs[batch_key].astype(str).to_numpy()
     recorded = _recorded_ranks(adata, batch_key)
     masks = []
@@ -219,11 +233,6 @@ def per_slice_hvgs(
         own = recorded.get(value)
         masks.append(select_hvgs(adata[batches == value], n_top_genes) if own is None else own < n_top_genes)
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
-    if adata.n_vars < MIN_SHARED_GENES:
-        raise InputError(
-            f"the slices measure only {adata.n_vars} shared genes; integrating slices needs at least "
-            f"{MIN_SHARED_GENES} (one slice on its own can run with fewer)"
-        )
     if combined.sum() < MIN_SHARED_GENES:
         where = "any" if combine == "union" else "every"
         union = "" if combine == "union" else "; or, in tl.integrate, combine them by union (genes='union')"

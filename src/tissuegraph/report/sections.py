@@ -14,7 +14,14 @@ from tissuegraph.pl.spatial import slices, tissue_image
 from tissuegraph.pp.expression import library_size_source, library_sizes
 from tissuegraph.report.figures import png_uri
 from tissuegraph.report.html import esc, figure, note, table
-from tissuegraph.tl.markers import MARKERS_KEY, marker_store, marker_table, markers, markers_are_current
+from tissuegraph.tl.markers import (
+    MARKERS_KEY,
+    marker_column,
+    marker_store,
+    marker_table,
+    markers,
+    markers_are_current,
+)
 
 Section = tuple[str, str, str]
 
@@ -154,7 +161,7 @@ def _marker_data(adata: AnnData) -> AnnData:
     computed now (and kept in ``adata`` unless it holds markers of another column, so a second report is faster)."""
     work = AnnData(X=adata.X, obs=adata.obs[["domain"]], var=pd.DataFrame(index=adata.var_names))
     stored = adata.uns.get(MARKERS_KEY)
-    for_domains = isinstance(stored, Mapping) and stored["params"].get("domain_key") == "domain"
+    for_domains = isinstance(stored, Mapping) and marker_column(stored) == "domain"
     if for_domains and markers_are_current(adata, stored):
         work.uns[MARKERS_KEY] = stored
         return work
@@ -196,10 +203,10 @@ def training(run: Mapping, adata: AnnData) -> Section:
     timings = {str(step).removesuffix("_s"): float(seconds) for step, seconds in run.get("timings", {}).items()}
     image = adata.uns.get("tissuegraph_image", {})
     if run.get("mode") == "image" and "image_features" not in timings and isinstance(image, Mapping):
-        # computed by an earlier image-features run and reused: still part of what this result cost
+        # computed before training (by the CLI, or an image-features run): still part of what this result cost
         stages = [float(value) for key, value in image.items() if str(key).endswith("_s")]
         if stages:
-            timings["image features (earlier run)"] = sum(stages)
+            timings["image features"] = sum(stages)
     rows = [(step, f"{seconds:.1f}") for step, seconds in timings.items()]
     total = sum(timings.values())
     body = '<div class="row">' + figure(png_uri(pl.loss_curve(adata)), "training loss per epoch")

@@ -80,16 +80,18 @@ def image_embedding(
 ) -> np.ndarray:
     """``obsm['X_image']``, computed by ``im.image_features`` (each slice from its own image) unless already there.
 
-    A stored embedding is used as given (it may come from other image settings or a pretrained backbone); one that
-    ``image_features`` made with another seed gets a warning, since this run's seed then does not fix the result.
+    A stored embedding is used as given (it may come from other image settings or a pretrained backbone); one whose
+    encoder ``image_features`` trained with another seed gets a warning, since this run's seed then does not fix
+    the result.
     """
     if "X_image" not in adata.obsm:
         start = time.perf_counter()
         image_features(adata, seed=seed, device=device, batch_key=batch_key)
         timings["image_features_s"] = time.perf_counter() - start
     else:
-        made_with = adata.uns.get("tissuegraph_image", {}).get("seed")
-        if made_with is not None and int(made_with) != seed:
+        record = adata.uns.get("tissuegraph_image", {})
+        made_with = record.get("seed")
+        if record.get("encoder") == "trained" and made_with is not None and int(made_with) != seed:
             warnings.warn(
                 f"obsm['X_image'] was computed with seed {int(made_with)} and is reused as it is, so seed {seed} "
                 "does not fix the whole result; delete obsm['X_image'] to recompute it with this seed",
@@ -274,9 +276,11 @@ def image_domains(
     """Domains from the histology alone: ``obs[key_added]`` from clustering ``obsm['X_image']`` (computed by
     ``im.image_features`` when missing), to show what the H&E image separates without any expression."""
     check_domain_request(n_domains, adata.n_obs, cluster)
-    validate_spatial(adata)
+    if "X_image" not in adata.obsm:  # only the image is read: counts matter to no one here
+        validate_spatial(adata)
     embedding = image_embedding(adata, seed=seed, device=device, batch_key=batch_key, timings={})
     labels = cluster_embedding(embedding, n_domains, cluster, seed)
+    forget_markers(adata, key_added)
     adata.obs[key_added] = _domain_labels(labels)
     return adata
 
@@ -303,5 +307,6 @@ def expression_domains(
     work, _, _ = _expression_workspace(adata, n_top_genes, batch_key)
     pp.pca(work, n_pcs, use_rep="X_expr", seed=seed)
     labels = cluster_embedding(work.obsm["X_pca"], n_domains, cluster, seed)
+    forget_markers(adata, key_added)
     adata.obs[key_added] = _domain_labels(labels)
     return adata

@@ -138,28 +138,37 @@ def _stores(adata: AnnData) -> list[dict]:
 def marker_store(adata: AnnData, domain_key: str) -> dict:
     """The stored markers computed for the groups of ``obs[domain_key]`` (domains or sub-domains)."""
     for store in _stores(adata):
-        if store["params"].get("domain_key") == domain_key:
+        if marker_column(store) == domain_key:
             return store
     raise InputError(
         f"no marker genes stored for obs[{domain_key!r}]; run tl.markers(adata, domain_key={domain_key!r}) first"
     )
 
 
+def marker_column(store: dict, *, parent: bool = False) -> str | None:
+    """The obs column a marker store was computed for (for sub-domains with ``parent``: the column they split);
+    stores written before the parameter was called domain_key name it key."""
+    params = store["params"]
+    if parent:
+        return params.get("parent_domain_key", params.get("parent_key"))
+    return params.get("domain_key", params.get("key"))
+
+
 def forget_markers(adata: AnnData, domain_key: str = "domain") -> None:
     """Drop the markers (and the sub-domains with theirs) computed for ``obs[domain_key]``: called when new domains
     are written there, since markers of the old domains would be reported as the new ones'."""
     stored = adata.uns.get(MARKERS_KEY)
-    if stored is not None and stored["params"].get("domain_key") == domain_key:
+    if stored is not None and marker_column(stored) == domain_key:
         del adata.uns[MARKERS_KEY]
     split = adata.uns.get(SUBDOMAIN_MARKERS_KEY)
-    if split is not None and split["params"].get("parent_domain_key") == domain_key:
-        adata.obs.drop(columns=str(split["params"]["domain_key"]), errors="ignore", inplace=True)
+    if split is not None and marker_column(split, parent=True) == domain_key:
+        adata.obs.drop(columns=str(marker_column(split)), errors="ignore", inplace=True)
         del adata.uns[SUBDOMAIN_MARKERS_KEY]
 
 
 def markers_are_current(adata: AnnData, store: dict) -> bool:
     """Whether a marker store still describes the groups of the column it was computed for."""
-    domain_key = store["params"].get("domain_key")
+    domain_key = marker_column(store)
     if domain_key not in adata.obs:
         return False
     labels = adata.obs[domain_key]

@@ -314,10 +314,10 @@ def _one_line_warning(
     message: Warning | str, category: type[Warning], filename: str, *args: object, **kwargs: object
 ) -> str:
     """Warnings as one line, not Python's file:line plus a source line; another library's keep its name and kind."""
+    if Path(filename).resolve().is_relative_to(Path(tg.__file__).resolve().parent):
+        return f"tissuegraph: warning: {message}\n"
     parts = Path(filename).parts
     package = parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(filename).stem
-    if "tissuegraph" in parts:
-        return f"tissuegraph: warning: {message}\n"
     return f"tissuegraph: warning from {package} ({category.__name__}): {message}\n"
 
 

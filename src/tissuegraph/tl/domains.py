@@ -276,7 +276,9 @@ def image_domains(
     """Domains from the histology alone: ``obs[key_added]`` from clustering ``obsm['X_image']`` (computed by
     ``im.image_features`` when missing), to show what the H&E image separates without any expression."""
     check_domain_request(n_domains, adata.n_obs, cluster)
-    if "X_image" not in adata.obsm:  # only the image is read: counts matter to no one here
+    if (
+        "X_image" not in adata.obsm
+    ):  # checked only when the embedding is computed: clustering a stored one reads no counts
         validate_spatial(adata)
     embedding = image_embedding(adata, seed=seed, device=device, batch_key=batch_key, timings={})
     labels = cluster_embedding(embedding, n_domains, cluster, seed)

@@ -9,13 +9,19 @@ from sklearn import metrics
 from tissuegraph.errors import InputError
 
 
+def _labelled_rows(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Which spots carry a label (NaN/None ones are left out of every score) and those labels as text."""
+    labels = pd.Series(np.asarray(labels, dtype=object))
+    keep = labels.notna().to_numpy()
+    return keep, labels[keep].astype(str).to_numpy()
+
+
 def _annotated(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    truth = pd.Series(np.asarray(truth, dtype=object))
     pred = np.asarray(pred)
-    if truth.shape[0] != pred.shape[0]:
-        raise InputError(f"truth has {truth.shape[0]} labels but prediction has {pred.shape[0]}; give one per spot.")
-    keep = truth.notna().to_numpy()
-    return truth[keep].astype(str).to_numpy(), pred[keep].astype(str)
+    if len(truth) != pred.shape[0]:
+        raise InputError(f"truth has {len(truth)} labels but prediction has {pred.shape[0]}; give one per spot.")
+    keep, truth = _labelled_rows(truth)
+    return truth, pred[keep].astype(str)
 
 
 def ari(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
@@ -44,11 +50,11 @@ def _defined(labels: np.ndarray) -> bool:
 
 def _labelled(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The spots that have a label (NaN/None ones are left out, as for ARI), labels as text."""
-    embedding, labels = np.asarray(embedding), pd.Series(np.asarray(labels, dtype=object))
-    if embedding.shape[0] != labels.shape[0]:
-        raise InputError(f"the embedding has {embedding.shape[0]} rows but there are {labels.shape[0]} labels")
-    keep = labels.notna().to_numpy()
-    return embedding[keep], labels[keep].astype(str).to_numpy()
+    embedding = np.asarray(embedding)
+    if embedding.shape[0] != len(labels):
+        raise InputError(f"the embedding has {embedding.shape[0]} rows but there are {len(labels)} labels")
+    keep, text = _labelled_rows(labels)
+    return embedding[keep], text
 
 
 def silhouette(embedding: np.ndarray, labels: np.ndarray, *, max_spots: int = 20000, seed: int = 0) -> float:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 from sklearn.datasets import make_blobs
 
-from tissuegraph import cluster, metrics
+from tissuegraph import cluster, metrics, tl
 from tissuegraph.errors import InputError
 
 
@@ -49,6 +51,16 @@ def test_leiden_search_hits_requested_number_of_clusters(blobs, k: int) -> None:
     assert len(np.unique(cluster.leiden_n_clusters(x, k, seed=0))) == k
 
 
+def test_a_domain_count_other_than_asked_gives_a_warning() -> None:
+    # four far-apart groups: the kNN graph has four parts, so leiden cannot merge them into two
+    x, _ = make_blobs(n_samples=200, centers=[[0, 0], [50, 0], [0, 50], [50, 50]], cluster_std=0.5, random_state=0)
+    adata = ad.AnnData(X=sparse.csr_matrix((200, 3), dtype=np.float32))
+    adata.obsm["X_image"] = x
+    with pytest.warns(UserWarning, match="asked for 2 domains but found 4"):
+        tl.image_domains(adata, 2, cluster="leiden")
+    assert adata.obs["image_domain"].nunique() == 4
+
+
 def test_kmeans() -> None:
     x, y = make_blobs(n_samples=600, centers=[[0, 0], [4, 4], [8, 0]], cluster_std=0.8, random_state=1)
     assert metrics.ari(y, cluster.kmeans(x, 3, seed=0)) > 0.8
@@ -71,6 +83,15 @@ def test_refine_tie_keeps_the_spot_own_label() -> None:
     coords = np.array([[0.0, 0.0], [1.0, 0.0], [-1.5, 0.0], [2.2, 0.0]])
     labels = np.array(["right", "left", "left", "right"])
     assert cluster.refine_labels(labels, coords, n_neighbors=3)[0] == "right"
+
+
+def test_refine_tie_between_other_labels_goes_to_the_nearer_one() -> None:
+    # spot 0 ('C') votes over itself and 4 others: 'B' at distance 1 twice, 'A' at 1.5 twice; 'A' sorts first,
+    # so a plain argmax would pick it, though 'B' surrounds the spot more closely
+    coords = np.array([[0, 0], [1, 0], [-1, 0], [0, 1.5], [0, -1.5]], dtype=float)
+    labels = np.array(["C", "B", "B", "A", "A"])
+    assert cluster.refine_labels(labels, coords, n_neighbors=4)[0] == "B"
+    assert cluster.refine_labels(labels, coords[[0, 3, 4, 1, 2]], n_neighbors=4)[0] == "A"  # now 'A' is nearer
 
 
 def test_refine_votes_within_each_slice_only() -> None:

@@ -64,6 +64,42 @@ def test_a_slice_too_small_for_its_graph_is_named() -> None:
         gr.spatial_neighbors(adata, n_neighbors=6)
 
 
+def test_a_named_slice_column_that_is_missing_is_refused_not_read_as_one_slice() -> None:
+    one = _grid(5)
+    both = ad.concat([one, one], index_unique="-")  # two slices in one coordinate frame
+    both.obs["slice"] = ["a"] * 25 + ["b"] * 25
+    with pytest.raises(InputError, match=r"no column 'sample' naming the slices \(columns: 'slice'\)"):
+        gr.spatial_neighbors(both, n_neighbors=4, batch_key="sample")
+    # only the default column may be absent: the input is then one slice
+    assert gr.spatial_neighbors(_grid(5), n_neighbors=4).obsp["spatial_connectivities"].nnz > 0
+
+
+@pytest.mark.parametrize(
+    ("coords", "n_neighbors", "message"),
+    [
+        (np.full((25, 2), np.nan), 4, "NaN or infinite coordinates"),
+        (np.zeros((25, 3)) + np.arange(25)[:, None], 4, "exactly 2 columns"),
+        (None, 2.5, r"positive integer \(got 2.5\)"),
+        (None, True, "positive integer"),
+    ],
+)
+def test_spatial_neighbors_checks_its_input(coords: np.ndarray | None, n_neighbors: object, message: str) -> None:
+    adata = _grid(5)
+    if coords is not None:
+        adata.obsm["spatial"] = coords
+    with pytest.raises(InputError, match=message):
+        gr.spatial_neighbors(adata, n_neighbors=n_neighbors)
+
+
+def test_a_radius_that_leaves_spots_isolated_warns_with_the_spot_spacing() -> None:
+    adata = _grid(6)
+    adata.obsm["spatial"] *= 100.0  # spots 100 units apart, radius given as if in spot spacings
+    with pytest.warns(UserWarning, match=r"0\.00 neighbours on average.*nearest neighbour is 100"):
+        gr.spatial_neighbors(adata, radius=1.5, n_neighbors=None)
+    with pytest.raises(InputError, match="radius must be a positive distance"):
+        gr.spatial_neighbors(adata, radius=0.0, n_neighbors=None)
+
+
 def test_undirected_edges_lists_each_edge_once() -> None:
     graph = gr.spatial_neighbors(_grid(4), n_neighbors=4).obsp["spatial_connectivities"]
     edges = gr.undirected_edges(graph)

@@ -8,6 +8,7 @@ import pytest
 from scipy import sparse
 
 from tissuegraph import pp
+from tissuegraph.errors import InputError
 
 
 def test_features_match_a_hand_computation() -> None:
@@ -73,9 +74,19 @@ def test_uncentred_pca_keeps_the_rows_own_geometry() -> None:
     assert not np.allclose(centred @ centred.T, gram, rtol=0.1)
 
 
-def test_preprocess_refuses_normalised_counts() -> None:
-    from tissuegraph.errors import InputError
+def test_pca_reads_sparse_features_as_dense_and_refuses_a_single_spot() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.poisson(1.0, size=(40, 10)).astype(np.float32)
+    adata = ad.AnnData(X=sparse.csr_matrix((40, 10), dtype=np.float32))
+    adata.obsm["dense"], adata.obsm["sparse"] = features, sparse.csr_matrix(features)
+    pp.pca(adata, 3, use_rep="dense", key_added="from_dense")
+    pp.pca(adata, 3, use_rep="sparse", key_added="from_sparse")
+    np.testing.assert_allclose(adata.obsm["from_sparse"], adata.obsm["from_dense"], atol=1e-5)
+    with pytest.raises(InputError, match="PCA needs at least 2 spots"):
+        pp.pca(adata[:1].copy(), 3, use_rep="dense")
 
+
+def test_preprocess_refuses_normalised_counts() -> None:
     adata = ad.AnnData(X=np.log1p(np.random.default_rng(0).poisson(3.0, size=(30, 8)).astype(np.float32) / 3))
     with pytest.raises(InputError, match="non-integer values.*log-transformed"):
         pp.preprocess(adata, 5)

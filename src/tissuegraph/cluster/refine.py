@@ -12,23 +12,26 @@ def refine_labels(
 ) -> np.ndarray:
     """Plurality vote over each spot itself and its ``n_neighbors`` nearest other spots of the same slice.
 
-    A spot takes the most frequent label of its neighbourhood (as in the reference); when its own label ties for
-    the most votes it keeps it.
+    A spot takes the most frequent label of its neighbourhood (as in the reference). Ties go to the label met
+    first going outward from the spot, itself first: a spot keeps its own label when it ties for the most votes,
+    and otherwise the nearer label wins, never the one that happens to sort first.
     """
     names, codes = np.unique(np.asarray(labels), return_inverse=True)
+    coords = np.asarray(coords, dtype=np.float64)
     groups = np.zeros(codes.size, dtype=int) if groups is None else np.asarray(groups)
     refined = codes.copy()
     for g in np.unique(groups):
         rows = np.flatnonzero(groups == g)
-        k = min(n_neighbors + 1, rows.size)
-        _, idx = NearestNeighbors(n_neighbors=k).fit(coords[rows]).kneighbors(coords[rows])
-        neighbour_codes = codes[rows[idx]]
+        at = np.arange(rows.size)
+        k = min(n_neighbors, rows.size - 1)
+        # Querying the fitted points (None) leaves each spot out of its own list even among duplicate positions;
+        # the spot itself then goes first, ahead of its neighbours in order of distance.
+        nearest = NearestNeighbors(n_neighbors=k).fit(coords[rows]).kneighbors(None)[1] if k else at[:, None][:, :0]
+        neighbour_codes = codes[rows[np.column_stack([at, nearest])]]
         votes = sparse.csr_matrix(
-            (np.ones(neighbour_codes.size), (np.repeat(np.arange(rows.size), k), neighbour_codes.ravel())),
+            (np.ones(neighbour_codes.size), (np.repeat(at, k + 1), neighbour_codes.ravel())),
             shape=(rows.size, names.size),
         ).toarray()
-        own = codes[rows]
-        best = votes.argmax(1)
-        at = np.arange(rows.size)
-        refined[rows] = np.where(votes[at, own] >= votes[at, best], own, best)
+        top = votes[at[:, None], neighbour_codes] == votes.max(1, keepdims=True)
+        refined[rows] = neighbour_codes[at, top.argmax(1)]
     return names[refined]

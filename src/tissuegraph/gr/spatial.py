@@ -6,6 +6,8 @@ slices need no common coordinate frame.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -13,18 +15,41 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.validate import check_coordinates, quote_examples
+
+#: The column that names each spot's slice unless told otherwise; an input without it is one slice.
+DEFAULT_BATCH_KEY = "batch"
+
+
+def slice_column(adata: AnnData, batch_key: str | None) -> pd.Series | None:
+    """``obs[batch_key]``, or None for a single slice (no key, or the default column absent).
+
+    A column named on purpose that is missing is refused: treating the input as one slice would silently join
+    slices that share a coordinate frame with edges between them.
+    """
+    if batch_key is None or (batch_key not in adata.obs and batch_key == DEFAULT_BATCH_KEY):
+        return None
+    if batch_key not in adata.obs:
+        raise InputError(
+            f"obs has no column {batch_key!r} naming the slices (columns: "
+            f"{quote_examples(list(adata.obs.columns), n=8) or 'none'}); pass batch_key= the column that holds "
+            "each spot's slice, or None for a single slice"
+        )
+    return adata.obs[batch_key]
 
 
 def slice_groups(adata: AnnData, batch_key: str | None) -> list[np.ndarray]:
     """Row indices of each slice, in order of first appearance (one group when there is no batch column)."""
-    if batch_key is None or batch_key not in adata.obs:
+    column = slice_column(adata, batch_key)
+    if column is None:
         return [np.arange(adata.n_obs)]
-    codes, _ = pd.factorize(adata.obs[batch_key].astype(str), sort=False)
+    codes, _ = pd.factorize(column.astype(str), sort=False)
     return [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
 
 
 def _slice_name(adata: AnnData, batch_key: str | None, rows: np.ndarray) -> str:
-    return str(adata.obs[batch_key].iloc[rows[0]]) if batch_key is not None and batch_key in adata.obs else "input"
+    column = slice_column(adata, batch_key)
+    return "input" if column is None else str(column.iloc[rows[0]])
 
 
 def check_slice_sizes(adata: AnnData, n_neighbors: int, batch_key: str | None = "batch") -> None:
@@ -42,8 +67,9 @@ def _slice_graph(coords: np.ndarray, n_neighbors: int | None, radius: float | No
         nn = NearestNeighbors(radius=radius).fit(coords)
         graph = nn.radius_neighbors_graph(coords, mode="connectivity")
     else:
-        nn = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(coords)
-        graph = nn.kneighbors_graph(coords, mode="connectivity")
+        # Querying the fitted points themselves (None) leaves each spot out of its own list even when several
+        # spots share its position; passing coords again could drop the spot's self-match instead.
+        graph = NearestNeighbors(n_neighbors=n_neighbors).fit(coords).kneighbors_graph(None, mode="connectivity")
     graph = graph.maximum(graph.T).tocsr()
     graph.setdiag(0)
     graph.eliminate_zeros()
@@ -58,14 +84,18 @@ def spatial_neighbors(
     batch_key: str | None = "batch",
     key_added: str = "spatial_connectivities",
 ) -> AnnData:
-    """Symmetric kNN (or radius) graph on ``obsm['spatial']`` per slice into ``obsp[key_added]``; no self loops."""
-    if "spatial" not in adata.obsm:
-        raise InputError("no coordinates: obsm['spatial'] is missing; set it to an (n_spots, 2) array of x, y.")
-    if radius is None and (n_neighbors is None or n_neighbors < 1):
-        raise InputError(f"n_neighbors must be a positive integer (got {n_neighbors}), or give a radius instead.")
+    """Symmetric kNN (or radius) graph on ``obsm['spatial']`` per slice into ``obsp[key_added]``; no self loops.
+
+    A radius that leaves spots with less than one neighbour on average (coordinates in other units than the
+    radius, say) gives a warning: the model would train with almost no spatial information.
+    """
+    coords = check_coordinates(adata, "input")
     if radius is None:
+        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer) or n_neighbors < 1:
+            raise InputError(f"n_neighbors must be a positive integer (got {n_neighbors!r}), or give a radius instead.")
         check_slice_sizes(adata, n_neighbors, batch_key)
-    coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    elif not radius > 0:
+        raise InputError(f"radius must be a positive distance in the units of obsm['spatial'] (got {radius!r}).")
     blocks = []
     for rows in slice_groups(adata, batch_key):
         block = _slice_graph(coords[rows], n_neighbors, radius).tocoo()
@@ -73,11 +103,20 @@ def spatial_neighbors(
     row = np.concatenate([b[0] for b in blocks])
     col = np.concatenate([b[1] for b in blocks])
     graph = sparse.csr_matrix((np.ones(row.size, dtype=np.float32), (row, col)), shape=(adata.n_obs, adata.n_obs))
+    mean_degree = float(graph.nnz / max(adata.n_obs, 1))
+    if radius is not None and mean_degree < 1:
+        spacing = np.median(NearestNeighbors(n_neighbors=1).fit(coords).kneighbors(None)[0]) if len(coords) > 1 else 0
+        warnings.warn(
+            f"radius {radius:g} gives spots {mean_degree:.2f} neighbours on average, so the graph holds almost no "
+            f"spatial information; the median distance to a spot's nearest neighbour is {spacing:g}: choose a radius "
+            "of a few times that, in the units of obsm['spatial']",
+            stacklevel=2,
+        )
     adata.obsp[key_added] = graph
     adata.uns.setdefault("tissuegraph_graph", {})[key_added] = {
         "n_neighbors": n_neighbors if radius is None else None,
         "radius": radius,
-        "mean_degree": float(graph.nnz / max(adata.n_obs, 1)),
+        "mean_degree": mean_degree,
     }
     return adata
 

@@ -15,6 +15,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from tissuegraph.errors import InputError
+from tissuegraph.gr.spatial import slice_column
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pp.expression import library_sizes
 
@@ -46,10 +47,11 @@ def depth_explained(adata: AnnData, *, domain_key: str = "domain", batch_key: st
     domains' doing. Spots without a label are left out. NaN when no spot's library size differs from its
     slice's mean.
     """
+    column = slice_column(adata, batch_key)
     frame = pd.DataFrame(
         {
             "depth": np.log1p(library_size(adata)),
-            "slice": adata.obs[batch_key].astype(str).to_numpy() if batch_key in adata.obs else "",
+            "slice": "" if column is None else column.astype(str).to_numpy(),
             "domain": _domains(adata, domain_key),
         }
     ).dropna(subset=["domain"])

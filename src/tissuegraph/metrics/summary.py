@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
+from tissuegraph.gr.spatial import slice_column
 from tissuegraph.metrics.batch import batch_kl, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
 
@@ -31,7 +32,8 @@ def score(
     elif use_rep in adata.obsm:
         out["silhouette"] = silhouette(adata.obsm[use_rep], predicted, seed=seed)
         out["davies_bouldin"] = davies_bouldin(adata.obsm[use_rep], predicted, seed=seed)
-    batches = adata.obs[batch_key].to_numpy() if batch_key in adata.obs else np.zeros(adata.n_obs)
+    column = slice_column(adata, batch_key)
+    batches = np.zeros(adata.n_obs) if column is None else column.to_numpy()
     several_slices = len(np.unique(batches.astype(str))) > 1
     if several_slices and use_rep in adata.obsm:
         out["median_ilisi"] = median_ilisi(adata.obsm[use_rep], batches)

@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
+from tissuegraph.gr.spatial import slice_column
 from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
@@ -23,9 +24,9 @@ _IMAGES = (("lowres", "tissue_lowres_scalef"), ("hires", "tissue_hires_scalef"))
 
 def slices(adata: AnnData, batch_key: str | None) -> list[tuple[str | None, np.ndarray]]:
     """(slice name, row indices) per slice: category order of ``obs[batch_key]``, else order of appearance."""
-    if batch_key is None or batch_key not in adata.obs:
+    column = slice_column(adata, batch_key)
+    if column is None:
         return [(None, np.arange(adata.n_obs))]
-    column = adata.obs[batch_key]
     values = column.astype(str).to_numpy()
     if isinstance(column.dtype, pd.CategoricalDtype):
         names = [str(c) for c in column.cat.categories if (values == str(c)).any()]

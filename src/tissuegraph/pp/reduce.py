@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from anndata import AnnData
+from scipy import sparse
 from sklearn.decomposition import PCA
+
+from tissuegraph.errors import InputError
 
 
 def pca(
@@ -22,6 +25,10 @@ def pca(
     not of its difference from the mean, so a model that reads them sees its input restricted to the top axes.
     """
     features = adata.obsm[use_rep]
+    if features.shape[0] < 2:
+        raise InputError(f"PCA needs at least 2 spots; obsm[{use_rep!r}] holds {features.shape[0]}")
+    if sparse.issparse(features):  # the features PCA runs on here (HVG expression, embeddings) are small enough
+        features = features.toarray()
     n_comps = int(min(n_comps, features.shape[0] - 1, features.shape[1]))
     model = PCA(
         n_components=n_comps,

@@ -40,9 +40,21 @@ def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm"
     return CLUSTERERS[method](embedding, n_domains, seed=seed)
 
 
-def _domain_labels(labels: np.ndarray) -> pd.Categorical:
-    """Integer cluster labels as string categories in numeric order ('0', '1', ..., '10'), as written to ``obs``."""
+def _domain_labels(labels: np.ndarray, n_domains: int) -> pd.Categorical:
+    """Integer cluster labels as string categories in numeric order ('0', '1', ..., '10'), as written to ``obs``.
+
+    Warns when the count differs from the one asked for (leiden cannot reach it on a graph with that many
+    separate parts, a mixture component emptied, refinement absorbed a small domain), rather than letting a
+    user find out from the plot.
+    """
     domain = pd.Categorical([str(label) for label in labels])
+    if len(domain.categories) != n_domains:
+        warnings.warn(
+            f"asked for {n_domains} domains but found {len(domain.categories)}: the embedding does not hold "
+            f"{n_domains} separable groups for this clusterer; try another clusterer (--cluster) or another number "
+            "of domains",
+            stacklevel=3,
+        )
     return domain.reorder_categories(sorted(domain.categories, key=int))
 
 
@@ -178,7 +190,7 @@ def assign_domains(
         labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=refine_neighbors, groups=slices)
     timings["cluster_s"] = time.perf_counter() - start
     forget_markers(adata)
-    adata.obs["domain"] = _domain_labels(labels)
+    adata.obs["domain"] = _domain_labels(labels, n_domains)
     adata.obsm["X_tissuegraph"] = embedding
     return adata
 
@@ -283,7 +295,7 @@ def image_domains(
     embedding = image_embedding(adata, seed=seed, device=device, batch_key=batch_key, timings={})
     labels = cluster_embedding(embedding, n_domains, cluster, seed)
     forget_markers(adata, key_added)
-    adata.obs[key_added] = _domain_labels(labels)
+    adata.obs[key_added] = _domain_labels(labels, n_domains)
     return adata
 
 
@@ -310,5 +322,5 @@ def expression_domains(
     pp.pca(work, n_pcs, use_rep="X_expr", seed=seed)
     labels = cluster_embedding(work.obsm["X_pca"], n_domains, cluster, seed)
     forget_markers(adata, key_added)
-    adata.obs[key_added] = _domain_labels(labels)
+    adata.obs[key_added] = _domain_labels(labels, n_domains)
     return adata

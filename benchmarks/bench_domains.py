@@ -33,14 +33,14 @@ DLPFC = ["151673", "151674", "151675", "151676"]
 
 
 def run_cli(source: Path, n_domains: int, seed: int, out: Path, extra: list[str]) -> tuple[float, float]:
-    """Run one gene-mode ``tissuegraph domains`` process; return (wall seconds, peak RSS in GB)."""
+    """Run one gene-mode ``tissuegraph domains`` process; return (wall seconds, peak RSS in GiB)."""
     return run_process(
         ["domains", str(source), "--n-domains", str(n_domains), "--seed", str(seed), "--no-image", "--out", str(out)]
         + extra
     )
 
 
-# Runs the CLI and, at exit, writes the process's own peak RSS (VmHWM, kB) to the file named first. Not
+# Runs the CLI and, at exit, writes the process's own peak RSS (VmHWM, in kB = KiB) to the file named first. Not
 # rusage: Linux counts a forked child's pre-exec image, i.e. the benchmark's own memory, in its ru_maxrss.
 MEASURED_CLI = """
 import atexit, sys
@@ -55,7 +55,7 @@ sys.exit(main())
 
 
 def run_process(args: list[str]) -> tuple[float, float]:
-    """Run ``tissuegraph ARGS --quiet`` as a fresh process; return (wall seconds, peak RSS in GB of that process)."""
+    """Run ``tissuegraph ARGS --quiet`` as a fresh process; return (wall seconds, peak RSS in GiB of that process)."""
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = Path(tmp) / "peak_kb"
         cmd = [sys.executable, "-c", MEASURED_CLI, str(peak_file), *args, "--quiet"]
@@ -64,7 +64,7 @@ def run_process(args: list[str]) -> tuple[float, float]:
         wall = time.perf_counter() - start
         if code != 0:
             raise RuntimeError(f"run failed: tissuegraph {' '.join(args)}")
-        return wall, int(peak_file.read_text()) / 1024**2
+        return wall, int(peak_file.read_text()) / 1024**2  # KiB -> GiB
 
 
 def truth_of(adata: ad.AnnData, excluded: tuple[str, ...] = ()) -> pd.Series:
@@ -155,12 +155,12 @@ def main() -> None:
                         NMI=nmi,
                         baseline_ARI=base,
                         wall_s=wall,
-                        peak_rss_gb=rss,
+                        peak_rss_gib=rss,
                     )
                 )
                 print(
                     f"{name:32s} seed {seed}  ARI {ari:.3f}  NMI {nmi:.3f}  (PCA + k-means {base:.3f})"
-                    f"  {wall:6.1f} s  {rss:5.2f} GB",
+                    f"  {wall:6.1f} s  {rss:5.2f} GiB",
                     flush=True,
                 )
     table = pd.DataFrame(rows)
@@ -170,8 +170,8 @@ def main() -> None:
         per_slice = dlpfc.groupby("dataset").ARI.mean()
         print("\nDLPFC mean ARI per slice:", ", ".join(f"{k[-6:]} {v:.3f}" for k, v in per_slice.items()))
         print(f"DLPFC mean ARI {dlpfc.ARI.mean():.3f}  median ARI {dlpfc.ARI.median():.3f}  (n = {len(dlpfc)})")
-        print(f"DLPFC max wall {dlpfc.wall_s.max():.1f} s  max peak RSS {dlpfc.peak_rss_gb.max():.2f} GB")
-    summary = table.groupby("dataset")[["ARI", "NMI", "baseline_ARI", "wall_s", "peak_rss_gb"]].mean()
+        print(f"DLPFC max wall {dlpfc.wall_s.max():.1f} s  max peak RSS {dlpfc.peak_rss_gib.max():.2f} GiB")
+    summary = table.groupby("dataset")[["ARI", "NMI", "baseline_ARI", "wall_s", "peak_rss_gib"]].mean()
     print("\nmeans per dataset:\n" + summary.to_string(float_format="%.3f"))
 
 

@@ -65,7 +65,7 @@ def main() -> None:
                         ARI=metrics.ari(truth, result.obs["domain"]),
                         NMI=metrics.nmi(truth, result.obs["domain"]),
                         wall_s=wall,
-                        peak_rss_gb=rss,
+                        peak_rss_gib=rss,
                         train_s=timings["train_s"],
                     )
                     if mode != "gene":
@@ -79,7 +79,7 @@ def main() -> None:
                         )
                     rows.append(row)
                     print(
-                        f"{name} seed {seed} {row['mode']:9s} ARI {row['ARI']:.3f}  {wall:6.1f} s  {rss:.2f} GB"
+                        f"{name} seed {seed} {row['mode']:9s} ARI {row['ARI']:.3f}  {wall:6.1f} s  {rss:.2f} GiB"
                         + (f"  image-only ARI {row['image_only_ARI']:.3f}" if "image_only_ARI" in row else ""),
                         flush=True,
                     )

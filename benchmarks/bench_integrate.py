@@ -56,22 +56,22 @@ def main() -> None:
                     cli = ["integrate", *map(str, inputs), "--method", method, "--n-domains", str(k)]
                     wall, rss = run_process([*cli, "--seed", str(seed), "--out", str(out), *args.extra.split()])
                     scores = metrics.score(ad.read_h5ad(out), seed=seed)
-                    row = dict(job=name, method=method, seed=seed, wall_s=wall, peak_rss_gb=rss)
+                    row = dict(job=name, method=method, seed=seed, wall_s=wall, peak_rss_gib=rss)
                     row.update({key: value for key, value in scores.items() if key != "per_slice"})
                     for slice_name, values in scores.get("per_slice", {}).items():
                         row[f"ARI {slice_name}"] = values["ari"]
                     rows.append(row)
                     print(
-                        f"{name} {method} seed {seed}: {metrics.format_scores(scores)}  {wall:.1f} s  {rss:.2f} GB",
+                        f"{name} {method} seed {seed}: {metrics.format_scores(scores)}  {wall:.1f} s  {rss:.2f} GiB",
                         flush=True,
                     )
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False, float_format="%.3f", na_rep=""))
-    columns = [
-        c for c in ("ari", "nmi", "median_ilisi", "batch_kl", "silhouette", "wall_s", "peak_rss_gb") if c in table
-    ]
-    summary = table.groupby(["job", "method"], sort=False)[columns].mean()  # NaN (unlabelled) skipped
-    print("\nmeans over seeds:\n" + summary.to_string(float_format="%.3f"))
+    per_slice = [c for c in table if c.startswith("ARI ")]  # one column per slice name, NaN for other jobs' rows
+    wanted = ("ari", *per_slice, "nmi", "median_ilisi", "batch_kl", "silhouette", "wall_s", "peak_rss_gib")
+    columns = [c for c in wanted if c in table]
+    summary = table.groupby(["job", "method"], sort=False)[columns].mean()  # NaN (unlabelled, other jobs) skipped
+    print("\nmeans over seeds:\n" + summary.to_string(float_format="%.3f", na_rep=""))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def test_starmap_three_slices_with_the_same_defaults(starmap) -> None:
     adata = starmap.copy()
     tl.domains(adata, n_domains=4, seed=0)
     assert adata.uns["tissuegraph"]["n_slices"] == 3
-    assert metrics.ari(adata.obs["ground_truth"], adata.obs["domain"]) >= 0.3
+    # README seeds 0-2: 0.83 / 0.78 / 0.73. With seed 0 a one-epoch encoder also clears this floor (0.79; seeds 1-2:
+    # 0.54 / 0.64), so the DLPFC test above, where one epoch gives 0.18-0.24, is the one that guards the training.
+    assert metrics.ari(adata.obs["ground_truth"], adata.obs["domain"]) >= 0.65
 
 
 @pytest.mark.realdata

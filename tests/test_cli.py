@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -231,6 +232,37 @@ def _small_slice(n: int = 30) -> ad.AnnData:
     return data
 
 
+def _striped_slice(seed: int = 0) -> ad.AnnData:
+    """A 12 x 10 grid cut into three vertical stripes, each with its own mean expression of 40 genes."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(12), np.arange(10)), axis=-1).reshape(-1, 2).astype(float)
+    rates = rng.gamma(1.0, 2.0, size=(3, 40))
+    data = ad.AnnData(X=rng.poisson(rates[(grid[:, 0] // 4).astype(int)]).astype(np.float32))
+    data.obsm["spatial"] = grid
+    return data
+
+
+@pytest.mark.parametrize("cluster", ["leiden", "kmeans"])
+def test_domains_are_the_chosen_clusterers_labels_refined_only_when_asked(cluster: str) -> None:
+    """refine=False: obs['domain'] is the clusterer's labelling of the stored embedding; refine=True: the same labels
+    after the spatial plurality vote over refine_neighbors spots."""
+    from tissuegraph import tl
+    from tissuegraph.cluster import kmeans, leiden_n_clusters, refine_labels
+
+    raw = tl.domains(_striped_slice(), 3, cluster=cluster, refine=False, epochs=3, seed=0)
+    labels = {"leiden": leiden_n_clusters, "kmeans": kmeans}[cluster](raw.obsm["X_tissuegraph"], 3, seed=0)
+    assert list(raw.obs["domain"]) == [str(label) for label in labels]
+    run = raw.uns["tissuegraph"]
+    assert run["cluster"] == cluster and run["refine"] is False and len(run["loss"]) == 3
+
+    refined = tl.domains(_striped_slice(), 3, cluster=cluster, refine=True, epochs=3, seed=0)
+    np.testing.assert_array_equal(refined.obsm["X_tissuegraph"], raw.obsm["X_tissuegraph"])  # same seed, same model
+    voted = refine_labels(labels, refined.obsm["spatial"], n_neighbors=run["settings"]["refine_neighbors"])
+    assert (voted != labels).any()  # the vote changes some spots here, so the two runs can be told apart
+    assert list(refined.obs["domain"]) == [str(label) for label in voted]
+    assert refined.uns["tissuegraph"]["refine"] is True
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -240,10 +272,17 @@ def _small_slice(n: int = 30) -> ad.AnnData:
     ],
 )
 @pytest.mark.parametrize("function", ["domains", "expression_domains"])
-def test_domains_api_rejects_impossible_requests_before_training(kwargs, message, function: str) -> None:
+def test_domains_api_rejects_impossible_requests_before_training(kwargs, message, function: str, monkeypatch) -> None:
     from tissuegraph import tl
     from tissuegraph.errors import InputError
 
+    domains_module = importlib.import_module("tissuegraph.tl.domains")  # tl.domains is the function
+
+    def reached(step: str):
+        return lambda *args, **kwargs: pytest.fail(f"{step} ran before the request was refused")
+
+    monkeypatch.setattr(domains_module, "_expression_workspace", reached("preprocessing"))
+    monkeypatch.setattr(domains_module, "train_staig", reached("training"))
     with pytest.raises(InputError, match=message):
         getattr(tl, function)(_small_slice(), **kwargs)
 

@@ -258,6 +258,42 @@ def test_filter_keeps_low_and_removes_high_frequencies() -> None:
     assert np.abs(np.fft.fft2(narrow[0, :, :, 0]))[0, 2] ** 2 / before[0, 2] < 1e-3
 
 
+@pytest.mark.parametrize("size", [32, 40])
+def test_default_window_keeps_structure_down_to_a_period_of_four_pixels(size: int) -> None:
+    """The documented default: frequencies up to size / 4 cycles per patch (a 4-pixel period) pass untouched."""
+    cut = size // 4
+    patches = _sinusoids(low=cut, high=cut + 1, size=size)  # cut cycles along the columns, cut + 1 along the rows
+    filtered = stain_filter(patches, sigma=0.0)  # no blur: the spectral window alone
+    before, after = (np.abs(np.fft.fft2(p[0, :, :, 0])) ** 2 for p in (patches, filtered))
+    assert after[0, cut] / before[0, cut] == pytest.approx(1.0, abs=1e-4)
+    assert after[cut + 1, 0] / before[cut + 1, 0] < 1e-8
+    assert after[0, 0] / before[0, 0] == pytest.approx(1.0, abs=1e-4)  # the mean stays
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_blur_reflects_the_image_at_its_borders(sigma: float) -> None:
+    """Gaussian blur with mirrored borders (d c b | a b c d | c b a): scipy's 'mirror' mode, 3-sigma kernel."""
+    import torch
+    from scipy import ndimage
+
+    from tissuegraph.im.filter import gaussian_blur
+
+    images = np.random.default_rng(0).random((2, 3, 12, 9))
+    blurred = gaussian_blur(torch.from_numpy(images), sigma).numpy()
+    expected = ndimage.gaussian_filter(images, sigma=(0, 0, sigma, sigma), mode="mirror", truncate=3.0)
+    np.testing.assert_allclose(blurred, expected, atol=1e-10)
+    constant = gaussian_blur(torch.full((1, 1, 10, 7), 0.3, dtype=torch.float64), sigma).numpy()
+    np.testing.assert_allclose(constant, 0.3, atol=1e-12)
+    ramp = torch.arange(10.0, dtype=torch.float64)[:, None].expand(10, 7).contiguous()
+    ramp_blurred = gaussian_blur(ramp[None, None], sigma).numpy()[0, 0]
+    taps = np.arange(-3 * sigma, 3 * sigma + 1)
+    weights = np.exp(-0.5 * (taps / sigma) ** 2) / np.exp(-0.5 * (taps / sigma) ** 2).sum()
+    radius = int(3 * sigma)
+    np.testing.assert_allclose(ramp_blurred[radius:-radius], ramp.numpy()[radius:-radius])  # a line away from borders
+    np.testing.assert_allclose(ramp_blurred[0], (weights * np.abs(taps)).sum())  # row -t mirrors row t
+    np.testing.assert_allclose(ramp_blurred[-1], 9 - (weights * np.abs(taps)).sum())
+
+
 @pytest.fixture(scope="module")
 def real_patches(dlpfc_151673) -> np.ndarray:
     return stain_filter(spot_patches(dlpfc_151673[:512]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -76,13 +78,32 @@ def test_staligner_mixes_slices_more_than_pretraining_alone(starmap) -> None:
     assert scores[100] > scores[0] + 0.1
 
 
-def test_unknown_method_and_settings_are_refused(starmap) -> None:
+def _synthetic_slices(n_slices: int = 2, n_genes: int = 120, seed: int = 0) -> ad.AnnData:
+    """Slices a, b, ... of 80 spots on a 10 x 8 grid in one AnnData (obs['batch']), each with its own variable
+    genes."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(10), np.arange(8)), axis=-1).reshape(-1, 2).astype(float)
+    rates = rng.gamma(0.5, 4.0, size=(n_slices, 1, n_genes))
+    counts = rng.poisson(np.repeat(rates, 80, axis=1).reshape(n_slices * 80, n_genes)).astype(np.float32)
+    joint = ad.AnnData(X=counts)
+    joint.obs_names = [f"s{i}" for i in range(joint.n_obs)]
+    joint.obsm["spatial"] = np.concatenate([grid] * n_slices)
+    joint.obs["batch"] = np.repeat(list("abcdefgh"[:n_slices]), 80)
+    return joint
+
+
+def test_unknown_method_and_settings_are_refused(monkeypatch) -> None:
+    integrate_module = importlib.import_module("tissuegraph.tl.integrate")  # tl.integrate is the function
+
+    monkeypatch.setattr(integrate_module, "train_staligner", lambda *a, **k: pytest.fail("STAligner was trained"))
+    monkeypatch.setattr(integrate_module, "staig_embedding", lambda *a, **k: pytest.fail("STAIG was trained"))
+    both = _synthetic_slices()
     with pytest.raises(InputError, match="unknown integration method"):
-        tl.integrate([starmap], 4, method="harmony")
+        tl.integrate([both], 4, method="harmony")
     with pytest.raises(InputError, match="unknown STAligner setting 'tau'"):
-        tl.integrate([starmap], 4, method="staligner", tau=3.0)
+        tl.integrate([both], 4, method="staligner", tau=3.0)
     with pytest.raises(InputError, match="n_pcs must be at least 1"):
-        tl.integrate([starmap], 4, method="staligner", n_pcs=0)
+        tl.integrate([both], 4, method="staligner", n_pcs=0)
 
 
 def test_a_single_slice_is_run_but_said_to_integrate_nothing() -> None:
@@ -144,3 +165,63 @@ def test_a_slice_column_with_another_name_gives_the_same_result(method: str) -> 
     assert list(joint.obs["sample"].cat.categories) == ["a", "b"]
     np.testing.assert_array_equal(joint.obsm["X_tissuegraph"], reference.obsm["X_tissuegraph"])
     assert list(joint.obs["domain"]) == list(reference.obs["domain"])
+
+
+@pytest.mark.parametrize("method", ["staig", "staligner"])
+def test_union_of_the_slices_hvgs_reaches_the_model_and_every_spot_is_kept(monkeypatch, method: str) -> None:
+    """genes='union': the model reads the genes variable in any slice, here more than those variable in all."""
+    from tissuegraph.pp import concat_slices, per_slice_hvgs
+
+    integrate_module = importlib.import_module("tissuegraph.tl.integrate")
+    original, model_genes = integrate_module.staig_embedding, []
+
+    def recording(work, *args, **kwargs):
+        model_genes.append(work.obsm["X_expr"].shape[1])
+        return original(work, *args, **kwargs)
+
+    monkeypatch.setattr(integrate_module, "staig_embedding", recording)
+    both = _synthetic_slices(n_genes=300)
+    union = int(per_slice_hvgs(concat_slices([both]), 150, combine="union").sum())
+    shared = int(per_slice_hvgs(concat_slices([both]), 150, combine="intersection").sum())
+    assert union > shared  # so the numbers checked below tell the two apart
+    joint = tl.integrate([both], 3, method=method, genes="union", n_top_genes=150, epochs=2)
+    expected_ids = [f"{spot}-{batch}" for spot, batch in zip(both.obs_names, both.obs["batch"], strict=True)]
+    assert list(joint.obs_names) == expected_ids
+    assert joint.n_vars == 300 and joint.obs["domain"].notna().all()
+    assert np.isfinite(joint.obsm["X_tissuegraph"]).all() and joint.obsm["X_tissuegraph"].shape[0] == 160
+    run = joint.uns["tissuegraph"]
+    assert run["genes"] == "union"
+    if method == "staig":  # tau follows the genes the model reads (n / 100), not the per-slice count
+        assert model_genes == [union]
+        assert run["settings"]["tau"] == pytest.approx(np.clip(union / 100, 1, 30))
+    else:  # the reconstruction weight is n_pcs / the genes the autoencoder models
+        assert run["settings"]["reconstruction_weight"] == pytest.approx(50 / union)
+
+
+@pytest.mark.parametrize(
+    ("pair_mode", "reference", "expected"),
+    [("star", 2, [(2, 0), (2, 1)]), ("chain", 0, [(0, 1), (1, 2)]), ("all", 0, [(0, 1), (0, 2), (1, 2)])],
+)
+def test_staligner_pair_modes_pair_the_slices_they_name(monkeypatch, pair_mode: str, reference: int, expected) -> None:
+    """The triplets come from the slice pairs the pair mode names, and the run records the mode and reference."""
+    staligner_module = importlib.import_module("tissuegraph.nn.staligner")
+    original = staligner_module.mnn_triplets
+    seen = []
+
+    def recording(embedding, slice_codes, pairs, k, generator):
+        found = original(embedding, slice_codes, pairs, k, generator)
+        seen.append((list(pairs), slice_codes[found[:, 0]], slice_codes[found[:, 1]]))
+        return found
+
+    monkeypatch.setattr(staligner_module, "mnn_triplets", recording)
+    three = _synthetic_slices(n_slices=3)
+    options = dict(pretrain_epochs=1, triplet_epochs=2, mnn_every=1, hidden_dim=32)
+    joint = tl.integrate([three], 3, method="staligner", pair_mode=pair_mode, reference=reference, **options)
+    assert len(seen) == 2  # one MNN search per triplet epoch
+    for pairs, anchor_slices, positive_slices in seen:
+        assert pairs == expected
+        used = {tuple(sorted(pair)) for pair in zip(anchor_slices.tolist(), positive_slices.tolist(), strict=True)}
+        assert used == {tuple(sorted(pair)) for pair in expected}
+    settings = joint.uns["tissuegraph"]["settings"]
+    assert settings["pair_mode"] == pair_mode and settings["reference"] == reference
+    assert len(joint.uns["tissuegraph"]["loss"]) == 3 and joint.n_obs == 240

@@ -869,8 +869,15 @@ def test_read_tables_nan_counts_are_validated(tmp_path: Path) -> None:
 
 def test_read_dispatches(visium_dir: Path, tmp_path: Path) -> None:
     assert read(visium_dir).shape == (4, 3)
-    _spatial_adata().write_h5ad(tmp_path / "s.h5ad")
-    assert read(tmp_path / "s.h5ad").shape == (5, 3)
+    dense = _spatial_adata()  # dense int64 counts, integer coordinates
+    dense.write_h5ad(tmp_path / "s.h5ad")
+    back = read(tmp_path / "s.h5ad")
+    assert back.shape == (5, 3)
+    assert isinstance(back.X, sp.csr_matrix) and back.X.dtype == np.float32  # the one layout every reader returns
+    np.testing.assert_array_equal(back.X.toarray(), dense.X)
+    assert back.obsm["spatial"].dtype == np.float64
+    np.testing.assert_array_equal(back.obsm["spatial"], dense.obsm["spatial"])
+    assert list(back.obs_names) == list(dense.obs_names) and list(back.var_names) == list(dense.var_names)
 
 
 def test_read_unsupported(tmp_path: Path) -> None:

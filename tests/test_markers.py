@@ -185,3 +185,24 @@ def test_image_and_expression_domains_forget_their_old_markers_and_old_stores_ar
     store["params"] = {"key": "domain", "method": "wilcoxon"}  # written before the parameter was renamed
     assert marker_column(store) == "domain" and markers_are_current(adata, store)
     assert list(marker_table(adata, "0", 2)["gene"])[0] == "g0"
+
+
+def test_pvals_adj_are_the_benjamini_hochberg_adjustment_of_each_domain_test() -> None:
+    """With every gene ranked, each domain's pvals_adj are BH over its Welch t-test p-values (log-normalised counts,
+    domain against the rest), computed here independently with scipy."""
+    from scipy import stats
+
+    adata = planted()
+    markers(adata, n_genes=adata.n_vars, method="t-test")
+    records = adata.uns[MARKERS_KEY]["records"]
+    counts = adata.X.toarray().astype(np.float64)
+    logged = np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4)
+    labels = adata.obs["domain"].astype(str).to_numpy()
+    for domain in "012":
+        rows = np.asarray(records["group"]).astype(str) == domain
+        genes = adata.var_names.get_indexer(np.asarray(records["gene"])[rows].astype(str))
+        assert sorted(genes) == list(range(adata.n_vars))
+        raw = stats.ttest_ind(logged[labels == domain], logged[labels != domain], equal_var=False).pvalue
+        adjusted = np.asarray(records["pvals_adj"])[rows]
+        np.testing.assert_allclose(adjusted, stats.false_discovery_control(raw)[genes], rtol=1e-4)
+        assert (adjusted >= raw[genes] * (1 - 1e-4)).all() and (adjusted > raw[genes] * 1.5).any()

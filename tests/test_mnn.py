@@ -32,11 +32,34 @@ def test_shuffled_copy_is_matched_to_itself() -> None:
     np.testing.assert_array_equal(order[pairs[:, 1]], pairs[:, 0])
 
 
+def _brute_force_mnn(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Every (i, j) with y[j] among the k nearest of x[i] and x[i] among the k nearest of y[j], from all distances;
+    a set smaller than k offers all its points."""
+    distance = np.linalg.norm(x[:, None, :] - y[None, :, :], axis=-1)
+    x_to_y = np.zeros(distance.shape, dtype=bool)
+    np.put_along_axis(x_to_y, np.argsort(distance, axis=1)[:, :k], True, axis=1)
+    y_to_x = np.zeros(distance.shape, dtype=bool)
+    np.put_along_axis(y_to_x, np.argsort(distance, axis=0)[:k, :], True, axis=0)
+    return np.argwhere(x_to_y & y_to_x)  # row-major: sorted by i, then j
+
+
 def test_k_larger_than_a_set_and_empty_sets_do_not_crash() -> None:
     x = np.random.default_rng(1).normal(size=(50, 3))
     small = x[:4] + 0.01
     pairs = mutual_nearest_neighbors(x, small, 30)
     assert len(pairs) > 0 and pairs[:, 1].max() < 4
+    np.testing.assert_array_equal(pairs, _brute_force_mnn(x, small, 30))
+    np.testing.assert_array_equal(mutual_nearest_neighbors(small, x, 30), _brute_force_mnn(small, x, 30))
     assert mutual_nearest_neighbors(x, np.empty((0, 3)), 5).shape == (0, 2)
     with pytest.raises(ValueError, match="k must be"):
         mutual_nearest_neighbors(x, small, 0)
+
+
+@pytest.mark.parametrize(("n_x", "n_y", "k"), [(40, 30, 1), (40, 30, 5), (40, 30, 30), (12, 7, 7), (12, 7, 50)])
+def test_mnn_pairs_equal_a_brute_force_search(n_x: int, n_y: int, k: int) -> None:
+    rng = np.random.default_rng(n_x + n_y + k)
+    x, y = rng.normal(size=(n_x, 4)), rng.normal(size=(n_y, 4))
+    expected = _brute_force_mnn(x, y, k)
+    assert len(expected) > 0
+    np.testing.assert_array_equal(mutual_nearest_neighbors(x, y, k), expected)
+    np.testing.assert_array_equal(mutual_nearest_neighbors(y, x, k), expected[np.lexsort(expected.T)][:, ::-1])

@@ -228,7 +228,12 @@ def test_loss_curve_draws_the_stored_loss() -> None:
     np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 41))
     np.testing.assert_allclose(line.get_ydata(), joint.uns["tissuegraph"]["loss"])
     joint.uns["tissuegraph"] = {"method": "staligner", "loss": np.ones(10), "settings": {"pretrain_epochs": 6}}
-    assert len(pl.loss_curve(joint).axes[0].lines) == 2
+    ax = pl.loss_curve(joint).axes[0]
+    assert len(ax.lines) == 2
+    np.testing.assert_array_equal(ax.lines[1].get_xdata(), [6.5, 6.5])  # between epoch 6 (pretraining) and 7
+    assert legend_texts(ax) == ["loss", "triplets start"]
+    joint.uns["tissuegraph"]["settings"]["pretrain_epochs"] = 2
+    np.testing.assert_array_equal(pl.loss_curve(joint).axes[0].lines[1].get_xdata(), [2.5, 2.5])
     del joint.uns["tissuegraph"]
     with pytest.raises(InputError, match="tl.domains"):
         pl.loss_curve(joint)

@@ -51,9 +51,15 @@ class StaigSettings:
     refine_neighbors: int = 15
 
     @classmethod
-    def from_data(cls, n_genes: int, n_top_genes: int = 3000, **overrides) -> StaigSettings:
-        """Defaults for a dataset whose model reads ``min(n_genes, n_top_genes)`` genes; keyword overrides win."""
-        model_genes = min(n_genes, n_top_genes)
+    def from_data(
+        cls, n_genes: int, n_top_genes: int = 3000, *, model_genes: int | None = None, **overrides
+    ) -> StaigSettings:
+        """Defaults for a dataset whose model reads ``min(n_genes, n_top_genes)`` genes; keyword overrides win.
+
+        ``model_genes`` gives that count directly when it is known and may be larger: the union of several slices'
+        variable genes.
+        """
+        model_genes = min(n_genes, n_top_genes) if model_genes is None else model_genes
         many_genes = model_genes >= 1000
         settings = cls(
             n_top_genes=n_top_genes,

@@ -269,6 +269,9 @@ def test_domains_are_the_chosen_clusterers_labels_refined_only_when_asked(cluste
         ({"n_domains": 1}, "at least 2"),
         ({"n_domains": 30}, "only 30 spots"),
         ({"n_domains": 3, "cluster": "dbscan"}, "unknown clustering method"),
+        ({"n_domains": 4.5}, r"n_domains must be a whole number \(got 4.5\)"),
+        ({"n_domains": 3, "seed": -1}, r"seed must be a whole number from 0 to 4294967295 \(got -1\)"),
+        ({"n_domains": 3, "seed": 2**32}, "seed must be a whole number"),
     ],
 )
 @pytest.mark.parametrize("function", ["domains", "expression_domains"])
@@ -332,6 +335,25 @@ def test_unknown_choice_is_refused_by_the_parser(capsys) -> None:
         main(["integrate", "a.h5ad", "b.h5ad", "--method", "harmony", "--n-domains", "7", "--out", "x.h5ad"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'harmony'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1.5"])
+def test_a_seed_no_library_accepts_is_refused_by_the_parser(capsys, seed: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["domains", "a.h5ad", "--n-domains", "7", "--seed", seed, "--out", "x.h5ad"])
+    assert exit_info.value.code == 2
+    assert f"invalid seed '{seed}': a whole number from 0 to 2**32 - 1" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_so_in_one_line(tmp_path, capsys, monkeypatch) -> None:
+    import tissuegraph.cli as cli
+
+    def interrupted(args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_domains", interrupted)
+    assert main(["domains", str(tmp_path / "in.h5ad"), "--n-domains", "3", "--out", str(tmp_path / "o.h5ad")]) == 130
+    assert capsys.readouterr().err == "tissuegraph: interrupted; no partial output was left behind\n"
 
 
 def test_version_answers_through_the_module_entry_point() -> None:

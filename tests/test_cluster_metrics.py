@@ -185,3 +185,34 @@ def test_per_slice_scores_need_no_embedding() -> None:
 def test_label_free_scores_are_nan_where_undefined(labels: np.ndarray) -> None:
     x = np.random.default_rng(0).normal(size=(30, 4))
     assert np.isnan(metrics.silhouette(x, labels)) and np.isnan(metrics.davies_bouldin(x, labels))
+
+
+def _scored_result() -> ad.AnnData:
+    result = ad.AnnData(X=np.zeros((40, 2), dtype=np.float32))
+    result.obs["domain"] = np.repeat(["a", "b"], 20)
+    result.obsm["X_tissuegraph"] = np.random.default_rng(0).normal(size=(40, 3)) + np.repeat([[0], [5]], 20, axis=0)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({}, "obs has no 'domain' holding the domains.*run tl.domains or tl.integrate first, or pass domain_key="),
+        ({"domain_key": "leiden"}, "obs has no 'leiden'.*it has: 'domain'"),
+        ({"truth_key": "layer"}, "obs has no 'layer' holding the annotation.*pass truth_key="),
+        ({"use_rep": "X_pca"}, "obsm has no 'X_pca' holding the embedding.*it has: 'X_tissuegraph'.*pass use_rep="),
+    ],
+)
+def test_score_refuses_a_missing_column_it_was_asked_for(keys: dict, message: str) -> None:
+    result = _scored_result()
+    if not keys:
+        del result.obs["domain"]
+    with pytest.raises(InputError, match=message):
+        metrics.score(result, **keys)
+
+
+def test_score_without_the_default_annotation_or_embedding_scores_what_there_is() -> None:
+    result = _scored_result()
+    assert set(metrics.score(result)) == {"silhouette", "davies_bouldin"}  # no obs['ground_truth']: unlabelled
+    del result.obsm["X_tissuegraph"]
+    assert metrics.score(result) == {}

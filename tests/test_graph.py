@@ -74,6 +74,17 @@ def test_a_named_slice_column_that_is_missing_is_refused_not_read_as_one_slice()
     assert gr.spatial_neighbors(_grid(5), n_neighbors=4).obsp["spatial_connectivities"].nnz > 0
 
 
+@pytest.mark.parametrize("missing", [np.nan, None])
+def test_spots_without_a_slice_label_are_refused_not_made_a_slice_called_nan(missing: object) -> None:
+    adata = _grid(4, batch=["a"] * 8 + ["b"] * 8)
+    adata.obs["sample"] = adata.obs["batch"].astype(object)
+    adata.obs.iloc[[3, 12], adata.obs.columns.get_loc("sample")] = missing
+    with pytest.raises(InputError, match=r"2 of 16 spots \(e.g. '3', '12'\) have no slice label .*obs\['sample'\]"):
+        gr.spatial_neighbors(adata, n_neighbors=3, batch_key="sample")
+    with pytest.raises(InputError, match="fill those labels or drop those spots"):
+        gr.check_slice_sizes(adata, 3, batch_key="sample")
+
+
 @pytest.mark.parametrize(
     ("coords", "n_neighbors", "message"),
     [

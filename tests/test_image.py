@@ -118,6 +118,106 @@ def test_unusable_images_are_refused(change, message: str) -> None:
         spot_patches(adata)
 
 
+def _set_factor(adata: ad.AnnData, **factors: object) -> None:
+    adata.uns["spatial"]["lib"]["scalefactors"].update(factors)
+
+
+MALFORMED_SPATIAL = [
+    (lambda a: a.uns.update(spatial={"lib": "oops"}), r"uns\['spatial'\]\['lib'\] is a str"),
+    (lambda a: a.uns.update(spatial="hello"), r"uns\['spatial'\] is a str"),
+    (lambda a: a.uns.update(spatial=np.array([1, 2, 3])), r"uns\['spatial'\] is a ndarray"),
+    (lambda a: a.uns["spatial"]["lib"].update(images="x"), r"uns\['spatial'\]\['lib'\]\['images'\] is a str"),
+    (
+        lambda a: a.uns["spatial"]["lib"].update(scalefactors=[0.5]),
+        r"uns\['spatial'\]\['lib'\]\['scalefactors'\] is a list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "where"), MALFORMED_SPATIAL)
+def test_malformed_uns_spatial_is_named_with_scanpy_layout(change, where: str) -> None:
+    """Refused by name wherever the slide is looked up, never an AttributeError from inside the image code."""
+    adata = _slide(_ramp_image(), SPOTS)
+    change(adata)
+    message = rf"{where}, not a mapping; uns\['spatial'\] must be laid out as scanpy writes it, \{{library_id: "
+    with pytest.raises(InputError, match=message):
+        spot_patches(adata)
+    with pytest.raises(InputError, match=message):
+        image_features(adata, out_px=8, epochs=1)  # what image=True and `tissuegraph image-features` run
+    with pytest.warns(UserWarning, match=rf"cannot be used, so this run uses gene mode \({where}"):
+        assert not has_image(adata)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda a: a.uns["spatial"]["lib"].pop("scalefactors"), r"\['lib'\] has no usable image \(images: lowres"),
+        (
+            lambda a: _set_factor(a, tissue_lowres_scalef=float("nan")),
+            r"\['lib'\]\['scalefactors'\]\['tissue_lowres_scalef'\] is nan; it must",
+        ),
+        (
+            lambda a: a.uns["spatial"].update(other=a.uns["spatial"]["lib"]),
+            r" holds several libraries \('lib', 'other'",
+        ),
+    ],
+)
+def test_a_stored_image_that_cannot_be_used_means_gene_mode_with_a_warning(change, reason: str) -> None:
+    adata = _slide(_ramp_image(), SPOTS)
+    change(adata)
+    with pytest.warns(
+        UserWarning, match=rf"uses gene mode \(uns\['spatial'\]{reason}.*pass image=False \(--no-image\)"
+    ):
+        assert not has_image(adata)
+
+
+def test_no_stored_image_means_gene_mode_without_a_word() -> None:
+    adata = _slide(_ramp_image(), SPOTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adata.uns["spatial"]["lib"] = {"images": {}, "scalefactors": {}}  # read_visium without image files
+        assert not has_image(adata)
+        del adata.uns["spatial"]
+        assert not has_image(adata)
+
+
+@pytest.mark.parametrize("diameter", [-5.0, 0.0, float("nan"), float("inf"), "abc"])
+def test_spot_diameter_must_be_a_positive_number(diameter: object) -> None:
+    """A stored diameter that is no positive number is refused, not silently replaced by the spacing estimate
+    (which is for a missing key: test_diameter_falls_back_to_nearest_neighbour_distance)."""
+    adata = _slide(_ramp_image(), SPOTS, spot_diameter_fullres=diameter)  # type: ignore[arg-type]
+    with pytest.raises(
+        InputError,
+        match=rf"\['spot_diameter_fullres'\] is {diameter}; it must be a positive number.*"
+        "delete the key to let tissuegraph estimate",
+    ):
+        spot_patches(adata)
+
+
+@pytest.mark.parametrize("scale", [0.0, float("nan"), float("inf")])
+def test_given_scale_must_be_a_positive_number(scale: float) -> None:
+    with pytest.raises(InputError, match=rf"scale is {scale}; it must be a positive number"):
+        spot_patches(_slide(_ramp_image(), SPOTS), image=_ramp_image(), scale=scale)
+
+
+def test_patches_wider_than_the_image_are_refused_before_any_pixel_is_gathered(monkeypatch) -> None:
+    """An absurd spot diameter once asked for 277 GiB of patch pixels; it is refused before _gather allocates."""
+
+    def no_gathering(*args, **kwargs):
+        raise AssertionError("patches were gathered before their size was checked")
+
+    monkeypatch.setattr(patches_module, "_gather", no_gathering)
+    adata = _slide(_ramp_image(), SPOTS, spot_diameter_fullres=1e6)
+    with pytest.raises(
+        InputError,
+        match=r"patches would be 1750000 px wide, more than the whole 80 x 60 image: spot "
+        r"diameter 1e\+06 \(scalefactors\['spot_diameter_fullres'\]\)",
+    ):
+        spot_patches(adata)
+    with pytest.raises(InputError, match=r"patches would be inf px wide"):
+        spot_patches(_slide(_ramp_image(), SPOTS), size_factor=float("inf"))
+
+
 def test_unknown_library_is_named_and_no_image_means_no_image_mode() -> None:
     adata = _slide(_ramp_image(), SPOTS)
     with pytest.raises(InputError, match="'nope' is not in uns"):
@@ -153,7 +253,8 @@ def test_several_slices_without_their_images_are_named() -> None:
     first.uns["spatial"] = {"a": first.uns["spatial"]["lib"]}
     del second.uns["spatial"]
     joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-", uns_merge="unique")
-    assert not has_image(joined)
+    with pytest.warns(UserWarning, match=r"uses gene mode \(slice 'b' has no image in uns\['spatial'\]"):
+        assert not has_image(joined)
     with pytest.raises(InputError, match=r"slice 'b' has no image in uns\['spatial'\] \(libraries: 'a'\)") as info:
         image_features(joined, out_px=8, epochs=1)
     assert "obs['batch']" in str(info.value) and "--no-image" in str(info.value)
@@ -171,7 +272,8 @@ def test_slices_named_by_another_column_find_their_images() -> None:
     joined = ad.concat({"a": first, "b": second}, label="section", index_unique="-")
     joined.uns["spatial"] = {"a": first.uns["spatial"]["lib"], "b": second.uns["spatial"]["lib"]}
     assert has_image(joined, batch_key="section")
-    assert not has_image(joined)  # no obs['batch']: one slice with two libraries, none chosen
+    with pytest.warns(UserWarning, match="several libraries"):  # no obs['batch']: one slice, two libraries
+        assert not has_image(joined)
 
 
 def test_a_stored_image_embedding_from_another_seed_is_reused_with_a_warning() -> None:
@@ -434,7 +536,8 @@ def test_a_dict_of_images_gives_each_slice_its_entry(monkeypatch) -> None:
 def test_a_dict_of_images_needs_no_stored_library(monkeypatch) -> None:
     """Slides given per slice for data that stores none: each slice is cut from its own entry."""
     image = _ramp_image()
-    first, second = _slide(image, SPOTS), _slide(255 - image, SPOTS)
+    grid = [(20.0 + 2 * i, 30.0 + 2 * j) for i in range(3) for j in range(3)]  # the spacing gives the spot size
+    first, second = _slide(image, grid), _slide(255 - image, grid)
     for part in (first, second):
         del part.uns["spatial"]
     joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-")

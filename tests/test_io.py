@@ -968,3 +968,16 @@ def test_read_real_dlpfc() -> None:
     lowres = library["images"]["lowres"]
     assert lowres.ndim == 3 and lowres.shape[2] == 3
     assert "tissue_lowres_scalef" in library["scalefactors"]
+
+
+def test_a_failed_write_names_the_output_not_its_temporary_file(tmp_path: Path) -> None:
+    from tissuegraph.io.write import write_atomically
+
+    def failing(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise FileNotFoundError(2, f"Unable to create file (name = '{tmp}')")
+
+    with pytest.raises(OSError, match=r"could not write '.*out\.h5ad': No such file or directory; check") as info:
+        write_atomically(tmp_path / "out.h5ad", failing)
+    assert "tmp-" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the temporary file is left

@@ -98,3 +98,43 @@ def test_hvgs_of_a_small_slice_fall_back_to_a_wider_loess_span(dlpfc_151673) -> 
     small = dlpfc_151673[np.random.default_rng(0).choice(dlpfc_151673.n_obs, 200, replace=False)].copy()
     pp.preprocess(small, 500)
     assert small.var["highly_variable"].sum() == 500 and np.isfinite(small.obsm["X_expr"]).all()
+
+
+def _constant_counts(n_genes: int, varying: int = 0) -> ad.AnnData:
+    """300 spots whose every count is 3 (X overwritten), but for the first ``varying`` genes."""
+    counts = np.full((300, n_genes), 3.0, dtype=np.float32)
+    counts[:, :varying] = np.random.default_rng(0).poisson(3.0, size=(300, varying))
+    return ad.AnnData(X=counts)
+
+
+@pytest.mark.parametrize(
+    ("adata", "n_top_genes"),
+    [
+        (_constant_counts(33), 3000),  # few genes: all kept, no seurat_v3
+        (_constant_counts(60), 20),  # seurat_v3, whose loess crashed the interpreter on no varying gene
+        (ad.AnnData(X=sparse.csr_matrix(_constant_counts(60).X)), 20),
+    ],
+)
+def test_counts_without_variation_are_refused_before_training(adata: ad.AnnData, n_top_genes: int) -> None:
+    with pytest.raises(InputError, match="no signal to find domains in.*was X overwritten"):
+        pp.preprocess(adata, n_top_genes)
+
+
+def test_seurat_v3_on_a_single_varying_gene_says_so_instead_of_crashing() -> None:
+    with pytest.raises(InputError, match=r"seurat_v3 cannot rank.*\(1 of 60 genes vary"):
+        pp.preprocess(_constant_counts(60, varying=1), 20)
+
+
+def test_constant_genes_given_as_the_selection_are_refused() -> None:
+    adata = _constant_counts(60, varying=30)
+    with pytest.raises(InputError, match="no signal.*each of the 30 genes"):
+        pp.preprocess(adata, genes=np.arange(60) >= 30)
+
+
+@pytest.mark.parametrize("n_top_genes", [20, 3000])
+def test_constant_genes_among_varying_ones_are_no_problem(n_top_genes: int) -> None:
+    adata = _constant_counts(60, varying=30)
+    pp.preprocess(adata, n_top_genes)
+    assert np.isfinite(adata.obsm["X_expr"]).all()
+    if n_top_genes < 30:  # seurat_v3 ranks every varying gene above the constant ones
+        assert adata.var["highly_variable"].sum() == 20 and not adata.var["highly_variable"][30:].any()

@@ -51,6 +51,8 @@ def test_settings_serialise_to_plain_values() -> None:
         ({"feature_mask_rates": (0.1, 1.0)}, r"feature_mask_rates = .* two shares in \[0, 1\)"),
         ({"n_neighbors": 0}, "n_neighbors = 0"),
         ({"denominator": "approximate"}, "denominator = 'approximate'"),
+        ({"tau": float("inf")}, "tau = inf cannot work; it must be a finite number"),  # inf > 0: no learning at all
+        ({"feature_mask_rates": (0.1, float("nan"))}, r"feature_mask_rates = \(0.1, nan\) .* finite number"),
         ({"denominator": "moments", "tau": 2.0}, r"denominator='moments' needs tau >= 10 \(tau is 2"),
     ],
 )
@@ -66,6 +68,7 @@ def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: s
         ({"pair_mode": "ring"}, "pair_mode = 'ring'"),
         ({"mnn_k": 0}, "mnn_k = 0"),
         ({"lr": 0.0}, "lr = 0.0"),
+        ({"lr": float("inf")}, "lr = inf cannot work; it must be a finite number"),
     ],
 )
 def test_staligner_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:

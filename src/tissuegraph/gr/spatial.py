@@ -25,7 +25,8 @@ def slice_column(adata: AnnData, batch_key: str | None) -> pd.Series | None:
     """``obs[batch_key]``, or None for a single slice (no key, or the default column absent).
 
     A column named on purpose that is missing is refused: treating the input as one slice would silently join
-    slices that share a coordinate frame with edges between them.
+    slices that share a coordinate frame with edges between them. So are missing labels (NaN, None): read as text
+    they would become a slice called 'nan'.
     """
     if batch_key is None or (batch_key not in adata.obs and batch_key == DEFAULT_BATCH_KEY):
         return None
@@ -35,7 +36,14 @@ def slice_column(adata: AnnData, batch_key: str | None) -> pd.Series | None:
             f"{quote_examples(list(adata.obs.columns), n=8) or 'none'}); pass batch_key= the column that holds "
             "each spot's slice, or None for a single slice"
         )
-    return adata.obs[batch_key]
+    column = adata.obs[batch_key]
+    missing = adata.obs_names[column.isna().to_numpy()]
+    if len(missing):
+        raise InputError(
+            f"{len(missing)} of {adata.n_obs} spots (e.g. {quote_examples(list(missing))}) have no slice label (NaN "
+            f"or None in obs[{batch_key!r}]); every spot needs its slice: fill those labels or drop those spots"
+        )
+    return column
 
 
 def slice_groups(adata: AnnData, batch_key: str | None) -> list[np.ndarray]:

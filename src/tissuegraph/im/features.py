@@ -7,6 +7,7 @@ embedding space is shared across slices without aligning them.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -16,7 +17,7 @@ from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im.byol import DEFAULT_EPOCHS, Encoder, embed_patches, train_byol
 from tissuegraph.im.filter import default_window, stain_filter
-from tissuegraph.im.patches import ImageInput, resolve_library, spot_patches, stored_image
+from tissuegraph.im.patches import ImageInput, resolve_library, spatial_libraries, spot_patches, stored_image
 from tissuegraph.im.pretrained import PretrainedEncoder
 from tissuegraph.options import IMAGE_BACKBONES
 
@@ -37,15 +38,57 @@ def _slices(
     return [(rows, batch[rows[0]], batch[rows[0]]) for rows in groups]
 
 
+def _check_slice_library(
+    libraries: Mapping[str, object], library: str | None, name: str | None, batch_key: str
+) -> None:
+    """Refuse a slice of several whose library is not stored; said here, not by resolve_library, whose advice
+    (library_id=..., image=...) is refused with several slices."""
+    if name is not None and library not in libraries:
+        stored = ", ".join(map(repr, libraries)) or "none"
+        raise InputError(
+            f"slice {name!r} has no image in uns['spatial'] (libraries: {stored}); store each slice's image under "
+            f"uns['spatial'][<slice name>] (the names in obs[{batch_key!r}]), pass image_features a dict "
+            "image={slice name: image}, or run without images (image=False, --no-image)"
+        )
+
+
+def _holds_image(adata: AnnData) -> bool:
+    """Whether uns['spatial'] holds anything meant as a slide image, malformed entries included (libraries whose
+    'images' are missing or empty, as read_visium leaves them without image files, hold none)."""
+    spatial = adata.uns.get("spatial")
+    if not isinstance(spatial, Mapping):
+        return spatial is not None
+    for stored in spatial.values():
+        images = stored.get("images", {}) if isinstance(stored, Mapping) else None
+        if not (isinstance(images, Mapping) and len(images) == 0):
+            return True
+    return False
+
+
 def has_image(adata: AnnData, *, batch_key: str = "batch") -> bool:
     """Whether image mode can run without an image argument: obsm['X_image'] exists or every slice (by
-    ``obs[batch_key]``) has a stored slide image ('hires' or 'lowres' with its scale factor)."""
+    ``obs[batch_key]``) has a stored slide image ('hires' or 'lowres' with its scale factor).
+
+    No stored image means gene mode without a word; a stored image that cannot be used also means gene mode, but
+    with a warning saying why, since whoever stored it most likely wanted image mode.
+    """
     if "X_image" in adata.obsm:
         return True
+    if not _holds_image(adata):
+        return False
     try:
-        for _, library, _ in _slices(adata, None, batch_key):
+        libraries = spatial_libraries(adata)
+        for _, library, name in _slices(adata, None, batch_key):
+            _check_slice_library(libraries, library, name, batch_key)
             stored_image(adata, resolve_library(adata, library))
-    except InputError:
+    except InputError as err:
+        warnings.warn(
+            f"uns['spatial'] holds an image that cannot be used, so this run uses gene mode ({err}); to use the "
+            "image, fix that (image=... and scale=... go to tissuegraph.im.image_features, whose obsm['X_image'] is "
+            "then used), or pass image=False (--no-image) to choose gene mode knowingly",
+            UserWarning,
+            stacklevel=2,
+        )
         return False
     return True
 
@@ -117,7 +160,7 @@ def image_features(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     patches = np.empty((adata.n_obs, out_px, out_px, 3), dtype=np.float32)
-    libraries = adata.uns.get("spatial", {})
+    libraries = spatial_libraries(adata)
     for rows, library, name in slices:
         picked = image
         if isinstance(image, Mapping):
@@ -126,14 +169,8 @@ def image_features(
             picked = image[name]
             if library not in libraries:
                 library = None  # the slide is given, so the slice needs no stored library (its spot size is estimated)
-        elif name is not None and library not in libraries:
-            # said here, not by resolve_library: its advice (library_id=..., image=...) is refused with several slices
-            stored = ", ".join(map(repr, libraries)) or "none"
-            raise InputError(
-                f"slice {name!r} has no image in uns['spatial'] (libraries: {stored}); store each slice's image under "
-                f"uns['spatial'][<slice name>] (the names in obs[{batch_key!r}]), pass image_features a dict "
-                "image={slice name: image}, or run without images (image=False, --no-image)"
-            )
+        else:
+            _check_slice_library(libraries, library, name, batch_key)
         part = adata if len(slices) == 1 else adata[rows]
         patches[rows] = spot_patches(
             part, image=picked, library_id=library, scale=scale, size_factor=size_factor, out_px=out_px

@@ -10,9 +10,10 @@ artificial edge that the encoder could learn as a feature. Blocks are then resam
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 import tifffile
@@ -33,11 +34,51 @@ MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf"}
 _BAND_BYTES = 256 * 2**20  # rows of a file image read at once
 _CHUNK_BYTES = 64 * 2**20  # float32 pixels of patches gathered at once before resampling
+_SCANPY_LAYOUT = (
+    "{library_id: {'images': {'hires' and/or 'lowres': array}, 'scalefactors': {'tissue_hires_scalef' / "
+    "'tissue_lowres_scalef': float, 'spot_diameter_fullres': float}}}"
+)
+_SCALE_MEANING = "the image's pixels per full-resolution coordinate unit: correct it, or pass scale=..."
+
+
+def spatial_libraries(adata: AnnData) -> Mapping[str, Mapping[str, Any]]:
+    """uns['spatial'] (empty when absent), checked against scanpy's layout so that a malformed entry is named
+    here rather than failing as a bare traceback deep in the image code."""
+    spatial = adata.uns.get("spatial", {})
+
+    def refuse(where: str, value: object) -> NoReturn:
+        raise InputError(
+            f"{where} is a {type(value).__name__}, not a mapping; uns['spatial'] must be laid out as scanpy writes it, "
+            f"{_SCANPY_LAYOUT}: rebuild it so (tissuegraph.io.read_visium reads a Space Ranger folder that way), or "
+            "delete uns['spatial'] and give the image directly (image=..., scale=...) or run without it (image=False, "
+            "--no-image)"
+        )
+
+    if not isinstance(spatial, Mapping):
+        refuse("uns['spatial']", spatial)
+    for library, stored in spatial.items():
+        if not isinstance(stored, Mapping):
+            refuse(f"uns['spatial'][{library!r}]", stored)
+        for key in ("images", "scalefactors"):
+            if not isinstance(stored.get(key, {}), Mapping):
+                refuse(f"uns['spatial'][{library!r}][{key!r}]", stored[key])
+    return spatial
+
+
+def _positive(value: Any, what: str, meaning: str) -> float:
+    """``value`` as a finite number > 0; anything else is refused, never replaced by a guess."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (np.isfinite(number) and number > 0):
+        raise InputError(f"{what} is {value}; it must be a positive number, {meaning}")
+    return number
 
 
 def resolve_library(adata: AnnData, library_id: str | None) -> str | None:
     """The uns['spatial'] library of this slice (None when there is none): given, the only one, or obs['batch']."""
-    libraries = adata.uns.get("spatial", {})
+    libraries = spatial_libraries(adata)
     names = ", ".join(map(repr, libraries)) or "nothing"
     if library_id is not None:
         if library_id not in libraries:
@@ -61,14 +102,19 @@ def resolve_library(adata: AnnData, library_id: str | None) -> str | None:
 def spot_diameter(adata: AnnData, library: str | None, coords: np.ndarray) -> tuple[float, str]:
     """Spot diameter in coordinate units and where it came from.
 
-    Taken from scalefactors['spot_diameter_fullres']; without it, the median distance from each spot to its
-    nearest neighbour, which bounds the diameter from above (spots do not overlap; for Visium it is about
-    1.8 diameters), so patches come out larger than with the true diameter.
+    Taken from scalefactors['spot_diameter_fullres'] (refused unless a positive number); without the key, the
+    median distance from each spot to its nearest neighbour, which bounds the diameter from above (spots do not
+    overlap; for Visium it is about 1.8 diameters), so patches come out larger than with the true diameter.
     """
     if library is not None:
-        value = adata.uns["spatial"][library].get("scalefactors", {}).get("spot_diameter_fullres")
-        if value is not None and float(value) > 0:
-            return float(value), "scalefactors['spot_diameter_fullres']"
+        value = spatial_libraries(adata)[library].get("scalefactors", {}).get("spot_diameter_fullres")
+        if value is not None:
+            where = f"uns['spatial'][{library!r}]['scalefactors']['spot_diameter_fullres']"
+            meaning = (
+                "the spot diameter in full-resolution pixels: correct it, or delete the key to let tissuegraph "
+                "estimate the diameter from the spot spacing"
+            )
+            return _positive(value, where, meaning), "scalefactors['spot_diameter_fullres']"
     if len(coords) < 2:
         raise InputError(
             "the spot diameter is unknown (no scalefactors['spot_diameter_fullres']) and cannot be estimated "
@@ -208,12 +254,13 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
             "is not full resolution); or, in tl.domains / tissuegraph domains, run in gene mode (image=False, "
             "--no-image)"
         )
-    stored = adata.uns["spatial"][library]
+    stored = spatial_libraries(adata)[library]
     images, factors = stored.get("images", {}), stored.get("scalefactors", {})
     for name in ("hires", "lowres"):
         key = f"tissue_{name}_scalef"
         if name in images and key in factors:
-            return np.asarray(images[name]), float(factors[key]), f"scalefactors[{key!r}]"
+            scale = _positive(factors[key], f"uns['spatial'][{library!r}]['scalefactors'][{key!r}]", _SCALE_MEANING)
+            return np.asarray(images[name]), scale, f"scalefactors[{key!r}]"
     raise InputError(
         f"uns['spatial'][{library!r}] has no usable image (images: {', '.join(images) or 'none'}; "
         f"scale factors: {', '.join(factors) or 'none'}); it needs 'hires' or 'lowres' with the matching "
@@ -282,10 +329,12 @@ def spot_patches(
     (scale 1.0) unless ``scale`` says otherwise. A TIFF is read in bands of rows, never whole. The patch side is
     ``size_factor`` spot diameters (see ``spot_diameter``).
     """
-    if size_factor <= 0 or out_px < 1:
+    if not size_factor > 0 or out_px < 1:  # "not >" also refuses NaN
         raise InputError(f"size_factor ({size_factor}) must be > 0 and out_px ({out_px}) >= 1")
     if adata.n_obs == 0:
         raise InputError("the slice has no spots; check that earlier filtering did not remove them all")
+    if scale is not None:
+        scale = _positive(scale, "scale", _SCALE_MEANING)
     coords = check_coordinates(adata, "the slice")
     library = resolve_library(adata, library_id)
     if image is None:
@@ -300,7 +349,8 @@ def spot_patches(
         scale = 1.0 if scale is None else scale
     diameter, diameter_source = spot_diameter(adata, library, coords)
     xy = coords * scale
-    side = round(size_factor * diameter * scale)
+    width_px = size_factor * diameter * scale
+    how = f"spot diameter {diameter:g} ({diameter_source}) x size_factor {size_factor:g} x {scale_name} = {scale:g}"
     with _open_image(image) as (shape, read, in_memory):
         outside = check_image_cover(
             xy,
@@ -311,10 +361,17 @@ def spot_patches(
             "image) via scale=...",
         )
         _warn_outside(adata, outside, shape)
+        if width_px > max(shape):  # checked before any pixel is gathered: each patch takes side x side pixels
+            raise InputError(
+                f"patches would be {width_px:.0f} px wide, more than the whole {shape[1]} x {shape[0]} image: {how}; "
+                "a spot is a small part of the slide, so the diameter (in full-resolution pixels) is likely wrong: "
+                "correct scalefactors['spot_diameter_fullres'] or delete it to let tissuegraph estimate the diameter "
+                "from the spot spacing, or lower size_factor"
+            )
+        side = round(width_px)
         if side < MIN_SIDE_PX:
             raise InputError(
-                f"patches would be {side} px wide: spot diameter {diameter:g} ({diameter_source}) x size_factor "
-                f"{size_factor:g} x {scale_name} = {scale:g}; the scale factor is too small for this image or the "
+                f"patches would be {side} px wide: {how}; the scale factor is too small for this image or the "
                 "image too coarse: check scale=..., or raise size_factor"
             )
         return _gather(read, shape, xy, side, out_px, in_memory)

@@ -44,6 +44,12 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # name the file the user asked for, not the temporary one
+        tmp.unlink(missing_ok=True)
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise OSError(
+            f"could not write '{path}': {reason}; check the disk space and the folder, or choose another path"
+        ) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

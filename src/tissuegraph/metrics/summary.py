@@ -3,26 +3,57 @@ there is none, batch mixing when there are several slices."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from anndata import AnnData
 
+from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
+from tissuegraph.io.validate import quote_examples
 from tissuegraph.metrics.batch import batch_kl, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
+
+#: Where the annotation and the embedding are looked for by default; either may be absent (nothing to score).
+TRUTH_KEY = "ground_truth"
+EMBEDDING_KEY = "X_tissuegraph"
+
+
+def _missing(where: str, key: str, holding: str, present: Iterable[str], fix: str) -> InputError:
+    """The error for a key named on purpose that ``where`` lacks, listing the keys it has."""
+    have = quote_examples(list(present), n=8) or "none"
+    return InputError(f"{where} has no {key!r} holding {holding} (it has: {have}); {fix}")
 
 
 def score(
     adata: AnnData,
     *,
-    truth_key: str = "ground_truth",
+    truth_key: str = TRUTH_KEY,
     domain_key: str = "domain",
     batch_key: str = "batch",
-    use_rep: str = "X_tissuegraph",
+    use_rep: str = EMBEDDING_KEY,
     seed: int = 0,
 ) -> dict:
     """Scores of ``obs[domain_key]``: ARI/NMI against ``obs[truth_key]`` (also per slice) when present, else
     silhouette and Davies-Bouldin on ``obsm[use_rep]``; median iLISI and batch KL when there are several slices.
+
+    The default annotation and embedding may be absent (unlabelled data, domains from elsewhere); a ``truth_key``
+    or ``use_rep`` named on purpose must exist, so a typo never passes as unlabelled data.
     """
+    if domain_key not in adata.obs:
+        raise _missing(
+            "obs",
+            domain_key,
+            "the domains to score",
+            adata.obs.columns,
+            "run tl.domains or tl.integrate first, or pass domain_key= the column that holds the domains",
+        )
+    if truth_key != TRUTH_KEY and truth_key not in adata.obs:
+        raise _missing(
+            "obs", truth_key, "the annotation", adata.obs.columns, "pass truth_key= the column that holds it"
+        )
+    if use_rep != EMBEDDING_KEY and use_rep not in adata.obsm:
+        raise _missing("obsm", use_rep, "the embedding", adata.obsm.keys(), "pass use_rep= the key that holds it")
     predicted = adata.obs[domain_key].to_numpy()
     out: dict = {}
     labelled = truth_key in adata.obs and adata.obs[truth_key].notna().any()  # an all-NaN column is no annotation

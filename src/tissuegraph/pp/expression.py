@@ -22,9 +22,27 @@ from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts
 LOESS_SPANS = (0.3, 0.5, 1.0)
 
 
+def _require_variation(counts: sparse.spmatrix | np.ndarray) -> int:
+    """How many genes' counts differ between spots; refuses counts where none does, as they tell no spot apart."""
+    counts = sparse.csr_matrix(counts)
+    varying = int(np.count_nonzero(counts.max(axis=0).toarray() != counts.min(axis=0).toarray()))
+    if varying:
+        return varying
+    if counts.shape[0] < 2:
+        raise InputError("a single spot carries no variation to find domains in; give a slice with more spots")
+    raise InputError(
+        f"the expression carries no signal to find domains in: each of the {counts.shape[1]} genes has the same "
+        f"count in all {counts.shape[0]} spots; check that X holds each spot's raw counts (was X overwritten, "
+        "e.g. filled with a constant? was the wrong layer put in X?)"
+    )
+
+
 def _seurat_v3(adata: AnnData, n_top_genes: int) -> pd.DataFrame:
     """scanpy's seurat_v3 gene statistics (``var`` columns) on the raw counts of ``adata``."""
-    for span in LOESS_SPANS:
+    varying = _require_variation(adata.X)
+    # loess fits only the varying genes, and crashes the interpreter (segfault) when its window holds none of them
+    spans = [span for span in LOESS_SPANS if varying * span >= 1]
+    for span in spans:
         tmp = AnnData(X=adata.X)
         try:
             with warnings.catch_warnings():
@@ -34,8 +52,9 @@ def _seurat_v3(adata: AnnData, n_top_genes: int) -> pd.DataFrame:
         except ValueError as err:  # the loess fit failed (singular): a wider span smooths over more genes
             failure = err
     raise InputError(
-        f"seurat_v3 cannot rank the genes of these {adata.n_obs} spots: its loess fit of variance on mean fails even "
-        f"with span {LOESS_SPANS[-1]} ({failure}); give a slice with more spots"
+        f"seurat_v3 cannot rank the genes of these {adata.n_obs} spots ({varying} of {adata.n_vars} genes vary across "
+        f"them): its loess fit of variance on mean fails even with span {spans[-1]} ({failure}); give a slice with "
+        "more spots, or check that X holds the raw counts of every gene"
     ) from failure
 
 
@@ -138,9 +157,10 @@ def preprocess(
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
-    check_counts(adata)  # seurat_v3 and the normalisation below assume raw counts
+    counts = check_counts(adata)  # seurat_v3 and the normalisation below assume raw counts
     if genes is None:
         genes = select_hvgs(adata, n_top_genes)
+    _require_variation(counts[:, genes])  # constant genes would train a model on nothing, into one domain
     adata.var["highly_variable"] = genes
-    adata.obsm[key_added] = normalise_log_scale(adata.X, genes, clip, library_size)
+    adata.obsm[key_added] = normalise_log_scale(counts, genes, clip, library_size)
     return adata

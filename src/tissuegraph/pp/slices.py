@@ -18,6 +18,7 @@ import pandas as pd
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
+from tissuegraph.gr.spatial import slice_column
 from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts, quote_examples, validate_spatial
 from tissuegraph.pp.expression import hvg_ranks, select_hvgs
 
@@ -32,8 +33,9 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
 
     A single slice is called ``name`` when given, else by the batch value it carries, else by its position. An
     input holding several slices keeps their batch values, so a name given for it is refused rather than dropped.
+    An input without the batch column is one slice, whatever ``batch_key`` is.
     """
-    batches = adata.obs[batch_key].astype(str) if batch_key in adata.obs else None
+    batches = slice_column(adata, batch_key).astype(str) if batch_key in adata.obs else None
     if batches is not None and batches.nunique() > 1:
         if name is not None:
             raise InputError(
@@ -61,16 +63,35 @@ def _shallow_copy(adata: AnnData) -> AnnData:
     return copy
 
 
-def _keep_partial_truth(pieces: list[AnnData]) -> bool:
-    """A ground truth present in some slices only stays, NaN in the others (the inner join would drop it), so the
-    annotated slices are still scored; returns whether it was partial."""
+def _partial_truth(pieces: list[AnnData]) -> np.ndarray | None:
+    """The joined ground truth when only some slices have one, NaN in the others (the inner join would drop it), so
+    the annotated slices are still scored; built outside the join, which warns about all-NaN filler columns."""
     present = [TRUTH_KEY in piece.obs for piece in pieces]
     if not any(present) or all(present):
-        return False
-    for piece, has in zip(pieces, present, strict=True):
-        if not has:
-            piece.obs[TRUTH_KEY] = pd.Series(np.nan, index=piece.obs_names, dtype=object)
-    return True
+        return None
+    return np.concatenate(
+        [
+            piece.obs[TRUTH_KEY].to_numpy(dtype=object) if has else np.full(piece.n_obs, np.nan, dtype=object)
+            for piece, has in zip(pieces, present, strict=True)
+        ]
+    )
+
+
+def _writable_obs(obs: pd.DataFrame) -> None:
+    """Make the joined obs columns writable to h5ad, which stores object columns of strings only.
+
+    Joining turns a column of numbers in one slice and strings in another (or NaN filler, see
+    ``_partial_truth``) into objects: values of one type become categories of it, mixed types become text,
+    so the result writes after training; missing values stay missing.
+    """
+    for name in obs.columns:
+        column = obs[name]
+        if column.dtype != object:
+            continue
+        kinds = {type(value) for value in column.dropna()}
+        if kinds <= {str}:
+            continue
+        obs[name] = pd.Categorical(column) if len(kinds) == 1 else column.where(column.isna(), column.astype(str))
 
 
 def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
@@ -100,6 +121,25 @@ def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
     return ids, f"var[{GENE_ID_KEY!r}]"
 
 
+def _shared_genes(keys: list[pd.Index]) -> pd.Index:
+    """The keys every slice has, in the first slice's order."""
+    shared = keys[0]
+    for key in keys[1:]:
+        shared = shared.intersection(key, sort=False)
+    return shared
+
+
+def _case_hint(keys: list[pd.Index], n_shared: int) -> str:
+    """Advice when ignoring case would at least double the shared genes: 'Gapdh' in one file, 'GAPDH' in another."""
+    folded = len(_shared_genes([key.str.lower() for key in keys]))
+    if folded < 2 * max(n_shared, 1):
+        return ""
+    return (
+        f"; compared ignoring case they would share {folded} (e.g. 'Gapdh' vs 'GAPDH'): write the gene names in "
+        "the same case in every slice"
+    )
+
+
 def _own_gene_ranks(adata: AnnData, columns: np.ndarray) -> np.ndarray:
     """The shared genes' (``columns``) seurat_v3 ranks among all genes of ``adata``; NaN when it has no other genes
     (ranking them on the joint gives the same) or seurat_v3 cannot rank them."""
@@ -127,7 +167,8 @@ def concat_slices(
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
     spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
     ``uns['spatial']`` are kept per library, a slice's single library filed under the slice name. Raises
-    ``InputError`` when the slices share fewer than ``min_shared_genes`` genes or two slices get the same name.
+    ``InputError`` when the slices share fewer than ``min_shared_genes`` genes or two slices get the same name, and
+    warns when they share fewer than half of the smallest slice's genes.
     """
     if len(slices) == 0:
         raise InputError("no slices given; pass at least one AnnData or file")
@@ -146,19 +187,24 @@ def concat_slices(
     if repeated:
         raise InputError(
             f"several slices are named {quote_examples(repeated)}; give each input a distinct name "
-            "(e.g. set obs['batch'] per file, or pass names=...)"
+            "(e.g. set obs['batch'] per file, or pass names= (--names on the command line))"
         )
     keys, matched_by = _gene_keys(parts)
-    shared = keys[0]
-    for key in keys[1:]:
-        shared = shared.intersection(key, sort=False)
+    shared = _shared_genes(keys)
+    sizes = ", ".join(f"{label}: {adata.n_vars}" for label, adata in parts)
+    fewest = min(adata.n_vars for _, adata in parts)
     if len(shared) < min_shared_genes:
-        sizes = ", ".join(f"{label}: {adata.n_vars}" for label, adata in parts)
         raise InputError(
             f"the slices share only {len(shared)} gene(s) matched by {matched_by} (genes per slice: {sizes}); "
-            f"integration needs at least "
-            f"{min_shared_genes}: check that every slice uses the same gene naming (symbols vs Ensembl ids) and "
-            "species"
+            f"integration needs at least {min_shared_genes}: check that every slice uses the same gene naming "
+            f"(symbols vs Ensembl ids) and species{_case_hint(keys, len(shared))}"
+        )
+    if 2 * len(shared) < fewest:
+        warnings.warn(
+            f"the slices share only {len(shared)} genes matched by {matched_by}, fewer than half of the smallest "
+            f"slice's {fewest} (genes per slice: {sizes}); integration uses those alone. The usual cause is "
+            f"gene names from different naming schemes or annotation versions{_case_hint(keys, len(shared))}",
+            stacklevel=2,
         )
     pieces = []
     ranks = []
@@ -179,18 +225,20 @@ def concat_slices(
         elif len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
             libraries = {label: next(iter(libraries.values()))}
         spatial_uns.update(libraries)
-    _warn_partial_library_sizes(parts)
-    partial_truth = _keep_partial_truth(pieces)
-    joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
-    if partial_truth:  # numbers mixed with the NaN filler become objects that h5ad cannot write: categories can be
-        joint.obs[TRUTH_KEY] = pd.Categorical(joint.obs[TRUTH_KEY])
-    repeated_ids = joint.obs_names[joint.obs_names.duplicated()]
-    if len(repeated_ids):
+    spot_ids = pd.Index([spot for piece in pieces for spot in piece.obs_names])
+    repeated_ids = spot_ids[spot_ids.duplicated()]
+    if len(repeated_ids):  # refused before joining, which would add anndata's own advice (make them unique)
         raise InputError(
             f"spot ids collide once the slice names are appended (e.g. {quote_examples(list(repeated_ids))}): "
             "'-' in the spot ids and the slice names makes '<id>-<slice>' ambiguous; name the slices without '-' "
-            "(names=..., --names)"
+            "(names= (--names on the command line))"
         )
+    _warn_partial_library_sizes(parts)
+    joint = ad.concat(pieces, join="inner", merge="first")  # obs columns too: one missing in a slice is dropped
+    truth = _partial_truth(pieces)
+    if truth is not None:
+        joint.obs[TRUTH_KEY] = truth
+    _writable_obs(joint.obs)
     joint.obs[batch_key] = pd.Categorical(joint.obs[batch_key], categories=labels)
     joint.varm[HVG_RANK_KEY] = np.stack(ranks, axis=1)
     if spatial_uns:
@@ -198,11 +246,15 @@ def concat_slices(
     return joint
 
 
-def _recorded_ranks(adata: AnnData, batch_key: str) -> dict[str, np.ndarray]:
+def _recorded_ranks(adata: AnnData, batch: pd.Series | None) -> dict[str, np.ndarray]:
     """Each slice's HVG ranks among its own genes as ``concat_slices`` recorded them, by slice name."""
     ranks = adata.varm.get(HVG_RANK_KEY)
-    batch = adata.obs[batch_key]
-    if ranks is None or not isinstance(batch.dtype, pd.CategoricalDtype) or len(batch.cat.categories) != ranks.shape[1]:
+    if (
+        ranks is None
+        or batch is None
+        or not isinstance(batch.dtype, pd.CategoricalDtype)
+        or len(batch.cat.categories) != ranks.shape[1]
+    ):
         return {}
     return {str(name): ranks[:, i] for i, name in enumerate(batch.cat.categories) if not np.isnan(ranks[:, i]).any()}
 
@@ -226,8 +278,9 @@ def per_slice_hvgs(
             f"the slices measure only {adata.n_vars} shared genes; integrating slices needs at least "
             f"{MIN_SHARED_GENES} (one slice on its own can run with fewer)"
         )
-    batches = adata.obs[batch_key].astype(str).to_numpy()
-    recorded = _recorded_ranks(adata, batch_key)
+    column = slice_column(adata, batch_key)
+    batches = np.full(adata.n_obs, "") if column is None else column.astype(str).to_numpy()
+    recorded = _recorded_ranks(adata, column)
     masks = []
     for value in pd.unique(batches):
         own = recorded.get(value)
@@ -235,9 +288,9 @@ def per_slice_hvgs(
     combined = np.logical_and.reduce(masks) if combine == "intersection" else np.logical_or.reduce(masks)
     if combined.sum() < MIN_SHARED_GENES:
         where = "any" if combine == "union" else "every"
-        union = "" if combine == "union" else "; or, in tl.integrate, combine them by union (genes='union')"
+        union = "; or combine them by union (genes='union' in tl.integrate, --genes union on the command line)"
         raise InputError(
             f"only {int(combined.sum())} genes are highly variable in {where} slice (at least {MIN_SHARED_GENES} are "
-            f"needed); choose more per slice (n_top_genes){union}"
+            f"needed); choose more per slice (n_top_genes= in Python){'' if combine == 'union' else union}"
         )
     return combined

@@ -18,6 +18,7 @@ from tissuegraph.im import has_image, image_features
 from tissuegraph.io.validate import validate_spatial
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staig import StaigResult, train_staig
+from tissuegraph.options import check_seed
 from tissuegraph.pp.expression import library_size_source
 from tissuegraph.tl.markers import forget_markers
 from tissuegraph.tl.settings import StaigSettings
@@ -195,8 +196,11 @@ def assign_domains(
     return adata
 
 
-def check_domain_request(n_domains: int, n_spots: int, cluster: str) -> None:
-    """Reject a number of domains or a clusterer that cannot work, before any training."""
+def check_domain_request(n_domains: int, n_spots: int, cluster: str, *, seed: int = 0) -> None:
+    """Reject a number of domains, a clusterer or a seed that cannot work, before any training."""
+    check_seed(seed)
+    if isinstance(n_domains, bool) or not isinstance(n_domains, int | np.integer):
+        raise InputError(f"n_domains must be a whole number (got {n_domains!r}); e.g. n_domains=7 (--n-domains 7)")
     if n_domains < 2:
         raise InputError(f"n_domains must be at least 2 (got {n_domains}); ask for the number of domains you expect")
     if n_domains >= n_spots:
@@ -229,7 +233,7 @@ def domains(
     """
     settings = StaigSettings.from_data(adata.n_vars, **settings_overrides)
     validate_spatial(adata, min_spots=settings.n_neighbors + 1)
-    check_domain_request(n_domains, adata.n_obs, cluster)
+    check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
     gr.check_slice_sizes(adata, settings.n_neighbors, batch_key)
     pick_device(device)
     timings: dict[str, float] = {}
@@ -287,7 +291,7 @@ def image_domains(
 ) -> AnnData:
     """Domains from the histology alone: ``obs[key_added]`` from clustering ``obsm['X_image']`` (computed by
     ``im.image_features`` when missing), to show what the H&E image separates without any expression."""
-    check_domain_request(n_domains, adata.n_obs, cluster)
+    check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
     if (
         "X_image" not in adata.obsm
     ):  # checked only when the embedding is computed: clustering a stored one reads no counts
@@ -317,7 +321,7 @@ def expression_domains(
     (e.g. one-spot-thick layers on 100 um legacy ST spots), smoothing over spatial neighbours can score below it.
     """
     validate_spatial(adata)
-    check_domain_request(n_domains, adata.n_obs, cluster)
+    check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
     work, _, _ = _expression_workspace(adata, n_top_genes, batch_key)
     pp.pca(work, n_pcs, use_rep="X_expr", seed=seed)
     labels = cluster_embedding(work.obsm["X_pca"], n_domains, cluster, seed)

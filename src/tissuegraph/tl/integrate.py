@@ -208,7 +208,7 @@ def integrate(
             f"inputs, or one file whose obs[{batch_key!r}] names several slices)",
             stacklevel=2,
         )
-    check_domain_request(n_domains, joint.n_obs, cluster)
+    check_domain_request(n_domains, joint.n_obs, cluster, seed=seed)
     settings_class = StaigSettings if method == "staig" else StalignerSettings
     gr.check_slice_sizes(joint, settings_overrides.get("n_neighbors", settings_class.n_neighbors), batch_key)
     pick_device(device)

@@ -22,6 +22,7 @@ several slices, the HVGs they share).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -192,7 +193,14 @@ def _override(settings: StaigSettings | StalignerSettings, method: str, override
 
 
 def _require(settings: StaigSettings | StalignerSettings, method: str, checks: list[tuple[str, bool, str]]) -> None:
-    """Refuse a setting that cannot work (a negative temperature would push neighbours apart) before any work."""
+    """Refuse a setting that cannot work (a negative temperature would push neighbours apart, an infinite one
+    would stop all learning) before any work."""
+    for field in fields(settings):
+        value = getattr(settings, field.name)
+        if any(
+            isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))
+        ):
+            raise InputError(f"{method} setting {field.name} = {value!r} cannot work; it must be a finite number")
     for name, ok, requirement in checks:
         if not ok:
             value = getattr(settings, name)  # STAligner's epochs is a property: both phases together

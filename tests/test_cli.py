@@ -269,9 +269,9 @@ def test_domains_are_the_chosen_clusterers_labels_refined_only_when_asked(cluste
         ({"n_domains": 1}, "at least 2"),
         ({"n_domains": 30}, "only 30 spots"),
         ({"n_domains": 3, "cluster": "dbscan"}, "unknown clustering method"),
-        ({"n_domains": 4.5}, r"n_domains must be a whole number \(got 4.5\)"),
-        ({"n_domains": 3, "seed": -1}, r"seed must be a whole number from 0 to 4294967295 \(got -1\)"),
-        ({"n_domains": 3, "seed": 2**32}, "seed must be a whole number"),
+        ({"n_domains": 4.5}, r"n_domains must be an integer \(got 4.5, a float\)"),
+        ({"n_domains": 3, "seed": -1}, r"seed must be an integer from 0 to 4294967295 \(got -1\)"),
+        ({"n_domains": 3, "seed": 2**32}, "seed must be an integer"),
     ],
 )
 @pytest.mark.parametrize("function", ["domains", "expression_domains"])

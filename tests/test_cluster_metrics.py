@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -56,9 +58,28 @@ def test_a_domain_count_other_than_asked_gives_a_warning() -> None:
     x, _ = make_blobs(n_samples=200, centers=[[0, 0], [50, 0], [0, 50], [50, 50]], cluster_std=0.5, random_state=0)
     adata = ad.AnnData(X=sparse.csr_matrix((200, 3), dtype=np.float32))
     adata.obsm["X_image"] = x
-    with pytest.warns(UserWarning, match="asked for 2 domains but found 4"):
+    with pytest.warns(UserWarning, match="asked for 2 domains but leiden found 4"):
         tl.image_domains(adata, 2, cluster="leiden")
     assert adata.obs["image_domain"].nunique() == 4
+
+
+def test_a_domain_the_refinement_absorbs_gives_a_warning_naming_the_refinement() -> None:
+    import importlib
+
+    assign_domains = importlib.import_module("tissuegraph.tl.domains").assign_domains
+    xs, ys = np.meshgrid(np.arange(10), np.arange(10))
+    adata = ad.AnnData(X=sparse.csr_matrix((100, 3), dtype=np.float32))
+    adata.obsm["spatial"] = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
+    embedding = np.where(adata.obsm["spatial"][:, :1] < 5, 0.0, 10.0) * np.ones((1, 2))
+    embedding[[22, 77]] = [100.0, 100.0]  # a third group of two scattered spots: k-means finds it, no vote keeps it
+    options = dict(cluster="kmeans", refine_neighbors=8, slices=None, seed=0, timings={})
+    with pytest.warns(UserWarning, match="refinement absorbed 1 of the 3 domains found.*refine=False"):
+        assign_domains(adata, embedding, 3, refine=True, **options)
+    assert adata.obs["domain"].nunique() == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the clusterer found all three: no warning without the vote
+        assign_domains(adata, embedding, 3, refine=False, **options)
+    assert adata.obs["domain"].nunique() == 3
 
 
 def test_kmeans() -> None:

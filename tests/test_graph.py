@@ -109,6 +109,11 @@ def test_a_radius_that_leaves_spots_isolated_warns_with_the_spot_spacing() -> No
         gr.spatial_neighbors(adata, radius=1.5, n_neighbors=None)
     with pytest.raises(InputError, match="radius must be a positive distance"):
         gr.spatial_neighbors(adata, radius=0.0, n_neighbors=None)
+    # two slices in one coordinate frame: the spacing is measured within each, not 0 across them
+    both = ad.concat([adata, adata], index_unique="-")
+    both.obs["batch"] = ["a"] * 36 + ["b"] * 36
+    with pytest.warns(UserWarning, match="nearest neighbour is 100"):
+        gr.spatial_neighbors(both, radius=1.5, n_neighbors=None)
 
 
 def test_undirected_edges_lists_each_edge_once() -> None:

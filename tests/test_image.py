@@ -475,6 +475,8 @@ def test_missing_pretrained_extra_names_the_install_command(monkeypatch) -> None
         image_features(_slide(_ramp_image(), SPOTS), backbone="efficientnet-lite0")
     with pytest.raises(InputError, match="unknown image backbone"):
         image_features(_slide(_ramp_image(), SPOTS), backbone="resnet50")
+    with pytest.raises(InputError, match=r"seed must be an integer from 0 to 4294967295 \(got -1\)"):
+        image_features(_slide(_ramp_image(), SPOTS), seed=-1)  # torch would take it; numpy would not, later
     encoder = train_byol(spot_patches(_slide(_ramp_image(), SPOTS), out_px=8), epochs=1, batch_size=4).encoder
     with pytest.raises(InputError, match="not both"):
         image_features(_slide(_ramp_image(), SPOTS), encoder=encoder, backbone="efficientnet-lite0")

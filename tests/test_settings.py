@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tissuegraph.errors import InputError
@@ -52,6 +53,7 @@ def test_settings_serialise_to_plain_values() -> None:
         ({"n_neighbors": 0}, "n_neighbors = 0"),
         ({"denominator": "approximate"}, "denominator = 'approximate'"),
         ({"tau": float("inf")}, "tau = inf cannot work; it must be a finite number"),  # inf > 0: no learning at all
+        ({"tau": np.float32("inf")}, r"tau = np.float32\(inf\) cannot work; it must be a finite number"),
         ({"feature_mask_rates": (0.1, float("nan"))}, r"feature_mask_rates = \(0.1, nan\) .* finite number"),
         ({"denominator": "moments", "tau": 2.0}, r"denominator='moments' needs tau >= 10 \(tau is 2"),
     ],

@@ -231,8 +231,11 @@ def test_spots_without_a_slice_label_are_refused_not_named_nan(names: list[str] 
     b = _slice(GENES, 9, 1, "s2")
     b.obs["batch"] = b.obs["batch"].astype(object)
     b.obs.iloc[:2, b.obs.columns.get_loc("batch")] = np.nan
-    with pytest.raises(InputError, match=r"2 of 9 spots .*'AAAC-0', 'AAAC-1'.* no slice label .*fill those labels"):
+    with pytest.raises(InputError, match=r"input 2: 2 of 9 spots .*'AAAC-0', 'AAAC-1'.* no slice label .*fill those"):
         concat_slices([_slice(GENES, 12, 0, "s1"), b], names=names)
+    b.obs["batch"] = np.nan  # no label at all: the input is one slice, named by its position or the name given
+    joint = concat_slices([_slice(GENES, 12, 0, "s1"), b], names=names)
+    assert list(joint.obs["batch"].cat.categories) == (["s1", "slice2"] if names is None else names)
 
 
 def test_per_slice_hvgs_refuses_spots_without_a_slice_label() -> None:

@@ -26,5 +26,5 @@ def check_seed(seed: object) -> int:
     except TypeError:
         value = None
     if value is None or not 0 <= value <= MAX_SEED:
-        raise InputError(f"seed must be a whole number from 0 to {MAX_SEED} (got {seed!r}); e.g. seed=0 (--seed 0)")
+        raise InputError(f"seed must be an integer from 0 to {MAX_SEED} (got {seed!r}); e.g. seed=0 (--seed 0)")
     return value

@@ -84,6 +84,12 @@ def _slice_graph(coords: np.ndarray, n_neighbors: int | None, radius: float | No
     return graph.astype(np.float32)
 
 
+def _median_spacing(slices: list[np.ndarray]) -> float:
+    """Median distance from a spot to its nearest neighbour within its own slice (slices may share a frame)."""
+    distances = [NearestNeighbors(n_neighbors=1).fit(xy).kneighbors(None)[0].ravel() for xy in slices if len(xy) > 1]
+    return float(np.median(np.concatenate(distances))) if distances else 0.0
+
+
 def spatial_neighbors(
     adata: AnnData,
     *,
@@ -105,7 +111,8 @@ def spatial_neighbors(
     elif not radius > 0:
         raise InputError(f"radius must be a positive distance in the units of obsm['spatial'] (got {radius!r}).")
     blocks = []
-    for rows in slice_groups(adata, batch_key):
+    groups = slice_groups(adata, batch_key)
+    for rows in groups:
         block = _slice_graph(coords[rows], n_neighbors, radius).tocoo()
         blocks.append((rows[block.row], rows[block.col]))
     row = np.concatenate([b[0] for b in blocks])
@@ -113,7 +120,7 @@ def spatial_neighbors(
     graph = sparse.csr_matrix((np.ones(row.size, dtype=np.float32), (row, col)), shape=(adata.n_obs, adata.n_obs))
     mean_degree = float(graph.nnz / max(adata.n_obs, 1))
     if radius is not None and mean_degree < 1:
-        spacing = np.median(NearestNeighbors(n_neighbors=1).fit(coords).kneighbors(None)[0]) if len(coords) > 1 else 0
+        spacing = _median_spacing([coords[rows] for rows in groups])
         warnings.warn(
             f"radius {radius:g} gives spots {mean_degree:.2f} neighbours on average, so the graph holds almost no "
             f"spatial information; the median distance to a spot's nearest neighbour is {spacing:g}: choose a radius "

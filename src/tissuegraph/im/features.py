@@ -19,7 +19,7 @@ from tissuegraph.im.byol import DEFAULT_EPOCHS, Encoder, embed_patches, train_by
 from tissuegraph.im.filter import default_window, stain_filter
 from tissuegraph.im.patches import ImageInput, resolve_library, spatial_libraries, spot_patches, stored_image
 from tissuegraph.im.pretrained import PretrainedEncoder
-from tissuegraph.options import IMAGE_BACKBONES
+from tissuegraph.options import IMAGE_BACKBONES, check_seed
 
 
 def _slices(
@@ -76,9 +76,10 @@ def has_image(adata: AnnData, *, batch_key: str = "batch") -> bool:
         return True
     if not _holds_image(adata):
         return False
+    slices = _slices(adata, None, batch_key)  # a slice-label problem is raised as itself, not as an image problem
     try:
         libraries = spatial_libraries(adata)
-        for _, library, name in _slices(adata, None, batch_key):
+        for _, library, name in slices:
             _check_slice_library(libraries, library, name, batch_key)
             stored_image(adata, resolve_library(adata, library))
     except InputError as err:
@@ -137,6 +138,7 @@ def image_features(
     each slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
     fixes ``out_px`` to the size it was trained on. Every image is checked before training starts.
     """
+    check_seed(seed)
     slices = _slices(adata, library_id, batch_key)
     if len(slices) > 1 and image is not None and not isinstance(image, Mapping):
         raise InputError(

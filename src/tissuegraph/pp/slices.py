@@ -33,9 +33,15 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
 
     A single slice is called ``name`` when given, else by the batch value it carries, else by its position. An
     input holding several slices keeps their batch values, so a name given for it is refused rather than dropped.
-    An input without the batch column is one slice, whatever ``batch_key`` is.
+    An input without the batch column, or whose column holds no label at all, is one slice, whatever ``batch_key``
+    is.
     """
-    batches = slice_column(adata, batch_key).astype(str) if batch_key in adata.obs else None
+    batches = None
+    if batch_key in adata.obs and adata.obs[batch_key].notna().any():
+        try:
+            batches = slice_column(adata, batch_key).astype(str)
+        except InputError as err:  # some spots without a slice label: say which input holds them
+            raise InputError(f"input {position + 1}: {err}") from err
     if batches is not None and batches.nunique() > 1:
         if name is not None:
             raise InputError(

@@ -58,7 +58,7 @@ def _landmarks(adata: AnnData, rows: np.ndarray, name: str, domain: str | None, 
         found = sorted(adata.obs[domain_key].astype(str).iloc[rows].unique())
         raise InputError(
             f"landmark domain {domain!r} has no spots in slice {name!r} (its domains: {', '.join(found)}); pick a "
-            "domain present in every slice, or leave landmark_domain out (--landmark) to use all spots."
+            "domain present in every slice, or leave landmark_domain out (omit --landmark) to use all spots."
         )
     return keep
 
@@ -104,8 +104,8 @@ def align(
     if landmark_domain is not None and domain_key not in adata.obs:
         raise InputError(
             f"landmark_domain={landmark_domain!r} needs domain labels, but obs['{domain_key}'] is missing; run "
-            "tissuegraph's domain detection first, set domain_key=, or leave landmark_domain out (--landmark) to use "
-            "all spots."
+            "tissuegraph's domain detection first, set domain_key=, or leave landmark_domain out (omit --landmark) to "
+            "use all spots."
         )
     embedding = np.asarray(adata.obsm[use_rep], dtype=np.float64)
     coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]

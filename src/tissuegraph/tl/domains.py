@@ -38,24 +38,20 @@ def _check_cluster_method(method: str) -> None:
 def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm", seed: int = 0) -> np.ndarray:
     """Integer labels 0..K-1 from the chosen clusterer (gmm = mclust EEE, leiden with a K search, kmeans)."""
     _check_cluster_method(method)
-    return CLUSTERERS[method](embedding, n_domains, seed=seed)
-
-
-def _domain_labels(labels: np.ndarray, n_domains: int) -> pd.Categorical:
-    """Integer cluster labels as string categories in numeric order ('0', '1', ..., '10'), as written to ``obs``.
-
-    Warns when the count differs from the one asked for (leiden cannot reach it on a graph with that many
-    separate parts, a mixture component emptied, refinement absorbed a small domain), rather than letting a
-    user find out from the plot.
-    """
-    domain = pd.Categorical([str(label) for label in labels])
-    if len(domain.categories) != n_domains:
+    labels = CLUSTERERS[method](embedding, n_domains, seed=seed)
+    found = len(np.unique(labels))
+    if found != n_domains:  # leiden cannot merge separate parts of its graph; a mixture component can empty
         warnings.warn(
-            f"asked for {n_domains} domains but found {len(domain.categories)}: the embedding does not hold "
-            f"{n_domains} separable groups for this clusterer; try another clusterer (--cluster) or another number "
-            "of domains",
-            stacklevel=3,
+            f"asked for {n_domains} domains but {method} found {found}: the embedding does not hold {n_domains} "
+            "groups it can separate; try another clusterer (--cluster) or another number of domains",
+            stacklevel=2,
         )
+    return labels
+
+
+def _domain_labels(labels: np.ndarray) -> pd.Categorical:
+    """Integer cluster labels as string categories in numeric order ('0', '1', ..., '10'), as written to ``obs``."""
+    domain = pd.Categorical([str(label) for label in labels])
     return domain.reorder_categories(sorted(domain.categories, key=int))
 
 
@@ -188,10 +184,18 @@ def assign_domains(
     start = time.perf_counter()
     labels = cluster_embedding(embedding, n_domains, cluster, seed)
     if refine:
+        clustered = len(np.unique(labels))
         labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=refine_neighbors, groups=slices)
+        if len(np.unique(labels)) < clustered:
+            warnings.warn(
+                f"the spatial refinement absorbed {clustered - len(np.unique(labels))} of the {clustered} domains "
+                "found (each was too small or scattered to win a majority anywhere); pass refine=False "
+                "(--no-refine) to keep them",
+                stacklevel=3,
+            )
     timings["cluster_s"] = time.perf_counter() - start
     forget_markers(adata)
-    adata.obs["domain"] = _domain_labels(labels, n_domains)
+    adata.obs["domain"] = _domain_labels(labels)
     adata.obsm["X_tissuegraph"] = embedding
     return adata
 
@@ -200,7 +204,10 @@ def check_domain_request(n_domains: int, n_spots: int, cluster: str, *, seed: in
     """Reject a number of domains, a clusterer or a seed that cannot work, before any training."""
     check_seed(seed)
     if isinstance(n_domains, bool) or not isinstance(n_domains, int | np.integer):
-        raise InputError(f"n_domains must be a whole number (got {n_domains!r}); e.g. n_domains=7 (--n-domains 7)")
+        raise InputError(
+            f"n_domains must be an integer (got {n_domains!r}, a {type(n_domains).__name__}); e.g. n_domains=7 "
+            "(--n-domains 7)"
+        )
     if n_domains < 2:
         raise InputError(f"n_domains must be at least 2 (got {n_domains}); ask for the number of domains you expect")
     if n_domains >= n_spots:
@@ -299,7 +306,7 @@ def image_domains(
     embedding = image_embedding(adata, seed=seed, device=device, batch_key=batch_key, timings={})
     labels = cluster_embedding(embedding, n_domains, cluster, seed)
     forget_markers(adata, key_added)
-    adata.obs[key_added] = _domain_labels(labels, n_domains)
+    adata.obs[key_added] = _domain_labels(labels)
     return adata
 
 
@@ -326,5 +333,5 @@ def expression_domains(
     pp.pca(work, n_pcs, use_rep="X_expr", seed=seed)
     labels = cluster_embedding(work.obsm["X_pca"], n_domains, cluster, seed)
     forget_markers(adata, key_added)
-    adata.obs[key_added] = _domain_labels(labels, n_domains)
+    adata.obs[key_added] = _domain_labels(labels)
     return adata

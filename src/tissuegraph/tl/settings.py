@@ -198,7 +198,8 @@ def _require(settings: StaigSettings | StalignerSettings, method: str, checks: l
     for field in fields(settings):
         value = getattr(settings, field.name)
         if any(
-            isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))
+            isinstance(v, float | np.floating) and not math.isfinite(v)
+            for v in (value if isinstance(value, tuple) else (value,))
         ):
             raise InputError(f"{method} setting {field.name} = {value!r} cannot work; it must be a finite number")
     for name, ok, requirement in checks:

@@ -310,6 +310,74 @@ def test_few_spots_outside_the_image_are_warned_about() -> None:
         spot_patches(adata[:20], out_px=7)  # all inside: no warning
 
 
+def _section_on_glass(size: int = 240, fluorescence: bool = False, grey: bool = False) -> np.ndarray:
+    """A round pink section (radius size / 4, centred) on grey glass, with pixel noise; or, as fluorescence, a
+    green section on black; grey drops the colour."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:size, :size]
+    inside = (rows - size / 2) ** 2 + (cols - size / 2) ** 2 < (size / 4) ** 2
+    glass, tissue = ([0.02, 0.02, 0.02], [0.2, 0.7, 0.3]) if fluorescence else ([0.8, 0.8, 0.8], [0.75, 0.45, 0.7])
+    image = np.where(inside[..., None], tissue, glass) + rng.normal(0, 0.02, (size, size, 3))
+    if grey:
+        image = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2)
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def _grid(centre: tuple[float, float], half_width: float, step: float = 6.0) -> list[tuple[float, float]]:
+    offsets = np.arange(-half_width, half_width + 1e-9, step)
+    return [(centre[0] + dr, centre[1] + dc) for dr in offsets for dc in offsets]
+
+
+@pytest.mark.parametrize("style", [{}, {"fluorescence": True}, {"grey": True}, {"fluorescence": True, "grey": True}])
+def test_spots_must_sit_on_the_tissue_of_the_image(style: dict) -> None:
+    """H&E on glass, fluorescence on black, with or without colour: spots on the section pass, spots on the
+    glass (the coordinates of another image, a scale factor of another resolution) are refused."""
+    image = _section_on_glass(**style)
+    on_section = _grid((120.0, 120.0), 36.0)
+    assert spot_patches(_slide(image, on_section, spot_diameter_fullres=8.0), out_px=7).shape[0] == len(on_section)
+    on_glass = _grid((40.0, 40.0), 24.0)
+    with pytest.raises(InputError, match=r"only 0% of the spots sit on tissue.*scale factor.*--no-image"):
+        spot_patches(_slide(image, on_glass, spot_diameter_fullres=8.0), out_px=7)
+    half_and_half = on_section[:30] + on_glass[:36]  # 30 of 66 on the section: fewer than half
+    with pytest.raises(InputError, match="only 45% of the spots sit on tissue"):
+        spot_patches(_slide(image, half_and_half, spot_diameter_fullres=8.0), out_px=7)
+
+
+def test_a_blank_image_is_refused() -> None:
+    for value in (0.0, 1.0):  # a black image (e.g. a failed export) or an empty white one
+        with pytest.raises(InputError, match=r"the image is blank.*--no-image"):
+            spot_patches(_slide(np.full((60, 80, 3), value, dtype=np.float32), SPOTS), out_px=7)
+
+
+def test_an_image_without_background_is_not_judged() -> None:
+    """An image cropped to the section has no glass to tell the background by: no spot is refused for it."""
+    image = _section_on_glass()[80:160, 80:160]  # inside the section, which spans 60..180
+    rng = np.random.default_rng(1)
+    spots = [tuple(p) for p in rng.uniform(5, 75, (40, 2))]
+    assert spot_patches(_slide(image, spots, spot_diameter_fullres=8.0), out_px=7).shape[0] == 40
+
+
+def test_a_large_image_is_checked_on_a_thumbnail(monkeypatch) -> None:
+    """Beyond THUMBNAIL_PX the check reads every step-th pixel: spot positions are mapped onto it."""
+    monkeypatch.setattr(patches_module, "THUMBNAIL_PX", 100)  # the 240 px slide is read with step 3
+    image = _section_on_glass()
+    spot_patches(_slide(image, _grid((120.0, 120.0), 36.0), spot_diameter_fullres=8.0), out_px=7)
+    with pytest.raises(InputError, match="only 0% of the spots sit on tissue"):
+        spot_patches(_slide(image, _grid((200.0, 200.0), 18.0), spot_diameter_fullres=8.0), out_px=7)
+
+
+@pytest.mark.realdata
+def test_real_slide_passes_and_a_shrunk_one_is_refused(dlpfc_151673) -> None:
+    """On the real 151673 H&E almost every spot sits on tissue; the coordinates halved (a scale factor of another
+    resolution) or mapped to a third put most spots on glass or the fiducial frame."""
+    spot_patches(dlpfc_151673, out_px=8)
+    for factor in (0.5, 0.3):
+        shrunk = dlpfc_151673.copy()
+        shrunk.obsm["spatial"] = dlpfc_151673.obsm["spatial"] * factor
+        with pytest.raises(InputError, match=r"only \d+% of the spots sit on tissue in the image \(obsm\['spatial'\]"):
+            spot_patches(shrunk, out_px=8)
+
+
 def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
     image = _ramp_image()
     adata = _slide(image, SPOTS)

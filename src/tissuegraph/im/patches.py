@@ -25,6 +25,7 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
+from tissuegraph.im.tissue import check_spots_on_tissue
 from tissuegraph.io.validate import check_coordinates, check_image_cover, quote_examples
 
 ImageInput = str | Path | np.ndarray
@@ -33,6 +34,7 @@ Reader = Callable[[int, int, int, int], np.ndarray]
 MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too coarse or the scale too small
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf"}
 _BAND_BYTES = 256 * 2**20  # rows of a file image read at once
+THUMBNAIL_PX = 1024  # longest side of the picture that check_spots_on_tissue looks at
 _CHUNK_BYTES = 64 * 2**20  # float32 pixels of patches gathered at once before resampling
 _SCANPY_LAYOUT = (
     "{library_id: {'images': {'hires' and/or 'lowres': array}, 'scalefactors': {'tissue_hires_scalef' / "
@@ -268,6 +270,19 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
     )
 
 
+def _thumbnail(read: Reader, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Every step-th pixel of the image as float32 RGB in [0, 1], at most THUMBNAIL_PX on its longest side, read in
+    bands of rows; with the step, so that thumbnail pixel (r, c) is image pixel (r * step, c * step)."""
+    height, width = shape
+    step = max(1, -(-max(height, width) // THUMBNAIL_PX))
+    rows_per_band = max(step, (_BAND_BYTES // max(1, width * 3)) // step * step)
+    bands = [
+        _to_unit_rgb(read(r0, min(r0 + rows_per_band, height), 0, width)[::step, ::step])
+        for r0 in range(0, height, rows_per_band)
+    ]
+    return np.concatenate(bands, axis=0), step
+
+
 def _gather(
     read: Reader, shape: tuple[int, int], xy: np.ndarray, side: int, out_px: int, in_memory: bool
 ) -> np.ndarray:
@@ -374,4 +389,6 @@ def spot_patches(
                 f"patches would be {side} px wide: {how}; the scale factor is too small for this image or the "
                 "image too coarse: check scale=..., or raise size_factor"
             )
+        thumb, step = _thumbnail(read, shape)
+        check_spots_on_tissue(thumb, xy / step, diameter * scale / step, f"obsm['spatial'] x {scale_name} = {scale:g}")
         return _gather(read, shape, xy, side, out_px, in_memory)

@@ -171,6 +171,7 @@ def test_too_few_spots_for_the_graph(tmp_path, capsys) -> None:
     assert main(["domains", str(source), "--n-domains", "2", "--out", str(tmp_path / "o.h5ad")]) == 2
     err = capsys.readouterr().err
     assert "has 5 spots but the spatial graph needs at least 7" in err and "lower --k" in err
+    assert len(err.strip().splitlines()) == 1 and "epoch" not in err  # refused inside the API: no empty bar drawn
 
 
 def test_demo_prints_the_scores_of_the_result_it_writes(tmp_path, capsys) -> None:

@@ -203,6 +203,8 @@ def test_umap_panels_cache_and_colours(monkeypatch) -> None:
     assert [ax.get_title() for ax in pl.umap(single).axes] == ["domain"]
     with pytest.raises(InputError, match="not found"):
         pl.umap(joint, color=("domain", "celltype"))
+    with pytest.raises(InputError, match="no column 'sample' naming the slices"):  # named on purpose: not skipped
+        pl.umap(joint, batch_key="sample")
 
 
 def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> None:

@@ -26,13 +26,20 @@ if TYPE_CHECKING:
 
 @contextmanager
 def _progress(total: int, quiet: bool, desc: str = "training") -> Iterator[Callable[[int, float], None] | None]:
-    """A tqdm bar over training epochs for the duration; yields the per-epoch callback (None when quiet)."""
+    """A tqdm bar over training epochs for the duration; yields the per-epoch callback (None when quiet).
+
+    The bar is drawn at the first epoch, so that an input refused before training ends with its one-line error
+    and no empty bar above it.
+    """
     if quiet:
         yield None
         return
-    bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr)
+    bar: tqdm | None = None
 
     def on_epoch(epoch: int, loss: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr)
         bar.update(1)
         if epoch % 10 == 0:
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -40,7 +47,8 @@ def _progress(total: int, quiet: bool, desc: str = "training") -> Iterator[Calla
     try:
         yield on_epoch
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 def _overrides(args: argparse.Namespace) -> dict:

@@ -19,6 +19,7 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from tissuegraph.errors import InputError
+from tissuegraph.gr.spatial import slice_column
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pl.palette import batch_palette, domain_palette, spot_colours
 from tissuegraph.pl.spatial import legend_columns, legend_handles, slices
@@ -112,8 +113,10 @@ def _colour_keys(adata: AnnData, color: str | Sequence[str], batch_key: str) -> 
     keys = [color] if isinstance(color, str) else list(color)
     out = []
     for key in keys:
-        if key == batch_key and (key not in adata.obs or adata.obs[key].nunique() < 2):
-            continue  # single-slice data: a one-colour slice panel says nothing
+        if key == batch_key:
+            column = slice_column(adata, batch_key)  # a column named on purpose must exist
+            if column is None or column.nunique() < 2:
+                continue  # single-slice data: a one-colour slice panel says nothing
         if key not in adata.obs:
             raise InputError(f"obs[{key!r}] not found; colour by existing columns (color=...)")
         out.append(key)

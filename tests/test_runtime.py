@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import pytest
 import torch
 
@@ -46,3 +49,20 @@ def test_seeded_training_restores_the_callers_random_stream_and_settings() -> No
             assert torch.equal(torch.rand(3), inside)  # the seed alone fixes what happens inside
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@pytest.mark.parametrize("preset", [None, ":16:8"])
+def test_seeded_training_fixes_the_cublas_workspace_when_a_gpu_trains(monkeypatch, preset) -> None:
+    """cuBLAS is deterministic only with a fixed workspace; a value the caller chose is kept."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices: contextlib.nullcontext())  # no real GPU to fork
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: None)
+    if preset is None:
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", preset)
+    enabled = torch.are_deterministic_algorithms_enabled()
+    with seeded(0):
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == (preset or ":4096:8")
+    assert torch.are_deterministic_algorithms_enabled() == enabled

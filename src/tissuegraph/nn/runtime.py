@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -38,11 +39,17 @@ def pick_device(device: str | None = None) -> torch.device:
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Deterministic kernels (e.g. ordered scatter-add) and torch's global generator seeded for the duration, so a
-    seed fixes the result; the caller's random stream and deterministic-algorithm settings are restored after."""
+    seed fixes the result; the caller's random stream and deterministic-algorithm settings are restored after.
+
+    With a GPU, cuBLAS is deterministic only with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, read when its first
+    handle is made): it is set to ':4096:8', PyTorch's documented value, unless the caller set it.
+    """
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # manual_seed reseeds every GPU's generator, whichever device trains: fork them all
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    if cuda_devices:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     with torch.random.fork_rng(devices=cuda_devices):
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(seed)

@@ -22,7 +22,7 @@ from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pl.palette import batch_palette, domain_palette, spot_colours
-from tissuegraph.pl.spatial import legend_columns, legend_handles, slices
+from tissuegraph.pl.spatial import label_legend, slices
 
 CACHE_KEY = "tissuegraph_umap"
 
@@ -164,15 +164,7 @@ def umap(
             ax.scatter(xy[order, 0], xy[order, 1], s=size, c=spot_colours(labels, palette), linewidths=0)
             present = set(sorted_labels(labels))
             names = [name for name in palette if name in present]
-            handles = legend_handles(palette, names, missing=bool(labels.isna().any()))
-            ax.legend(
-                handles=handles,
-                ncols=legend_columns(len(handles)),
-                loc="center left",
-                bbox_to_anchor=(1.0, 0.5),
-                frameon=False,
-                title=key,
-            )
+            label_legend(ax, palette, names, missing=bool(labels.isna().any()), title=key)
         ax.set_title(key)
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")

@@ -73,17 +73,22 @@ def default_spot_size(xy: np.ndarray, panel_inches: float) -> float:
 LEGEND_ROWS = 18
 
 
-def legend_columns(n_entries: int) -> int:
-    return max(1, -(-n_entries // LEGEND_ROWS))
-
-
-def legend_handles(palette: Mapping[str, RGBA], names: list[str], missing: bool = False) -> list[Line2D]:
-    """One round marker per label (and one for unlabelled spots when there are some)."""
+def label_legend(ax: Axes, palette: Mapping[str, RGBA], names: list[str], *, missing: bool, title: str) -> None:
+    """A legend right of the panel: one round marker per label (and one for unlabelled spots when there are some),
+    wrapped into columns of LEGEND_ROWS entries."""
     entries = [(name, palette[name]) for name in names] + ([("unannotated", MISSING_COLOUR)] if missing else [])
-    return [
+    handles = [
         Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor=colour, markeredgewidth=0, label=name)
         for name, colour in entries
     ]
+    ax.legend(
+        handles=handles,
+        ncols=max(1, -(-len(handles) // LEGEND_ROWS)),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+        title=title,
+    )
 
 
 def draw_tissue(
@@ -173,13 +178,5 @@ def domains(
                 panel_inches=panel_inches,
             )
             ax.set_title(panel_title)
-            handles = legend_handles(colours, sorted_labels(values), missing=bool(values.isna().any()))
-            ax.legend(
-                handles=handles,
-                ncols=legend_columns(len(handles)),
-                loc="center left",
-                bbox_to_anchor=(1.0, 0.5),
-                frameon=False,
-                title=legend_title,
-            )
+            label_legend(ax, colours, sorted_labels(values), missing=bool(values.isna().any()), title=legend_title)
     return fig

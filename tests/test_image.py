@@ -344,17 +344,53 @@ def test_spots_must_sit_on_the_tissue_of_the_image(style: dict) -> None:
 
 
 def test_a_blank_image_is_refused() -> None:
-    for value in (0.0, 1.0):  # a black image (e.g. a failed export) or an empty white one
-        with pytest.raises(InputError, match=r"the image is blank.*--no-image"):
-            spot_patches(_slide(np.full((60, 80, 3), value, dtype=np.float32), SPOTS), out_px=7)
+    rng = np.random.default_rng(0)
+    noisy_glass = np.clip(0.8 + rng.normal(0, 0.02, (60, 80, 1)), 0, 1).repeat(3, axis=2).astype(np.float32)
+    for image in (np.zeros((60, 80, 3), np.float32), np.ones((60, 80, 3), np.float32), noisy_glass):
+        with pytest.raises(InputError, match=r"the image is blank: smoothed over a spot.*--no-image"):
+            spot_patches(_slide(image, SPOTS), out_px=7)
+
+
+def test_a_dim_fluorescence_image_is_judged_by_its_own_range() -> None:
+    """A 12-bit camera image stored as uint16 spans only 0..4095 of 0..65535: it is dim, not blank."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:240, :240]
+    inside = (rows - 120) ** 2 + (cols - 120) ** 2 < 60**2
+    image = np.clip(np.where(inside, 1000, 100) + rng.normal(0, 30, (240, 240)), 0, 4095).astype(np.uint16)
+    on_section = _grid((120.0, 120.0), 36.0)
+    assert spot_patches(_slide(image, on_section, spot_diameter_fullres=8.0), out_px=7).shape[0] == len(on_section)
+    with pytest.raises(InputError, match="only 0% of the spots sit on tissue"):
+        spot_patches(_slide(image, _grid((30.0, 30.0), 18.0), spot_diameter_fullres=8.0), out_px=7)
 
 
 def test_an_image_without_background_is_not_judged() -> None:
-    """An image cropped to the section has no glass to tell the background by: no spot is refused for it."""
+    """An image cropped to the section has no glass to tell the background by, and a section with holes of glass
+    has glass that does not hold the border: no spot is refused for either."""
     image = _section_on_glass()[80:160, 80:160]  # inside the section, which spans 60..180
     rng = np.random.default_rng(1)
     spots = [tuple(p) for p in rng.uniform(5, 75, (40, 2))]
     assert spot_patches(_slide(image, spots, spot_diameter_fullres=8.0), out_px=7).shape[0] == 40
+    rows, cols = np.mgrid[:240, :240]
+    holes = ((rows - 60) ** 2 + (cols - 60) ** 2 < 40**2) | ((rows - 170) ** 2 + (cols - 170) ** 2 < 50**2)
+    pink = np.where(holes[..., None], [0.8, 0.8, 0.8], [0.75, 0.45, 0.7]) + rng.normal(0, 0.02, (240, 240, 3))
+    on_pink = [(r, c) for r, c in _grid((120.0, 120.0), 110.0) if not holes[int(r), int(c)]]
+    adata = _slide(np.clip(pink, 0, 1).astype(np.float32), on_pink, spot_diameter_fullres=8.0)
+    assert spot_patches(adata, out_px=7).shape[0] == len(on_pink)
+
+
+def test_spots_marked_off_tissue_are_not_held_against_the_image() -> None:
+    """An unfiltered matrix (raw_feature_bc_matrix) holds the spots over glass too; Space Ranger's in_tissue marks
+    say which to check, so a section covering a third of the capture area passes."""
+    image = _section_on_glass()
+    capture_area = _grid((120.0, 120.0), 90.0)
+    rows, cols = np.mgrid[:240, :240]
+    section = (rows - 120) ** 2 + (cols - 120) ** 2 < 60**2
+    adata = _slide(image, capture_area, spot_diameter_fullres=8.0)
+    with pytest.raises(InputError, match="sit on tissue"):
+        spot_patches(adata, out_px=7)
+    adata.obs["in_tissue"] = [int(section[int(r), int(c)]) for r, c in capture_area]
+    assert adata.obs["in_tissue"].mean() < 0.5
+    assert spot_patches(adata, out_px=7).shape[0] == adata.n_obs
 
 
 def test_a_large_image_is_checked_on_a_thumbnail(monkeypatch) -> None:
@@ -371,6 +407,14 @@ def test_real_slide_passes_and_a_shrunk_one_is_refused(dlpfc_151673) -> None:
     """On the real 151673 H&E almost every spot sits on tissue; the coordinates halved (a scale factor of another
     resolution) or mapped to a third put most spots on glass or the fiducial frame."""
     spot_patches(dlpfc_151673, out_px=8)
+    image, scale, _ = patches_module.stored_image(dlpfc_151673, "151673")
+    r0, c0, width = 370, 190, 60  # a 1.3 mm window inside the section: tissue only, its textures split by Otsu
+    xy = dlpfc_151673.obsm["spatial"] * scale - [c0, r0]
+    inside = ((xy >= 0) & (xy < width)).all(axis=1)
+    window = dlpfc_151673[inside].copy()
+    window.obsm["spatial"] = xy[inside] / scale
+    crop = np.ascontiguousarray(np.asarray(image)[r0 : r0 + width, c0 : c0 + width])
+    assert spot_patches(window, image=crop, scale=scale, out_px=8).shape[0] == window.n_obs > 100
     for factor in (0.5, 0.3):
         shrunk = dlpfc_151673.copy()
         shrunk.obsm["spatial"] = dlpfc_151673.obsm["spatial"] * factor

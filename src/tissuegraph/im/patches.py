@@ -270,6 +270,15 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
     )
 
 
+def _marked_under_tissue(adata: AnnData) -> np.ndarray:
+    """The spots to check against the image's tissue: those Space Ranger marks in_tissue = 1 when an unfiltered
+    matrix (raw_feature_bc_matrix) also holds spots over glass, else all of them."""
+    marks = adata.obs["in_tissue"].to_numpy() if "in_tissue" in adata.obs else None
+    if marks is None or not np.isin(marks, (0, 1)).all() or not (marks == 1).any():
+        return np.ones(adata.n_obs, dtype=bool)
+    return marks == 1
+
+
 def _thumbnail(read: Reader, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
     """Every step-th pixel of the image as float32 RGB in [0, 1], at most THUMBNAIL_PX on its longest side, read in
     bands of rows; with the step, so that thumbnail pixel (r, c) is image pixel (r * step, c * step)."""
@@ -390,5 +399,8 @@ def spot_patches(
                 "image too coarse: check scale=..., or raise size_factor"
             )
         thumb, step = _thumbnail(read, shape)
-        check_spots_on_tissue(thumb, xy / step, diameter * scale / step, f"obsm['spatial'] x {scale_name} = {scale:g}")
+        under = _marked_under_tissue(adata)
+        check_spots_on_tissue(
+            thumb, xy[under] / step, diameter * scale / step, f"obsm['spatial'] x {scale_name} = {scale:g}"
+        )
         return _gather(read, shape, xy, side, out_px, in_memory)

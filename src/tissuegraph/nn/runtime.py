@@ -1,4 +1,5 @@
-"""Where and how training runs: the torch device, and seeded deterministic kernels that leave no trace behind."""
+"""Where and how training runs: the torch device, and seeded deterministic kernels that restore the caller's random
+state and settings after (with a GPU, cuBLAS's fixed workspace stays set for the process: cuBLAS reads it once)."""
 
 from __future__ import annotations
 

@@ -57,8 +57,10 @@ def check_spots_on_tissue(thumb: np.ndarray, xy: np.ndarray, diameter: float, ma
     sigma = max(0.5, diameter / 2)
     grey = ndimage.gaussian_filter(thumb.mean(axis=2), sigma=sigma)
     saturation = ndimage.gaussian_filter(thumb.max(axis=2) - thumb.min(axis=2), sigma=sigma)
-    colour_spread = float(np.subtract(*np.quantile(saturation, [_SPREAD_QUANTILE, 1 - _SPREAD_QUANTILE])[::-1]))
-    grey_low, grey_high = (float(q) for q in np.quantile(grey, [_SPREAD_QUANTILE, 1 - _SPREAD_QUANTILE]))
+    quantiles = [_SPREAD_QUANTILE, 1 - _SPREAD_QUANTILE]
+    colour_low, colour_high = np.quantile(saturation, quantiles)
+    colour_spread = float(colour_high - colour_low)
+    grey_low, grey_high = (float(q) for q in np.quantile(grey, quantiles))
     if colour_spread < _BLANK_COLOUR and grey_high - grey_low <= _BLANK_GREY * grey_high:
         raise InputError(
             f"the image is blank: smoothed over a spot, its grey level only spans {grey_low:.3g} to {grey_high:.3g} "

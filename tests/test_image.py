@@ -404,8 +404,9 @@ def test_a_large_image_is_checked_on_a_thumbnail(monkeypatch) -> None:
 
 @pytest.mark.realdata
 def test_real_slide_passes_and_a_shrunk_one_is_refused(dlpfc_151673) -> None:
-    """On the real 151673 H&E almost every spot sits on tissue; the coordinates halved (a scale factor of another
-    resolution) or mapped to a third put most spots on glass or the fiducial frame."""
+    """On the real 151673 H&E almost every spot sits on tissue, and a window cropped inside the section (no glass to
+    judge by) passes too; the coordinates halved (a scale factor of another resolution) or mapped to a third put most
+    spots on glass or the fiducial frame."""
     spot_patches(dlpfc_151673, out_px=8)
     image, scale, _ = patches_module.stored_image(dlpfc_151673, "151673")
     r0, c0, width = 370, 190, 60  # a 1.3 mm window inside the section: tissue only, its textures split by Otsu

@@ -90,4 +90,8 @@ def test_align_explains_bad_input() -> None:
     tiny = adata[np.r_[0, 1, 225, 226]].copy()  # two spots per slice: at most two pairs
     with pytest.raises(InputError, match="at least 3"):
         align(tiny, "A")
+    holed = adata.copy()
+    holed.obsm["X_tissuegraph"][230] = np.nan
+    with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of 450 spots"):
+        align(holed, "A")
     assert "spatial_aligned" not in adata.obsm

@@ -144,3 +144,17 @@ def test_spots_without_a_slice_label_are_refused() -> None:
     for score in (metrics.ilisi, metrics.batch_kl):
         with pytest.raises(InputError, match="10 spots have no slice label"):
             score(x, batches)
+
+
+def test_an_embedding_with_nan_rows_is_refused_by_every_score() -> None:
+    """A NaN row (another tool's L2-normalised all-zero spot) has no distances: named, not a scikit-learn error."""
+    x = np.random.default_rng(6).normal(size=(30, 3))
+    x[[4, 9]] = np.nan
+    batches, labels = np.array(["a", "b"] * 15), np.arange(30) % 3
+    scores = (metrics.ilisi, metrics.median_ilisi, metrics.batch_kl, metrics.batch_asw)
+    for score in scores:
+        with pytest.raises(InputError, match=r"NaN or infinite values for 2 of 30 spots \(rows '4', '9'\)"):
+            score(x, batches)
+    for score in (metrics.silhouette, metrics.davies_bouldin):
+        with pytest.raises(InputError, match="NaN or infinite values for 2 of 30 spots"):
+            score(x, labels)

@@ -60,6 +60,8 @@ def test_requests_that_cannot_work_are_refused_by_name_before_training(starmap) 
         tl.integrate([tiny.copy()], 4, method="staig")
     with pytest.raises(InputError, match=r"reference=5 names no slice: there are 3 \(0\.\.2"):
         tl.integrate([starmap], 4, method="staligner", pair_mode="star", reference=5)
+    with pytest.raises(InputError, match=rf"reference='BZ5' names no slice; the slices are '{names[0]}'"):
+        tl.integrate(starmap, 4, method="staligner", pair_mode="star", reference="BZ5")
     with pytest.raises(InputError, match="unknown device 'gpu'"):
         tl.integrate([starmap], 4, device="gpu")
 
@@ -200,10 +202,18 @@ def test_union_of_the_slices_hvgs_reaches_the_model_and_every_spot_is_kept(monke
 
 @pytest.mark.parametrize(
     ("pair_mode", "reference", "expected"),
-    [("star", 2, [(2, 0), (2, 1)]), ("chain", 0, [(0, 1), (1, 2)]), ("all", 0, [(0, 1), (0, 2), (1, 2)])],
+    [
+        ("star", 2, [(2, 0), (2, 1)]),
+        ("star", "c", [(2, 0), (2, 1)]),
+        ("chain", 0, [(0, 1), (1, 2)]),
+        ("all", 0, [(0, 1), (0, 2), (1, 2)]),
+    ],
 )
-def test_staligner_pair_modes_pair_the_slices_they_name(monkeypatch, pair_mode: str, reference: int, expected) -> None:
-    """The triplets come from the slice pairs the pair mode names, and the run records the mode and reference."""
+def test_staligner_pair_modes_pair_the_slices_they_name(
+    monkeypatch, pair_mode: str, reference: int | str, expected
+) -> None:
+    """The triplets come from the slice pairs the pair mode names (a star's reference by position or by slice name),
+    and the run records the mode and the reference's position."""
     staligner_module = importlib.import_module("tissuegraph.nn.staligner")
     original = staligner_module.mnn_triplets
     seen = []
@@ -223,5 +233,5 @@ def test_staligner_pair_modes_pair_the_slices_they_name(monkeypatch, pair_mode: 
         used = {tuple(sorted(pair)) for pair in zip(anchor_slices.tolist(), positive_slices.tolist(), strict=True)}
         assert used == {tuple(sorted(pair)) for pair in expected}
     settings = joint.uns["tissuegraph"]["settings"]
-    assert settings["pair_mode"] == pair_mode and settings["reference"] == reference
+    assert settings["pair_mode"] == pair_mode and settings["reference"] == (2 if reference == "c" else reference)
     assert len(joint.uns["tissuegraph"]["loss"]) == 3 and joint.n_obs == 240

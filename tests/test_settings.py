@@ -56,6 +56,11 @@ def test_settings_serialise_to_plain_values() -> None:
         ({"tau": np.float32("inf")}, r"tau = np.float32\(inf\) cannot work; it must be a finite number"),
         ({"feature_mask_rates": (0.1, float("nan"))}, r"feature_mask_rates = \(0.1, nan\) .* finite number"),
         ({"denominator": "moments", "tau": 2.0}, r"denominator='moments' needs tau >= 10 \(tau is 2"),
+        ({"epochs": "300"}, "epochs = '300' cannot work; it must be a whole number"),  # a value read from text
+        ({"epochs": 300.5}, "epochs = 300.5 cannot work; it must be a whole number"),
+        ({"n_neighbors": True}, "n_neighbors = True cannot work; it must be a whole number"),
+        ({"feature_mask_rates": (0.1,)}, r"feature_mask_rates = \(0.1,\) cannot work; it must be a tuple of 2 numbers"),
+        ({"hidden_dims": (64.5,)}, r"hidden_dims = \(64.5,\) cannot work; it must be a tuple of whole numbers"),
     ],
 )
 def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:
@@ -71,8 +76,20 @@ def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: s
         ({"mnn_k": 0}, "mnn_k = 0"),
         ({"lr": 0.0}, "lr = 0.0"),
         ({"lr": float("inf")}, "lr = inf cannot work; it must be a finite number"),
+        ({"mnn_k": 50.5}, "mnn_k = 50.5 cannot work; it must be a whole number"),  # would fail after pre-training
+        ({"epochs": "1000"}, "epochs = '1000' cannot work; it must be a whole number"),
+        ({"reference": 1.0}, r"reference = 1.0 cannot work; it must be a whole number or a string"),
+        ({"grad_clip": "5"}, "grad_clip = '5' cannot work; it must be a number or None"),
     ],
 )
 def test_staligner_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:
     with pytest.raises(InputError, match=f"STAligner setting {message}"):
         StalignerSettings.from_data(**overrides)
+
+
+def test_settings_take_any_number_type_that_fits() -> None:
+    """Integers (numpy's too) are numbers, a list fits a tuple setting and is stored as one."""
+    staig = StaigSettings.from_data(8513, tau=30, epochs=np.int64(5), feature_mask_rates=[0.2, 0.2], hidden_dims=[64])
+    assert (staig.tau, staig.epochs, staig.feature_mask_rates, staig.hidden_dims) == (30, 5, (0.2, 0.2), (64,))
+    staligner = StalignerSettings.from_data(epochs=7, reference="151675", grad_clip=None, margin=np.float32(0.5))
+    assert (staligner.pretrain_epochs, staligner.triplet_epochs, staligner.reference) == (3, 4, "151675")

@@ -50,6 +50,27 @@ def test_a_file_with_several_batches_counts_as_those_slices() -> None:
         concat_slices([multi, _slice(GENES, 7, 2, "s3")], names=["a", "b"])
 
 
+def test_one_anndata_and_names_in_any_sequence_are_taken_as_given() -> None:
+    """A bare AnnData is one input (not a sequence of spots); names may be an array, an Index or one string."""
+    multi = ad.concat([_slice(GENES, 10, 0, "s1"), _slice(GENES, 8, 1, "s2")], index_unique="_")
+    joint = concat_slices(multi)
+    assert list(joint.obs["batch"].cat.categories) == ["s1", "s2"] and joint.n_obs == 18
+    pair = [_slice(GENES, 10, 0), _slice(GENES, 8, 1)]
+    for names in (np.array(["left", "right"]), pd.Index(["left", "right"]), ("left", "right")):
+        assert list(concat_slices(pair, names=names).obs["batch"].cat.categories) == ["left", "right"]
+    assert list(concat_slices(_slice(GENES, 10, 0), names="only").obs["batch"].cat.categories) == ["only"]
+
+
+def test_a_file_with_interleaved_slices_groups_its_spots_by_slice() -> None:
+    """As documented: slices in the order they first appear, each keeping the order of its spots."""
+    multi = ad.concat([_slice(GENES, 6, 0, "s1"), _slice(GENES, 6, 1, "s2")], index_unique="_")
+    mixed = multi[[6, 0, 7, 1, 8, 2, 9, 3, 10, 4, 11, 5]].copy()
+    joint = concat_slices([mixed])
+    assert list(joint.obs["batch"].cat.categories) == ["s2", "s1"]
+    expected = [f"{spot}-{batch}" for batch in ("s2", "s1") for spot in mixed.obs_names[mixed.obs["batch"] == batch]]
+    assert list(joint.obs_names) == expected
+
+
 def test_unnamed_slices_take_their_batch_value_or_position() -> None:
     joint = concat_slices([_slice(GENES, 10, 0, "151673"), _slice(GENES, 10, 1)])
     assert list(joint.obs["batch"].cat.categories) == ["151673", "slice2"]

@@ -176,6 +176,27 @@ def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
     return coords
 
 
+def check_embedding(
+    embedding: object, spot_ids: Sequence[object] | None = None, what: str = "the embedding"
+) -> np.ndarray:
+    """The embedding as a 2-D float64 array; a spot whose row is NaN or infinite (another tool's L2-normalised
+    all-zero row, say) is refused, since every distance to it, and so every score or match, is undefined."""
+    try:
+        x = np.asarray(embedding, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{what} is not numeric ({err}); give a spots x dimensions array of numbers") from err
+    if x.ndim != 2:
+        raise InputError(f"{what} must be a 2-D (spots x dimensions) array (got shape {x.shape})")
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        shown = f"rows {quote_examples(list(bad))}" if spot_ids is None else quote_examples([spot_ids[i] for i in bad])
+        raise InputError(
+            f"{what} has NaN or infinite values for {bad.size} of {x.shape[0]} spots ({shown}); recompute the "
+            "embedding, or drop those spots"
+        )
+    return x
+
+
 #: Share of spot centres allowed outside an image before the image or its scale factor is called wrong.
 MAX_OUTSIDE = 0.05
 

@@ -15,6 +15,7 @@ from sklearn import metrics
 from sklearn.neighbors import NearestNeighbors
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.validate import check_embedding
 from tissuegraph.metrics.clustering import ari, nmi
 
 _CHUNK = 20000  # rows per block in the perplexity search, to bound memory on large inputs
@@ -22,9 +23,7 @@ _CHUNK = 20000  # rows per block in the perplexity search, to bound memory on la
 
 def _prepare(embedding: np.ndarray, batches: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
     """Embedding as a 2-D float array, batch labels as codes 0..B-1, and B."""
-    x = np.asarray(embedding, dtype=np.float64)
-    if x.ndim != 2:
-        raise InputError(f"embedding must be a 2-D (spots x dimensions) array (got shape {x.shape}).")
+    x = check_embedding(embedding)
     labels = pd.Series(np.asarray(batches, dtype=object))
     if labels.isna().any():
         raise InputError(

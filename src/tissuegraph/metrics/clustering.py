@@ -7,6 +7,7 @@ import pandas as pd
 from sklearn import metrics
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.validate import check_embedding
 
 
 def _labelled_rows(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,7 @@ def _defined(labels: np.ndarray) -> bool:
 
 def _labelled(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The spots that have a label (NaN/None ones are left out, as for ARI), labels as text."""
-    embedding = np.asarray(embedding)
+    embedding = check_embedding(embedding)
     if embedding.shape[0] != len(labels):
         raise InputError(f"the embedding has {embedding.shape[0]} rows but there are {len(labels)} labels")
     keep, text = _labelled_rows(labels)

@@ -157,13 +157,16 @@ def _own_gene_ranks(adata: AnnData, columns: np.ndarray) -> np.ndarray:
 
 
 def concat_slices(
-    slices: Sequence[AnnData],
-    names: Sequence[str] | None = None,
+    slices: Sequence[AnnData] | AnnData,
+    names: Sequence[str] | str | None = None,
     *,
     batch_key: str = "batch",
     min_shared_genes: int = MIN_SHARED_GENES,
 ) -> AnnData:
     """Concatenate slices on their shared genes, in the order given, spots in their original order.
+
+    ``slices`` is a list of AnnData, or one AnnData; an input whose ``obs[batch_key]`` names several slices is cut
+    into them, in the order each first appears, so its spots are grouped by slice (each keeps its spots' order).
 
     Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does), else by
     name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice, in the order
@@ -176,6 +179,11 @@ def concat_slices(
     ``InputError`` when the slices share fewer than ``min_shared_genes`` genes or two slices get the same name, and
     warns when they share fewer than half of the smallest slice's genes.
     """
+    if isinstance(slices, AnnData):  # one file holding several slices; indexing it would walk its spots
+        slices = [slices]
+    if isinstance(names, str):
+        names = [names]
+    names = None if names is None else [str(name) for name in names]  # arrays and Index have no truth value
     if len(slices) == 0:
         raise InputError("no slices given; pass at least one AnnData or file")
     if names is not None and len(names) != len(slices):
@@ -184,7 +192,7 @@ def concat_slices(
     split: set[str] = set()  # slices cut out of a file holding several
     for position, adata in enumerate(slices):
         checked = validate_spatial(_shallow_copy(adata), what=f"slice {position + 1}")
-        found = _split_slices(checked, str(names[position]) if names else None, position, batch_key)
+        found = _split_slices(checked, None if names is None else names[position], position, batch_key)
         parts.extend(found)
         if len(found) > 1:
             split.update(label for label, _ in found)

@@ -13,6 +13,7 @@ from anndata import AnnData
 from tissuegraph.errors import InputError
 from tissuegraph.gr.mnn import nearest_mnn_partner
 from tissuegraph.gr.spatial import slice_groups
+from tissuegraph.io.validate import check_embedding
 
 MIN_PAIRS = 3
 
@@ -107,7 +108,7 @@ def align(
             "tissuegraph's domain detection first, set domain_key=, or leave landmark_domain out (omit --landmark) to "
             "use all spots."
         )
-    embedding = np.asarray(adata.obsm[use_rep], dtype=np.float64)
+    embedding = check_embedding(adata.obsm[use_rep], adata.obs_names, f"obsm[{use_rep!r}]")
     coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
     aligned = coords.copy()
     ref_rows = _landmarks(adata, slices[reference], reference, landmark_domain, domain_key)

@@ -121,11 +121,19 @@ def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]
             "the image out (image=False, --no-image)"
         )
     settings = StalignerSettings.from_data(**run.overrides)
-    n_slices = int(run.slices.max()) + 1
-    if settings.pair_mode == "star" and settings.reference >= n_slices:
+    names = [str(name) for name in run.joint.obs[run.batch_key].cat.categories]  # in the order of the slice codes
+    if isinstance(settings.reference, str):
+        if settings.reference not in names:
+            raise InputError(
+                f"STAligner setting reference={settings.reference!r} names no slice; the slices are "
+                f"{', '.join(map(repr, names))} (or pass a position, 0 = the first)"
+            )
+        settings.reference = names.index(settings.reference)
+    if settings.pair_mode == "star" and settings.reference >= len(names):
         raise InputError(
-            f"STAligner setting reference={settings.reference} names no slice: there are {n_slices} "
-            f"(0..{n_slices - 1}, in the order given); pass the index of the slice the others align to"
+            f"STAligner setting reference={settings.reference} names no slice: there are {len(names)} "
+            f"(0..{len(names) - 1}, in the order given, or their names {', '.join(map(repr, names))}); pass the slice "
+            "the others align to"
         )
     work, edges, reconstruction_weight = staligner_inputs(
         run.joint,
@@ -172,7 +180,7 @@ def integration_epochs(method: str, **settings_overrides) -> int:
 
 
 def integrate(
-    slices: Sequence[AnnData],
+    slices: Sequence[AnnData] | AnnData,
     n_domains: int,
     *,
     names: Sequence[str] | None = None,
@@ -189,8 +197,9 @@ def integrate(
 ) -> AnnData:
     """Embed several slices jointly and find ``n_domains`` domains shared across them.
 
-    Returns a new AnnData holding every spot of every slice, in the order given (a file holding several
-    slices in ``obs[batch_key]`` counts as those slices), on the genes all slices share, with
+    Returns a new AnnData holding every spot of every slice, in the order given (``slices`` may be one AnnData; a
+    file holding several slices in ``obs[batch_key]`` counts as those slices, its spots grouped slice by slice in
+    the order each slice first appears), on the genes all slices share, with
     ``obs[batch_key]`` (slice name), ``obs['domain']``, ``obsm['X_tissuegraph']``, each slice's original
     ``obsm['spatial']`` and ``uns['tissuegraph']`` (settings, loss curve, timings). ``genes`` says how the
     per-slice HVGs are combined ('intersection' or 'union'). ``image=True`` (STAIG only) adds the histology:

@@ -23,7 +23,10 @@ several slices, the HVGs they share).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
+from types import UnionType
+from typing import get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -131,11 +134,11 @@ class StalignerSettings:
     mnn_every: int = 100
     mnn_k: int = 50
     pair_mode: str = "all"
-    reference: int = 0
+    reference: int | str = 0
     margin: float = 1.0
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    grad_clip: float = 5.0
+    grad_clip: float | None = 5.0
     refine_neighbors: int = 15
 
     @classmethod
@@ -144,6 +147,8 @@ class StalignerSettings:
         settings = cls()
         epochs = overrides.pop("epochs", None)
         if epochs is not None:
+            if not _has_type(epochs, int):
+                raise InputError(f"STAligner setting epochs = {epochs!r} cannot work; it must be {_describe(int)}")
             settings.pretrain_epochs, settings.triplet_epochs = epochs // 2, epochs - epochs // 2
         _override(settings, "STAligner", overrides)
         if settings.n_pcs < 1:
@@ -165,7 +170,11 @@ class StalignerSettings:
                 ("mnn_every", settings.mnn_every >= 1, "at least 1"),
                 ("mnn_k", settings.mnn_k >= 1, "at least 1"),
                 ("pair_mode", settings.pair_mode in PAIR_MODES, f"one of {PAIR_MODES}"),
-                ("reference", settings.reference >= 0, "a slice position (0 = the first slice)"),
+                (
+                    "reference",
+                    isinstance(settings.reference, str) or settings.reference >= 0,
+                    "a slice position (0 = the first slice) or a slice name",
+                ),
                 ("margin", settings.margin >= 0, "at least 0"),
                 ("lr", settings.lr > 0, "positive"),
                 ("weight_decay", settings.weight_decay >= 0, "at least 0"),
@@ -185,11 +194,49 @@ class StalignerSettings:
 
 
 def _override(settings: StaigSettings | StalignerSettings, method: str, overrides: dict) -> None:
+    """Set each override after checking its name and its type against the field's annotation, so that epochs="300"
+    or mnn_k=50.5 is refused here rather than deep inside training."""
+    hints = get_type_hints(type(settings))
     known = [field.name for field in fields(settings)]  # not hasattr: methods such as to_dict are no settings
     for key, value in overrides.items():
         if key not in known:
             raise InputError(f"unknown {method} setting {key!r}; the settings are: {', '.join(known)}")
-        setattr(settings, key, value)
+        if not _has_type(value, hints[key]):
+            raise InputError(f"{method} setting {key} = {value!r} cannot work; it must be {_describe(hints[key])}")
+        setattr(settings, key, tuple(value) if isinstance(value, list) else value)
+
+
+def _has_type(value: object, hint: object) -> bool:
+    """Whether ``value`` fits a settings annotation (int, float, str, None, unions and tuples of these).
+
+    Integers count as floats; booleans count as neither. A list fits a tuple annotation.
+    """
+    args = get_args(hint)
+    if isinstance(hint, UnionType):
+        return any(_has_type(value, option) for option in args)
+    if get_origin(hint) is tuple:
+        if not isinstance(value, tuple | list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return len(value) > 0 and all(_has_type(item, args[0]) for item in value)
+        return len(value) == len(args) and all(_has_type(item, arg) for item, arg in zip(value, args, strict=True))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    return isinstance(value, {int: numbers.Integral, float: numbers.Real}.get(hint, hint))
+
+
+def _describe(hint: object) -> str:
+    """An annotation in words, for the refusal."""
+    if isinstance(hint, UnionType):
+        return " or ".join(_describe(option) for option in get_args(hint))
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_describe(args[0]).removeprefix('a ')}s"
+        return f"a tuple of {len(args)} {_describe(args[0]).removeprefix('a ')}s"
+    return {int: "a whole number", float: "a number", str: "a string", type(None): "None"}.get(hint, str(hint))
 
 
 def _require(settings: StaigSettings | StalignerSettings, method: str, checks: list[tuple[str, bool, str]]) -> None:

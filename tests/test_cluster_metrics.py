@@ -135,6 +135,13 @@ def test_ari_nmi_skip_unannotated_spots() -> None:
     assert metrics.ari(truth, np.array([1, 2, 1, 2, 1, 1])) < 0.1
 
 
+def test_spots_without_a_domain_are_left_out_not_scored_as_a_domain_called_nan() -> None:
+    truth = np.array(["a", "a", "a", "b", "b", "b"], dtype=object)
+    for pred in (np.array([1, 1, np.nan, 2, 2, np.nan]), pd.array([1, 1, pd.NA, 2, 2, pd.NA], dtype="Int64")):
+        assert metrics.ari(truth, pred) == pytest.approx(1.0)  # 'nan' as a third domain would give 0.5
+        assert metrics.nmi(truth, pred) == pytest.approx(1.0)
+
+
 def test_silhouette_and_davies_bouldin_rank_good_over_random(blobs) -> None:
     x, y = blobs
     rand = np.random.default_rng(0).integers(0, 3, size=y.size)

@@ -206,3 +206,54 @@ def test_pvals_adj_are_the_benjamini_hochberg_adjustment_of_each_domain_test() -
         adjusted = np.asarray(records["pvals_adj"])[rows]
         np.testing.assert_allclose(adjusted, stats.false_discovery_control(raw)[genes], rtol=1e-4)
         assert (adjusted >= raw[genes] * (1 - 1e-4)).all() and (adjusted > raw[genes] * 1.5).any()
+
+
+def test_stored_markers_of_other_spots_or_genes_are_not_current_even_with_the_same_domains() -> None:
+    """Dropping spots (as the README advises for 'Excluded' cells) or a gene keeps the domain names but makes the
+    stored markers describe other data; relabelling spots does too."""
+    from tissuegraph.tl.markers import markers_are_current
+
+    adata = markers(planted(), n_genes=3)
+    store = adata.uns[MARKERS_KEY]
+    assert markers_are_current(adata, store)
+    assert markers_are_current(adata.copy(), store)  # a copy is the same data
+    fewer_spots = adata[adata.obs_names != "s0"].copy()
+    fewer_genes = adata[:, adata.var_names != "n3"].copy()
+    moved = adata.copy()
+    moved.obs.loc["s0", "domain"] = "1"
+    for other in (fewer_spots, fewer_genes, moved):
+        assert list(other.obs["domain"].cat.categories) == ["0", "1", "2"]
+        assert not markers_are_current(other, store)
+
+
+def test_new_subdomains_drop_markers_computed_for_the_old_ones() -> None:
+    adata = subdomains(planted(), "1", 2, n_genes=3)
+    markers(adata, domain_key="subdomain", n_genes=3)
+    assert "1.0" in list(adata.uns[MARKERS_KEY]["groups"])
+    subdomains(adata, "2", 2, n_genes=3)  # obs['subdomain'] is rewritten: domain 1 is whole again
+    assert MARKERS_KEY not in adata.uns
+    with pytest.raises(InputError, match="no markers stored for '1.0'"):
+        marker_table(adata, "1.0")
+
+
+def test_the_dot_plot_reads_nullable_labels_and_refuses_repeated_gene_names() -> None:
+    adata = planted()
+    adata.obs["domain"] = pd.array(adata.obs["domain"].astype(int), dtype="Int64")
+    adata.obs.loc[["s0", "s1"], "domain"] = pd.NA
+    markers(adata, n_genes=3)
+    ax = pl.marker_dotplot(adata, n_genes=1).axes[0]
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["0", "1", "2"]
+    repeated = planted()
+    repeated.var_names = ["g0", "g0", *repeated.var_names[2:]]
+    markers(repeated, n_genes=3)
+    with pytest.raises(InputError, match=r"gene names repeat in var_names \(g0\).*var_names_make_unique"):
+        pl.marker_dotplot(repeated)
+
+
+def test_the_report_section_explains_markers_it_cannot_draw() -> None:
+    from tissuegraph.report.sections import marker_genes
+
+    repeated = planted()
+    repeated.var_names = ["g0", "g0", *repeated.var_names[2:]]
+    _, title, body = marker_genes(repeated)
+    assert title == "Marker genes" and "no marker genes: gene names repeat in var_names" in body

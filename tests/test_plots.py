@@ -201,6 +201,11 @@ def test_umap_panels_cache_and_colours(monkeypatch) -> None:
 
     single = joint[joint.obs["batch"] == "A"].copy()
     assert [ax.get_title() for ax in pl.umap(single).axes] == ["domain"]
+    as_numbers = joint.copy()
+    as_numbers.obs["domain"] = as_numbers.obs["domain"].astype(int)  # domains stored as numbers stay labels
+    numbered = pl.umap(as_numbers, color="domain")
+    assert len(numbered.axes) == 1 and legend_texts(numbered.axes[0]) == ["0", "1", "2"]
+    np.testing.assert_allclose(numbered.axes[0].collections[0].get_facecolors(), points.get_facecolors())
     with pytest.raises(InputError, match="not found"):
         pl.umap(joint, color=("domain", "celltype"))
     with pytest.raises(InputError, match="no column 'sample' naming the slices"):  # named on purpose: not skipped

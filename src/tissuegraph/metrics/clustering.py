@@ -18,21 +18,27 @@ def _labelled_rows(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarr
 
 
 def _annotated(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    pred = np.asarray(pred)
+    """Both label sets as text over the spots that carry both: a spot without a domain (NaN) is left out as an
+    unannotated one is, never counted as a domain called 'nan'."""
+    pred = np.asarray(pred, dtype=object)
     if len(truth) != pred.shape[0]:
         raise InputError(f"truth has {len(truth)} labels but prediction has {pred.shape[0]}; give one per spot.")
-    keep, truth = _labelled_rows(truth)
-    return truth, pred[keep].astype(str)
+    annotated, _ = _labelled_rows(truth)
+    predicted, _ = _labelled_rows(pred)
+    keep = annotated & predicted
+    return np.asarray(truth, dtype=object)[keep].astype(str), pred[keep].astype(str)
 
 
 def ari(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
-    """Adjusted Rand index over annotated spots (NaN when no spot is annotated: there is nothing to agree with)."""
+    """Adjusted Rand index over the spots with both an annotation and a domain (NaN when there are none: there is
+    nothing to agree with)."""
     truth, pred = _annotated(truth, pred)
     return float(metrics.adjusted_rand_score(truth, pred)) if truth.size else float("nan")
 
 
 def nmi(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:
-    """Normalised mutual information (arithmetic mean) over annotated spots (NaN when none is annotated)."""
+    """Normalised mutual information (arithmetic mean) over the spots with both an annotation and a domain (NaN when
+    there are none)."""
     truth, pred = _annotated(truth, pred)
     return float(metrics.normalized_mutual_info_score(truth, pred)) if truth.size else float("nan")
 

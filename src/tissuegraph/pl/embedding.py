@@ -137,9 +137,9 @@ def umap(
     """UMAP of the embedding, one panel per ``color`` key (default: the domains and ``batch_key``; the slice panel
     is left out for a single slice).
 
-    Domains keep their colours from ``domain_palette``; slices get colours from a separate set. Numeric
-    columns are drawn with a colour bar. Spots are drawn in one seeded random order for every panel, so no
-    slice or domain hides the others. The coordinates are cached in ``obsm['X_umap']``.
+    Domains keep their colours from ``domain_palette`` (also when stored as numbers); slices get colours from a
+    separate set. Other numeric columns are drawn with a colour bar. Spots are drawn in one seeded random order for
+    every panel, so no slice or domain hides the others. The coordinates are cached in ``obsm['X_umap']``.
     """
     keys = _colour_keys(adata, ("domain", batch_key) if color is None else color, batch_key)
     xy = umap_coordinates(adata, use_rep=use_rep, seed=seed)
@@ -150,7 +150,11 @@ def umap(
     for i, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
         column = adata.obs[key]
-        numeric = pd.api.types.is_numeric_dtype(column) and not isinstance(column.dtype, pd.CategoricalDtype)
+        numeric = (  # domains stay labels, coloured as in every other figure, even when stored as numbers
+            key not in ("domain", batch_key)
+            and pd.api.types.is_numeric_dtype(column)
+            and not isinstance(column.dtype, pd.CategoricalDtype)
+        )
         if numeric:
             values = column.to_numpy(dtype=np.float64)[order]
             points = ax.scatter(xy[order, 0], xy[order, 1], s=size, c=values, cmap="viridis", linewidths=0)

@@ -39,6 +39,12 @@ def marker_dotplot(
         for gene in gene_of[rows[np.argsort(ranks[rows], kind="stable")][:n_genes]]:
             if gene not in genes:
                 genes.append(gene)
+    if not adata.var_names.is_unique:
+        repeated = adata.var_names[adata.var_names.duplicated()].unique()
+        raise InputError(
+            f"gene names repeat in var_names ({', '.join(map(str, repeated[:3]))}), so a marker gene is ambiguous; "
+            "call adata.var_names_make_unique() and run tl.markers again"
+        )
     columns = adata.var_names.astype(str).get_indexer(genes)
     if (columns < 0).any():
         missing = [gene for gene, col in zip(genes, columns, strict=True) if col < 0]
@@ -46,8 +52,8 @@ def marker_dotplot(
     if domain_key not in adata.obs:
         raise InputError(f"obs[{domain_key!r}] not found; the markers were computed for a column that is gone")
 
-    labels = adata.obs[domain_key].astype(object).to_numpy()
-    spot_group = np.asarray([str(v) if v is not None and v == v else "" for v in labels])
+    labels = adata.obs[domain_key]
+    spot_group = np.where(labels.notna().to_numpy(), labels.astype(object).astype(str).to_numpy(), "")
     rows = np.flatnonzero(np.isin(spot_group, groups))
     expression = log_normalised(adata.X[rows])[:, columns]
     expression = expression.toarray() if sparse.issparse(expression) else np.asarray(expression)

@@ -163,7 +163,7 @@ def domains(
         prefix = "" if name is None else f"{name}: "
         title = f"{prefix}{domain_key}"
         if with_truth and adata.obs[truth_key].iloc[rows].notna().any():
-            title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels.astype(str)):.2f})"
+            title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels):.2f})"
         panels = [(labels, palette, title, domain_key)]
         if with_truth:
             panels.append((adata.obs[truth_key].iloc[rows], truth_colours, f"{prefix}{truth_key}", truth_key))

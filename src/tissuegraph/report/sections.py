@@ -175,12 +175,13 @@ def marker_genes(adata: AnnData) -> Section:
     """Dot plot of the top markers and, per domain, its best genes with fold change and adjusted p-value."""
     try:
         work = _marker_data(adata)
+        dotplot = png_uri(pl.marker_dotplot(work, n_genes=5))
     except InputError as error:  # e.g. every domain but one is a single spot: the rest of the report stands
         return "markers", "Marker genes", note(f"no marker genes: {error}")
     store = marker_store(work, "domain")
     method = plain(store["params"]["method"])
     body = figure(
-        png_uri(pl.marker_dotplot(work, n_genes=5)),
+        dotplot,
         "dot plot of the top marker genes per domain",
         f"Top 5 markers per domain ({method} test of each domain against all other spots).",
     )

@@ -12,6 +12,7 @@ sub-domains of one domain in ``uns['tissuegraph_subdomain_markers']``; ``marker_
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -103,6 +104,18 @@ def rank_markers(
     return groups, {name: np.concatenate(parts) for name, parts in records.items()}
 
 
+def fingerprint(adata: AnnData, domain_key: str) -> str:
+    """A digest of the spots, their labels in ``obs[domain_key]`` and the genes: stored markers whose digest differs
+    were computed on other data (spots dropped, genes removed, labels moved) even where the group names match."""
+    labels = adata.obs[domain_key]
+    text = np.where(labels.notna().to_numpy(), labels.astype(object).astype(str).to_numpy(), "\x00")
+    digest = hashlib.sha1()
+    for part in (adata.obs_names.astype(str), text, adata.var_names.astype(str)):
+        digest.update("\x1f".join(part).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
 def _labels(adata: AnnData, domain_key: str) -> pd.Series:
     if domain_key not in adata.obs:
         raise InputError(
@@ -124,7 +137,13 @@ def markers(adata: AnnData, *, domain_key: str = "domain", n_genes: int = 100, m
     check_counts(adata)
     groups, records = rank_markers(adata.X[rows], labels.iloc[rows].to_numpy(), adata.var_names, n_genes, method)
     adata.uns[MARKERS_KEY] = {
-        "params": {"domain_key": domain_key, "method": method, "n_genes": int(n_genes), "reference": "rest"},
+        "params": {
+            "domain_key": domain_key,
+            "method": method,
+            "n_genes": int(n_genes),
+            "reference": "rest",
+            "fingerprint": fingerprint(adata, domain_key),
+        },
         "groups": np.asarray(groups, dtype=object),
         "records": records,
     }
@@ -167,10 +186,13 @@ def forget_markers(adata: AnnData, domain_key: str = "domain") -> None:
 
 
 def markers_are_current(adata: AnnData, store: dict) -> bool:
-    """Whether a marker store still describes the groups of the column it was computed for."""
+    """Whether a marker store still describes the column it was computed for: the same spots, labels and genes
+    (stores written before the digest was kept: the same group names)."""
     domain_key = marker_column(store)
     if domain_key not in adata.obs:
         return False
+    if "fingerprint" in store["params"]:
+        return str(store["params"]["fingerprint"]) == fingerprint(adata, domain_key)
     labels = adata.obs[domain_key]
     current = marker_groups(labels[labels.notna()].to_numpy())
     return current == [str(group) for group in store["groups"]]
@@ -242,6 +264,9 @@ def subdomains(
 
     column = np.asarray([None if value is None else str(value) for value in text], dtype=object)
     column[rows] = sub_labels
+    stored = adata.uns.get(MARKERS_KEY)
+    if stored is not None and marker_column(stored) == key_added:  # markers of the column being overwritten
+        del adata.uns[MARKERS_KEY]
     adata.obs[key_added] = pd.Categorical(column, categories=sorted_labels(column))
 
     params = {
@@ -254,6 +279,7 @@ def subdomains(
         "method": method,
         "n_genes": int(n_genes),
         "reference": "rest of the domain",
+        "fingerprint": fingerprint(adata, key_added),
     }
     adata.uns.pop(SUBDOMAIN_MARKERS_KEY, None)
     try:

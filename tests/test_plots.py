@@ -125,6 +125,8 @@ def test_a_slice_drawn_alone_keeps_the_colours_of_the_whole_result(monkeypatch) 
     assert not np.allclose(
         pl.domains(slice_b, truth_key=None, image=False).axes[0].collections[0].get_facecolors(), expected
     )
+    with pytest.raises(InputError, match=r"palette has no colour for domain '2'; pass palette=domain_palette"):
+        pl.domains(slice_b, truth_key=None, image=False, palette={"0": palette["0"], "1": palette["1"]})
     from tissuegraph.report import sections
 
     palettes = []

@@ -1,7 +1,7 @@
 """Mutual nearest neighbours between two sets of points (slices in an embedding, or landmark coordinates).
 
-Exact kNN from scikit-learn, with k clipped to the smaller set, so a slice with fewer spots than k is never a
-crash: it simply offers every spot as a candidate.
+Exact kNN from scikit-learn, each search's k clipped to the size of the set it searches, so a slice with fewer
+spots than k is never a crash: it simply offers every spot as a candidate.
 """
 
 from __future__ import annotations

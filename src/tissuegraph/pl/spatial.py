@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
+from tissuegraph.io.validate import quote_examples
 from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
@@ -138,7 +139,15 @@ def domains(
     """
     if "spatial" not in adata.obsm:
         raise InputError("obsm['spatial'] not found; the plot needs the spot coordinates")
-    palette = domain_palette(adata, domain_key) if palette is None else palette
+    if palette is None:
+        palette = domain_palette(adata, domain_key)
+    else:
+        uncoloured = [name for name in sorted_labels(adata.obs[domain_key]) if name not in palette]
+        if uncoloured:
+            raise InputError(
+                f"palette has no colour for {domain_key} {quote_examples(uncoloured)}; pass "
+                "palette=domain_palette(result) for the result these spots come from, or add colours for them"
+            )
     with_truth = (
         truth_key is not None
         and truth_key != domain_key

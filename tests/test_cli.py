@@ -163,6 +163,23 @@ def test_image_features_refuses_a_domain_count_before_training(tmp_path, capsys,
     assert "n_domains must be at least 2" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(["--n-domains", "1"], "n_domains must be at least 2"), (["--n-domains", "3", "--tau", "0"], "tau = 0.0")],
+)
+def test_domains_refuses_a_request_before_the_image_encoder_trains(
+    tmp_path, capsys, monkeypatch, options: list[str], message: str
+) -> None:
+    """The image encoder takes 30-60 s per Visium slice: a request that cannot work is refused before it."""
+    import tissuegraph.cli as cli
+
+    monkeypatch.setattr(cli, "_image_features", lambda *args, **kwargs: pytest.fail("the encoder was trained"))
+    source = tmp_path / "in.h5ad"
+    _small_slice().write_h5ad(source)
+    assert main(["domains", str(source), "--image", *options, "--out", str(tmp_path / "o.h5ad")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o.h5ad").exists()
+
+
 def test_too_few_spots_for_the_graph(tmp_path, capsys) -> None:
     data = ad.AnnData(X=np.ones((5, 4), dtype=np.float32))
     data.obsm["spatial"] = np.arange(10, dtype=float).reshape(5, 2)

@@ -94,6 +94,24 @@ def _synthetic_slices(n_slices: int = 2, n_genes: int = 120, seed: int = 0) -> a
     return joint
 
 
+def test_a_slice_without_counts_in_a_file_of_several_is_refused_by_name(monkeypatch) -> None:
+    """The file as a whole has counts, so only a per-slice check catches it (it used to come out as one domain)."""
+    integrate_module = importlib.import_module("tissuegraph.tl.integrate")
+    domains_module = importlib.import_module("tissuegraph.tl.domains")
+    monkeypatch.setattr(integrate_module, "staig_embedding", lambda *a, **k: pytest.fail("STAIG was trained"))
+    monkeypatch.setattr(domains_module, "train_staig", lambda *a, **k: pytest.fail("STAIG was trained"))
+    both = _synthetic_slices()
+    both.X[both.obs["batch"].to_numpy() == "a"] = 0
+    for run in (tl.integrate, tl.domains):
+        with pytest.raises(InputError, match="slice 'a' holds no counts: all 80 of its spots are 0"):
+            run(both.copy(), 3)
+
+
+def test_the_stored_settings_hold_the_expression_pcs_the_edge_dropping_used() -> None:
+    few_genes = tl.domains(_synthetic_slices(n_genes=40), 3, epochs=2)  # 64 asked, only 40 genes to span them
+    assert few_genes.uns["tissuegraph"]["settings"]["n_pcs_edge_drop"] == 40
+
+
 def test_unknown_method_and_settings_are_refused(monkeypatch) -> None:
     integrate_module = importlib.import_module("tissuegraph.tl.integrate")  # tl.integrate is the function
 

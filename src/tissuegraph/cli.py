@@ -66,6 +66,8 @@ def _image_features(adata, args: argparse.Namespace, backbone: str = "scratch") 
 
 def _run_domains(adata, args: argparse.Namespace) -> None:
     overrides = _overrides(args)
+    check = dict(seed=args.seed, cluster=args.cluster, device=args.device)
+    tg.tl.check_domains_input(adata, args.n_domains, **check, **overrides)  # before the image encoder's training
     image = tg.im.has_image(adata) if args.image is None else args.image  # decided once: one warning, if any
     if image and "X_image" not in adata.obsm:
         _image_features(adata, args)

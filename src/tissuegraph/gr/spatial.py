@@ -70,6 +70,19 @@ def check_slice_sizes(adata: AnnData, n_neighbors: int, batch_key: str | None = 
             )
 
 
+def check_slice_counts(adata: AnnData, batch_key: str | None = "batch") -> None:
+    """Refuse, by name and before any work, a slice whose spots hold no counts at all: in a file of several slices
+    the matrix as a whole has counts, yet that slice would train on all-zero features and come out as one domain."""
+    counted = np.asarray(adata.X.getnnz(axis=1) if sparse.issparse(adata.X) else np.count_nonzero(adata.X, axis=1))
+    groups = slice_groups(adata, batch_key)
+    for rows in groups:
+        if len(groups) > 1 and not counted[rows].any():
+            raise InputError(
+                f"slice {_slice_name(adata, batch_key, rows)!r} holds no counts: all {rows.size} of its spots are 0 "
+                "in X; check that its counts were read from the right matrix, or drop this slice"
+            )
+
+
 def _slice_graph(coords: np.ndarray, n_neighbors: int | None, radius: float | None) -> sparse.csr_matrix:
     if radius is not None:
         nn = NearestNeighbors(radius=radius).fit(coords)

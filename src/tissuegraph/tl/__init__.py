@@ -3,6 +3,7 @@
 from tissuegraph.tl.align import align
 from tissuegraph.tl.domains import (
     check_domain_request,
+    check_domains_input,
     cluster_embedding,
     domains,
     expression_domains,
@@ -24,6 +25,7 @@ __all__ = [
     "align",
     "cluster_embedding",
     "check_domain_request",
+    "check_domains_input",
     "StaigSettings",
     "StalignerSettings",
 ]

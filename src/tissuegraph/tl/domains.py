@@ -140,6 +140,7 @@ def staig_embedding(
         pseudo_labels = kmeans(image, n_labels, seed=seed)
     else:
         pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
+        settings.n_pcs_edge_drop = work.obsm["X_pca"].shape[1]  # fewer when there are fewer genes or spots: record it
         drop_prob = gr.edge_drop_probabilities(edges, work.obsm["X_pca"], work.n_obs)
     timings["graph_s"] = time.perf_counter() - start
 
@@ -215,6 +216,28 @@ def check_domain_request(n_domains: int, n_spots: int, cluster: str, *, seed: in
     _check_cluster_method(cluster)
 
 
+def check_domains_input(
+    adata: AnnData,
+    n_domains: int,
+    *,
+    seed: int = 0,
+    cluster: str = "gmm",
+    batch_key: str = "batch",
+    device: str | None = None,
+    **settings_overrides,
+) -> StaigSettings:
+    """Everything ``domains`` refuses, checked before any work (the CLI calls it before computing image features):
+    the settings, the input (counts, coordinates, spots per slice, a slice without counts), the number of domains,
+    the clusterer, the seed and the device. Returns the settings as far as they follow from the input's genes."""
+    settings = StaigSettings.from_data(adata.n_vars, **settings_overrides)
+    validate_spatial(adata, min_spots=settings.n_neighbors + 1)
+    check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
+    gr.check_slice_sizes(adata, settings.n_neighbors, batch_key)
+    gr.check_slice_counts(adata, batch_key)
+    pick_device(device)
+    return settings
+
+
 def domains(
     adata: AnnData,
     n_domains: int,
@@ -238,11 +261,9 @@ def domains(
     has one (image mode: ``obsm['X_image']``, computed by ``im.image_features`` unless already there), ``False``
     forces gene mode, ``True`` requires an image.
     """
-    settings = StaigSettings.from_data(adata.n_vars, **settings_overrides)
-    validate_spatial(adata, min_spots=settings.n_neighbors + 1)
-    check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
-    gr.check_slice_sizes(adata, settings.n_neighbors, batch_key)
-    pick_device(device)
+    settings = check_domains_input(
+        adata, n_domains, seed=seed, cluster=cluster, batch_key=batch_key, device=device, **settings_overrides
+    )
     timings: dict[str, float] = {}
     start = time.perf_counter()
 

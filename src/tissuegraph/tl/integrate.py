@@ -220,6 +220,7 @@ def integrate(
     check_domain_request(n_domains, joint.n_obs, cluster, seed=seed)
     settings_class = StaigSettings if method == "staig" else StalignerSettings
     gr.check_slice_sizes(joint, settings_overrides.get("n_neighbors", settings_class.n_neighbors), batch_key)
+    gr.check_slice_counts(joint, batch_key)
     pick_device(device)
     slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)
     timings["combine_s"] = time.perf_counter() - start

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 
@@ -18,3 +19,8 @@ def sorted_labels(labels: Iterable) -> list[str]:
     """Distinct non-missing labels as strings, naturally sorted."""
     unique = {str(label) for label in pd.Series(list(labels), dtype=object).dropna()}
     return sorted(unique, key=natural_key)
+
+
+def labels_as_text(labels: pd.Series, missing: str) -> np.ndarray:
+    """Each spot's label as a string, ``missing`` for NaN/None/pd.NA (which ``astype(str)`` would turn into 'nan')."""
+    return np.where(labels.notna().to_numpy(), labels.astype(object).astype(str).to_numpy(), missing)

@@ -20,13 +20,11 @@ def _labelled_rows(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarr
 def _annotated(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Both label sets as text over the spots that carry both: a spot without a domain (NaN) is left out as an
     unannotated one is, never counted as a domain called 'nan'."""
-    pred = np.asarray(pred, dtype=object)
-    if len(truth) != pred.shape[0]:
-        raise InputError(f"truth has {len(truth)} labels but prediction has {pred.shape[0]}; give one per spot.")
-    annotated, _ = _labelled_rows(truth)
-    predicted, _ = _labelled_rows(pred)
-    keep = annotated & predicted
-    return np.asarray(truth, dtype=object)[keep].astype(str), pred[keep].astype(str)
+    truth, pred = pd.Series(np.asarray(truth, dtype=object)), pd.Series(np.asarray(pred, dtype=object))
+    if truth.shape[0] != pred.shape[0]:
+        raise InputError(f"truth has {truth.shape[0]} labels but prediction has {pred.shape[0]}; give one per spot.")
+    keep = (truth.notna() & pred.notna()).to_numpy()
+    return truth[keep].astype(str).to_numpy(), pred[keep].astype(str).to_numpy()
 
 
 def ari(truth: np.ndarray | pd.Series, pred: np.ndarray | pd.Series) -> float:

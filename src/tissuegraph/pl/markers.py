@@ -9,6 +9,7 @@ from matplotlib.lines import Line2D
 from scipy import sparse
 
 from tissuegraph.errors import InputError
+from tissuegraph.labels import labels_as_text
 from tissuegraph.tl.markers import log_normalised, marker_store
 
 #: Marker area (points^2) of a dot for a gene expressed in every spot of a domain.
@@ -52,8 +53,7 @@ def marker_dotplot(
     if domain_key not in adata.obs:
         raise InputError(f"obs[{domain_key!r}] not found; the markers were computed for a column that is gone")
 
-    labels = adata.obs[domain_key]
-    spot_group = np.where(labels.notna().to_numpy(), labels.astype(object).astype(str).to_numpy(), "")
+    spot_group = labels_as_text(adata.obs[domain_key], missing="")
     rows = np.flatnonzero(np.isin(spot_group, groups))
     expression = log_normalised(adata.X[rows])[:, columns]
     expression = expression.toarray() if sparse.issparse(expression) else np.asarray(expression)

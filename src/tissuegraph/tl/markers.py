@@ -24,7 +24,7 @@ from scipy import sparse
 from tissuegraph.cluster import gmm_eee
 from tissuegraph.errors import InputError
 from tissuegraph.io.validate import check_counts
-from tissuegraph.labels import natural_key, sorted_labels
+from tissuegraph.labels import labels_as_text, natural_key, sorted_labels
 
 MARKERS_KEY = "tissuegraph_markers"
 SUBDOMAIN_MARKERS_KEY = "tissuegraph_subdomain_markers"
@@ -107,8 +107,7 @@ def rank_markers(
 def fingerprint(adata: AnnData, domain_key: str) -> str:
     """A digest of the spots, their labels in ``obs[domain_key]`` and the genes: stored markers whose digest differs
     were computed on other data (spots dropped, genes removed, labels moved) even where the group names match."""
-    labels = adata.obs[domain_key]
-    text = np.where(labels.notna().to_numpy(), labels.astype(object).astype(str).to_numpy(), "\x00")
+    text = labels_as_text(adata.obs[domain_key], missing="\x00")
     digest = hashlib.sha1()
     for part in (adata.obs_names.astype(str), text, adata.var_names.astype(str)):
         digest.update("\x1f".join(part).encode())

@@ -235,6 +235,25 @@ def test_validate_non_numeric_coordinates() -> None:
         validate_spatial(adata)
 
 
+@pytest.mark.parametrize("values", [np.array([True, False]), np.array([1 + 2j, 3 + 0j])])
+def test_validate_refuses_coordinates_that_are_not_real_numbers(values: np.ndarray) -> None:
+    """Booleans are no positions, and casting complex numbers would silently drop their imaginary part."""
+    adata = _spatial_adata()
+    adata.obsm["spatial"] = np.resize(values, (adata.n_obs, 2))
+    with pytest.raises(InputError, match="non-numeric coordinates .*store x, y as real numbers"):
+        validate_spatial(adata)
+
+
+def test_validate_reads_sparse_or_named_coordinates() -> None:
+    """A sparse matrix is made dense; a table with x and y columns is read by name, whatever their order."""
+    adata = _spatial_adata()
+    xy = np.arange(2 * adata.n_obs, dtype=np.float64).reshape(-1, 2)
+    adata.obsm["spatial"] = sp.csr_matrix(xy)
+    np.testing.assert_array_equal(validate_spatial(adata).obsm["spatial"], xy)
+    adata.obsm["spatial"] = pd.DataFrame({"Y": xy[:, 1], "X": xy[:, 0], "z": 0.0}, index=adata.obs_names)
+    np.testing.assert_array_equal(validate_spatial(adata).obsm["spatial"], xy)
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_validate_non_finite_counts(sparse: bool, bad: float) -> None:
@@ -536,6 +555,20 @@ def test_read_visium_no_positions(visium_dir: Path) -> None:
         read_visium(visium_dir)
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_read_visium_barcodes_that_look_like_numbers(tmp_path: Path, header: bool) -> None:
+    """Barcodes '0001' ... in the matrix and the positions match as text (read as numbers they became '1')."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_mtx_folder(folder / "filtered_feature_bc_matrix", gz=False)
+    numeric = {b: f"{i:04d}" for i, b in enumerate([*BARCODES, "TTTT-1"], start=1)}
+    (folder / "filtered_feature_bc_matrix" / "barcodes.tsv").write_text("\n".join(numeric[b] for b in BARCODES))
+    _write_spatial(folder, header=header, positions=POSITIONS.assign(barcode=POSITIONS["barcode"].map(numeric)))
+    adata = read_visium(folder)
+    assert list(adata.obs_names) == ["0001", "0002", "0003", "0004"]
+    np.testing.assert_array_equal(adata.obsm["spatial"], EXPECTED_XY)
+
+
 def test_read_visium_positions_missing_columns(visium_dir: Path) -> None:
     positions = POSITIONS.drop(columns="pxl_col_in_fullres")
     positions.to_csv(visium_dir / "spatial" / "tissue_positions.csv", index=False)
@@ -618,7 +651,7 @@ def test_read_visium_16_bit_grey_image(visium_dir: Path) -> None:
     np.testing.assert_allclose(image[..., 1], grey / 65535.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("value", [None, "0.05", 0, -0.05, float("nan"), True])
+@pytest.mark.parametrize("value", [None, "0.05", 0, -0.05, float("nan"), True, pytest.param(10**400, id="1e400")])
 def test_read_visium_scalefactor_that_is_not_a_positive_number(visium_dir: Path, value: object) -> None:
     factors = {**SCALEFACTORS, "tissue_lowres_scalef": value}
     (visium_dir / "spatial" / "scalefactors_json.json").write_text(json.dumps(factors))
@@ -864,6 +897,59 @@ def test_read_tables_nan_counts_are_validated(tmp_path: Path) -> None:
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 
+def test_read_tables_one_file_holds_coordinates_and_counts(tmp_path: Path) -> None:
+    """The same file as both tables: x and y are the coordinates, not two genes; elsewhere they are refused."""
+    table = _counts_table()
+    table.insert(0, "y", [10.0, 11.0, 12.0, 13.0])
+    table.insert(0, "X", [0.5, 1.5, 2.5, 3.5])
+    table.to_csv(tmp_path / "both.csv")
+    adata = read_tables(tmp_path / "both.csv", tmp_path / "both.csv")
+    assert list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"counts table .* has coordinate columns \('X', 'y'\)"):
+        read_tables(tmp_path / "both.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_missing_looking_ids_stay_distinct(tmp_path: Path) -> None:
+    """'NA' and 'null' are two spot ids, not one missing value; a row without an id is refused."""
+    ids = ["NA", "null", "N/A", "s4"]
+    table = _counts_table()
+    table.index = pd.Index(ids, name="spot")
+    table.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": [3, 2, 1, 0], "y": range(4)}, index=ids[::-1]).to_csv(tmp_path / "coords.csv")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    assert list(adata.obs_names) == ids
+    np.testing.assert_array_equal(adata.obsm["spatial"][:, 0], [0, 1, 2, 3])
+    (tmp_path / "coords.csv").write_text("spot,x,y\nNA,0,0\n,1,1\nN/A,2,2\ns4,3,3\n")
+    with pytest.raises(InputError, match="1 rows without a spot id .*data row 2"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_refuses_ambiguous_columns(tmp_path: Path) -> None:
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "X": [9] * 4, "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"columns \['x', 'X'\] that differ only in case"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    with pytest.raises(InputError, match="x= and y= both name column 'x'"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv", x="x", y="x")
+
+
+def test_read_tables_data_rows_longer_than_the_header(tmp_path: Path) -> None:
+    """A delimiter ending only the data lines is harmless; a value under no header field is refused."""
+    rows = [",".join([b, *map(str, r)]) for b, r in zip(BARCODES, COUNTS[:, :3], strict=True)]
+    (tmp_path / "counts.csv").write_text("\n".join(["spot,GeneA,GeneB,GeneC", *(r + "," for r in rows)]) + "\n")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    assert list(adata.obs_names) == BARCODES and list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    lines = ["spot,GeneA,GeneB,GeneC", rows[0] + ",", *(r + ",7" for r in rows[1:])]
+    (tmp_path / "counts.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="values in a column without a name in the header"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
 # --- read dispatch ----------------------------------------------------------------------------------
 
 
@@ -908,12 +994,13 @@ def test_write_h5ad_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
     adata = validate_spatial(_spatial_adata())
     target = tmp_path / "out.h5ad"
 
-    def write_half_then_fail(self: ad.AnnData, filename: Path, *args: object, **kwargs: object) -> None:
-        Path(filename).write_bytes(b"partial")
-        raise OSError("disk full")
+    def write_half_then_fail(self: Path, data: bytes) -> None:
+        with open(self, "wb") as handle:
+            handle.write(bytes(data)[:10])
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ad.AnnData, "write_h5ad", write_half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+    with pytest.raises(OSError, match=r"could not write '.*out\.h5ad': No space left on device"):
         write_h5ad(adata, target)
     assert os.listdir(tmp_path) == []
 
@@ -924,14 +1011,56 @@ def test_write_h5ad_failure_keeps_previous_file(tmp_path: Path, monkeypatch: pyt
     write_h5ad(adata, target)
     before = target.read_bytes()
 
-    def fail(self: ad.AnnData, filename: Path, *args: object, **kwargs: object) -> None:
-        Path(filename).write_bytes(b"partial")
+    def fail(self: Path, data: bytes) -> None:
+        with open(self, "wb") as handle:
+            handle.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ad.AnnData, "write_h5ad", fail)
+    monkeypatch.setattr(Path, "write_bytes", fail)
     with pytest.raises(KeyboardInterrupt):
         write_h5ad(adata, target)
     assert os.listdir(tmp_path) == ["out.h5ad"] and target.read_bytes() == before
+
+
+def test_write_h5ad_past_the_file_size_limit_is_an_error(tmp_path: Path) -> None:
+    """A real short write (the process may write at most 64 kB per file, as on a full disk): one error naming the
+    file, nothing left behind. Writing HDF5 straight to the file crashed the process with a segfault."""
+    script = f"""
+import resource, signal, sys
+import numpy as np, anndata as ad, scipy.sparse as sp
+from tissuegraph.io import write_h5ad
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+adata = ad.AnnData(sp.random(2000, 500, density=0.2, format="csr", dtype=np.float32, random_state=0))
+adata.obsm["spatial"] = np.zeros((2000, 2))
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+try:
+    write_h5ad(adata, {str(tmp_path / "out.h5ad")!r})
+except OSError as err:
+    print(err)
+    sys.exit(3)
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "could not write" in result.stdout and "out.h5ad'" in result.stdout
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_h5ad_long_names(tmp_path: Path) -> None:
+    """A name near the file system's limit is written (the temporary name is cut to fit); one past it is refused
+    before any work, by the check the CLI runs first."""
+    from tissuegraph.io import check_writable
+
+    adata = validate_spatial(_spatial_adata())
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest = tmp_path / ("a" * (name_max - 5) + ".h5ad")
+    write_h5ad(adata, check_writable(longest))
+    assert os.listdir(tmp_path) == [longest.name]
+    too_long = f"file name is {name_max + 1} bytes long .* at most {name_max}; choose a shorter name"
+    with pytest.raises(InputError, match=too_long):
+        check_writable(tmp_path / ("b" * (name_max - 4) + ".h5ad"))
 
 
 def test_a_saved_image_encoder_is_written_atomically_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

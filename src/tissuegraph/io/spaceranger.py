@@ -8,6 +8,7 @@ uns['spatial'][library_id] = {'images': {...}, 'scalefactors': {...}}.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def _read_positions(spatial: Path) -> pd.DataFrame:
         )
     try:
         has_header = "barcode" in pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].str.strip().tolist()
-        table = pd.read_csv(path, header=0 if has_header else None)
+        table = pd.read_csv(path, header=0 if has_header else None, dtype=str)  # barcodes as text, as in the matrix
     except Exception as err:
         raise InputError(
             f"cannot read '{path}' ({type(err).__name__}: {err}); it must be the comma-separated UTF-8 file "
@@ -240,7 +241,7 @@ def _read_images(spatial: Path) -> dict[str, Any]:
             )
     for name in [f"tissue_{key}_scalef" for key in images] + ["spot_diameter_fullres"]:
         value = scalefactors.get(name, 1.0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+        if not _positive_number(value):
             raise InputError(
                 f"'{spatial / _SCALEFACTORS_FILE}' gives {name} = {value!r}; it must be a positive number: "
                 "re-copy scalefactors_json.json from the same Space Ranger run"
@@ -265,6 +266,16 @@ def _check_images_fit(coords: np.ndarray, stored: dict[str, Any], spatial: Path)
             f"by their scale factors they are {full_sides['hires']:.0f} and {full_sides['lowres']:.0f} "
             f"full-resolution pixels across; {fix}"
         )
+
+
+def _positive_number(value: object) -> bool:
+    """A finite number > 0 (JSON may hold true, text, or an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
 
 
 def _read_png(path: Path) -> np.ndarray:

@@ -45,13 +45,16 @@ def read_tables(
     x_centroid/y_centroid, ...), else the only two numeric columns; anything else is refused rather than
     guessed. The separator comes from the extension (.csv comma, .tsv/.txt tab, optionally .gz) unless ``sep``
     is given. Spots keep the counts' order; every spot must be in both tables so that nothing is dropped
-    silently.
+    silently. One file may serve as both tables (spot id, x, y, then the genes): its coordinate columns are
+    then not read as genes.
     """
     counts_path, coords_path = Path(counts_path), Path(coords_path)
     counts = _read_table(counts_path, sep, "counts table")
     coords = _read_table(coords_path, sep, "coordinates table")
-    _check_numeric(counts, counts_path)
     xy = _pick_xy(coords, coords_path, x, y)
+    same_file = counts_path.resolve() == coords_path.resolve()
+    counts = _without_coordinates(counts, counts_path, list(xy.columns), same_file=same_file)
+    _check_numeric(counts, counts_path)
     _check_same_spots(counts, coords, counts_path, coords_path)
     adata = AnnData(
         sp.csr_matrix(counts.to_numpy(dtype=np.float32)),
@@ -87,9 +90,15 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
     try:
         names = list(pd.read_csv(path, nrows=0, **options).columns)
         first_row = pd.read_csv(path, header=None, skiprows=1, nrows=1, **options)
-        if first_row.shape[1] == len(names) + 1 and first_row.iloc[0].notna().iloc[-1]:
-            names = [_unused_name(names), *names]  # R's write.table: the header has no field for the row names
-        table = pd.read_csv(path, header=None, skiprows=1, names=names, dtype={names[0]: str}, **options)
+        if first_row.shape[1] == len(names) + 1:
+            if first_row.iloc[0].notna().iloc[-1]:
+                names = [_unused_name(names), *names]  # R's write.table: the header has no field for the row names
+            else:
+                names = [*names, _TRAILING]  # a delimiter at the end of every data line, not of the header
+        # ids stay text as written: no number parsing, and no 'NA' / 'null' / '' turned into one shared NaN
+        table = pd.read_csv(
+            path, header=None, skiprows=1, names=names, index_col=False, converters={names[0]: str}, **options
+        )
     except pd.errors.EmptyDataError as err:
         raise InputError(
             f"{what} '{path}' has no rows (or is empty); it needs a header row and one row per spot"
@@ -99,8 +108,19 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
             f"cannot read {what} '{path}' ({type(err).__name__}: {err}); it must be a delimited text table "
             "with spot ids in the first column and a header row"
         ) from err
+    blank = np.flatnonzero(table[names[0]].str.strip() == "")
+    if len(blank):
+        raise InputError(
+            f"{what} '{path}' has {len(blank)} rows without a spot id (the first is data row {blank[0] + 1}); "
+            "every row needs its spot id in the first column"
+        )
     table = table.set_index(names[0]).rename_axis(None)
-    trailing = [c for c in table.columns if str(c).startswith("Unnamed:") and table[c].isna().all()]
+    trailing = [c for c in table.columns if str(c).startswith("Unnamed:") or c == _TRAILING]
+    if any(table[c].notna().any() for c in trailing):
+        raise InputError(
+            f"{what} '{path}' has values in a column without a name in the header; give every column a "
+            "header field (a delimiter ending every line is fine)"
+        )
     table = table.drop(columns=trailing)  # a delimiter at the end of every line
     if table.shape[1] == 0:
         raise InputError(
@@ -109,6 +129,25 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
         )
     table.index = table.index.astype(str)
     return table
+
+
+_TRAILING = "__trailing_delimiter__"
+
+
+def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, same_file: bool) -> pd.DataFrame:
+    """The counts without the coordinate columns when one file holds both; elsewhere such columns are refused,
+    since read as genes they would add the coordinates to every spot's counts."""
+    names = {name.lower() for pair in COORDINATE_NAMES for name in pair} | {str(c).lower() for c in xy}
+    found = [c for c in counts.columns if str(c).lower() in names]
+    if same_file:
+        return counts.drop(columns=found)
+    if found:
+        raise InputError(
+            f"counts table '{path}' has coordinate columns ({', '.join(map(repr, found))}); it must hold only "
+            "counts after the spot id: drop them, or pass the same file as both tables when it holds the "
+            "coordinates"
+        )
+    return counts
 
 
 def _unused_name(names: list[str]) -> str:
@@ -132,6 +171,8 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
     """The columns named by the caller, else a well-known coordinate pair, else the only two numeric columns."""
     if (x is None) != (y is None):
         raise InputError("give both x= and y= (the names of the coordinate columns), or neither")
+    if x is not None and x == y:
+        raise InputError(f"x= and y= both name column {x!r}; they must name two different columns")
     if x is not None:
         missing = [name for name in (x, y) if name not in coords.columns]
         if missing:
@@ -141,11 +182,19 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
             )
         pair = [x, y]
     else:
-        by_name = {str(c).lower(): c for c in coords.columns}
+        by_name: dict[str, list] = {}
+        for column in coords.columns:
+            by_name.setdefault(str(column).lower(), []).append(column)
         known = next(((a, b) for a, b in COORDINATE_NAMES if a in by_name and b in by_name), None)
+        clash = [] if known is None else [by_name[n] for n in known if len(by_name[n]) > 1]
+        if clash:
+            raise InputError(
+                f"coordinates table '{path}' has columns {clash[0]} that differ only in case; pass the "
+                "coordinate columns as x='<column>', y='<column>'"
+            )
         numeric = [c for c in coords.columns if coords[c].dtype.kind in NUMERIC_KINDS]
         if known is not None:
-            pair = [by_name[known[0]], by_name[known[1]]]
+            pair = [by_name[known[0]][0], by_name[known[1]][0]]
         elif len(numeric) == 2:
             pair = numeric
         else:

@@ -147,7 +147,7 @@ def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
             "set them as an (n_spots, 2) array of x, y, e.g. adata.obsm['spatial'] = adata.obs[['x', 'y']]"
             ".to_numpy()"
         )
-    raw = np.asarray(adata.obsm["spatial"])
+    raw = _coordinate_array(adata.obsm["spatial"])
     if raw.ndim != 2 or raw.shape[1] != 2:
         raise InputError(
             f"{what} has obsm['spatial'] of shape {raw.shape}; tissuegraph needs exactly 2 columns (x, y): "
@@ -155,10 +155,12 @@ def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
             "adata.obsm['spatial'] = adata.obsm['spatial'][:, :2]"
         )
     try:
+        if raw.dtype.kind not in "iuf" and raw.dtype != object:  # bool is not a position; complex would lose a part
+            raise TypeError(raw.dtype)
         coords = raw.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise InputError(
-            f"{what} has non-numeric coordinates in obsm['spatial'] (dtype {raw.dtype}); store x, y as numbers"
+            f"{what} has non-numeric coordinates in obsm['spatial'] (dtype {raw.dtype}); store x, y as real numbers"
         ) from err
     bad = ~np.isfinite(coords).all(axis=1)
     if bad.any():
@@ -174,6 +176,17 @@ def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
             "obsm['spatial'], so there is no layout to build a graph from; store each spot's own x, y coordinates"
         )
     return coords
+
+
+def _coordinate_array(stored: object) -> np.ndarray:
+    """obsm['spatial'] as an array: a sparse matrix made dense, a table with x and y columns read by name."""
+    if sp.issparse(stored):
+        return stored.toarray()
+    if isinstance(stored, pd.DataFrame):
+        by_name = {str(c).lower(): c for c in stored.columns}
+        if "x" in by_name and "y" in by_name:
+            return stored[[by_name["x"], by_name["y"]]].to_numpy()
+    return np.asarray(stored)
 
 
 def check_embedding(

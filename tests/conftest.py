@@ -6,9 +6,21 @@ import os
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pytest
+from scipy import sparse
 
 DATA_DIR = Path(os.environ.get("TISSUEGRAPH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def unsorted_csr(dense: np.ndarray) -> sparse.csr_matrix:
+    """``dense`` as CSR with each row's columns stored in reverse order (as ``b[:, shared_genes]`` can leave them)."""
+    ordered = sparse.csr_matrix(dense)
+    rows = zip(ordered.indptr[:-1], ordered.indptr[1:], strict=True)
+    reverse = np.concatenate([np.arange(a, b)[::-1] for a, b in rows])
+    matrix = sparse.csr_matrix((ordered.data[reverse], ordered.indices[reverse], ordered.indptr), shape=dense.shape)
+    assert not matrix.has_sorted_indices
+    return matrix
 
 
 def real_data(name: str) -> Path:

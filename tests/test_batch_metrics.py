@@ -144,6 +144,9 @@ def test_spots_without_a_slice_label_are_refused() -> None:
     for score in (metrics.ilisi, metrics.batch_kl):
         with pytest.raises(InputError, match="10 spots have no slice label"):
             score(x, batches)
+    labels = np.array([0, 1, 2] * 10)
+    with pytest.raises(InputError, match="10 spots have no slice label .*to be scored per slice"):
+        metrics.per_slice_scores(labels, labels, batches)  # was scored as a slice named 'nan'
 
 
 def test_an_embedding_with_nan_rows_is_refused_by_every_score() -> None:

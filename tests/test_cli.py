@@ -228,11 +228,14 @@ def _two_slice_files(tmp_path) -> list[str]:
 def test_align_to_an_unknown_slice_keeps_the_trained_result(tmp_path, capsys) -> None:
     out = tmp_path / "joint.h5ad"
     argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]
-    assert main([*argv, "--align-to", "C", "--out", str(out)]) == 2
+    html = tmp_path / "joint.html"
+    assert main([*argv, "--align-to", "C", "--out", str(out), "--report", str(html)]) == 2
     err = capsys.readouterr().err
-    assert "'C'" in err and f"written to {out} without obsm['spatial_aligned']" in err and "tg.tl.align" in err
+    assert "'C'" in err and f"written to {out} (and its report to {html}) without obsm['spatial_aligned']" in err
+    assert "tg.tl.align" in err
     written = ad.read_h5ad(out)
     assert written.n_obs == 80 and "domain" in written.obs and "spatial_aligned" not in written.obsm
+    assert "Spatial domains" in html.read_text()
 
 
 def test_landmark_without_align_to_is_refused_before_any_work(tmp_path, capsys) -> None:

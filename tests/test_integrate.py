@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from tissuegraph import tl
+from tissuegraph import pp, tl
 from tissuegraph.cli import main
 from tissuegraph.errors import InputError
 
@@ -124,6 +124,15 @@ def test_unknown_method_and_settings_are_refused(monkeypatch) -> None:
         tl.integrate([both], 4, method="staligner", tau=3.0)
     with pytest.raises(InputError, match="n_pcs must be at least 1"):
         tl.integrate([both], 4, method="staligner", n_pcs=0)
+    for method in ("staig", "staligner"):  # read by the graph check before: a bare TypeError
+        with pytest.raises(InputError, match="setting n_neighbors = '6' cannot work; it must be a whole number"):
+            tl.integrate([both], 4, method=method, n_neighbors="6")
+    with pytest.raises(InputError, match="slices must be a list of AnnData .*not a dict"):
+        tl.integrate({"a": both}, 4)
+    with pytest.raises(InputError, match=r"slices 2 \(str\) are not AnnData; read each file first"):
+        tl.integrate([both, "b.h5ad"], 4)
+    joint = pp.concat_slices(a for a in [both])  # a generator is taken as the list it yields
+    assert joint.n_obs == both.n_obs
 
 
 def test_a_single_slice_is_run_but_said_to_integrate_nothing() -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 from tissuegraph.errors import InputError
 from tissuegraph.io import read, read_h5ad, read_tables, read_visium, validate_spatial, write_h5ad
 
-from conftest import real_data
+from conftest import real_data, unsorted_csr
 
 # A tiny Visium slice: 4 spots x 4 features, the last feature an antibody that must be dropped and
 # "GeneA" twice, so gene names need making unique.
@@ -178,6 +178,23 @@ def test_validate_accepts_sparse_formats(convert: type) -> None:
     adata.X = convert(adata.X)
     validate_spatial(adata)
     assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32
+    np.testing.assert_array_equal(adata.X.toarray(), dense)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_checking_counts_leaves_the_callers_matrix_as_it_was(dtype: type) -> None:
+    """Columns stored out of order (as b[:, shared_genes] leaves them): checking puts a copy in order. Sorting the
+    index array the converted matrix shared with an int32 X scrambled the caller's counts between genes."""
+    from tissuegraph.io.validate import check_counts
+
+    adata = _spatial_adata(n=6, n_genes=5)
+    dense = np.asarray(adata.X, dtype=np.float32)
+    adata.X = unsorted_csr(dense.astype(dtype))
+    stored = (adata.X.data.copy(), adata.X.indices.copy())
+    checked = check_counts(adata)
+    np.testing.assert_array_equal(checked.toarray(), dense)
+    np.testing.assert_array_equal(adata.X.data, stored[0])
+    np.testing.assert_array_equal(adata.X.indices, stored[1])
     np.testing.assert_array_equal(adata.X.toarray(), dense)
 
 
@@ -350,6 +367,9 @@ def test_validate_duplicate_spot_ids() -> None:
     adata = _spatial_adata()
     adata.obs_names = ["a", "b", "a", "c", "c"]
     with pytest.raises(InputError, match=r"2 duplicate spot ids.*'a', 'c'.*obs_names_make_unique"):
+        validate_spatial(adata)
+    adata.obs["batch"] = ["s1", "s1", "s2", "s1", "s2"]  # the same barcodes on two slices of one file
+    with pytest.raises(InputError, match=r"repeat across the slices .*adata.obs_names \+ '-' \+ adata.obs\['batch'\]"):
         validate_spatial(adata)
 
 

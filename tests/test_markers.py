@@ -149,10 +149,12 @@ def test_new_domains_make_the_markers_of_the_old_ones_go_away() -> None:
     adata.obs["domain"] = pd.Categorical(np.where(adata.obs["domain"] == "2", "1", adata.obs["domain"]))
     assert not markers_are_current(adata, adata.uns[MARKERS_KEY])  # domains 1 and 2 merged since
     embedding = adata.obsm["X_tissuegraph"]
+    adata.obsm["X_umap"] = np.zeros((adata.n_obs, 2))  # a layout of the embedding the new one replaces
     assign_domains(
         adata, embedding, 2, cluster="kmeans", refine=False, refine_neighbors=15, slices=None, seed=0, timings={}
     )
     assert MARKERS_KEY not in adata.uns and SUBDOMAIN_MARKERS_KEY not in adata.uns and "subdomain" not in adata.obs
+    assert "X_umap" not in adata.obsm
     truth_markers = markers(planted(), domain_key="ground_truth", n_genes=3)
     assign_domains(
         truth_markers,

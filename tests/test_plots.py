@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import sparse
 
@@ -214,6 +215,31 @@ def test_umap_panels_cache_and_colours(monkeypatch) -> None:
         pl.umap(joint, batch_key="sample")
 
 
+def test_a_hundred_domains_widen_the_figure_instead_of_covering_the_next_panel() -> None:
+    joint = two_slices()
+    few = pl.domains(joint).get_size_inches()[0]
+    joint.obs["domain"] = pd.Categorical([str(i % 100) for i in range(joint.n_obs)])
+    fig = pl.domains(joint)
+    assert fig.get_size_inches()[0] >= few + 2 * 4 * 1.6  # two domain panels per row, four more legend columns
+    FigureCanvasAgg(fig).draw()  # lays the figure out
+    domain_legend = fig.axes[0].get_legend().get_window_extent()
+    assert domain_legend.x1 <= fig.axes[1].get_window_extent().x0  # ends before the ground-truth panel
+    assert pl.umap(joint, color="domain").get_size_inches()[0] >= 4 + 6 * 1.6
+
+
+def test_plots_refuse_what_they_cannot_draw_and_draw_tiny_results() -> None:
+    joint = two_slices()
+    joint.obsm["spatial"][3] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite coordinates for 1 spots"):
+        pl.domains(joint)
+    joint = two_slices()
+    joint.obsm["X_tissuegraph"][5] = np.nan
+    with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of"):
+        pl.umap(joint)
+    three = two_slices()[:3].copy()
+    assert np.isfinite(embedding.umap_coordinates(three)).all()  # the spectral start needs four spots
+
+
 def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> None:
     joint = two_slices()
     markers(joint, n_genes=10)
@@ -229,6 +255,13 @@ def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> No
         assert means[:, genes.index(f"g{d}")].argmax() == d
     with pytest.raises(InputError, match="tl.markers"):
         pl.marker_dotplot(joint, domain_key="ground_truth")
+    # domains 0 and 1 swapped after the markers were found: their markers would be drawn against the wrong rows
+    joint.obs["domain"] = joint.obs["domain"].cat.rename_categories({"0": "1", "1": "0"})
+    stale = r"markers stored for obs\['domain'\] were computed for other labels .*run tl.markers"
+    with pytest.raises(InputError, match=stale):
+        pl.marker_dotplot(joint)
+    with pytest.raises(InputError, match=stale):
+        marker_table(joint, "0")
 
 
 def test_loss_curve_draws_the_stored_loss() -> None:

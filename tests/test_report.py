@@ -219,3 +219,47 @@ def test_timings_count_image_features_computed_by_an_earlier_run() -> None:
     run["timings"]["image_features_s"] = 11.5  # computed within this run: counted once
     _, _, body = training(run, adata)
     assert "image features<" not in body and "image_features<" in body and re.search(r"total</td><td[^>]*>14\.5<", body)
+
+
+def test_results_the_report_cannot_describe_are_refused_in_one_line(tmp_path) -> None:
+    """Loadable but broken results: named, never a traceback from deep inside a figure; nothing is written."""
+    no_domain = _small_result()
+    no_domain.obs["domain"] = pd.Categorical([np.nan] * no_domain.n_obs, categories=["0"])
+    nan_row = _small_result()
+    nan_row.obsm["X_tissuegraph"][7] = np.nan
+    text_run = _small_result()
+    text_run.uns["tissuegraph"] = "staig"
+    for result, message in (
+        (no_domain, r"obs\['domain'\] holds no domain"),
+        (nan_row, r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of 100 spots \('spot7'\)"),
+        (text_run, r"uns\['tissuegraph'\] is not the record of a run"),
+    ):
+        with pytest.raises(InputError, match=message):
+            write_report(result, tmp_path / "r.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_result_without_a_loss_curve_still_gets_its_report(tmp_path) -> None:
+    result = _small_result()
+    del result.uns["tissuegraph"]["loss"]
+    result.uns["tissuegraph"]["timings"] = {"train_s": 2.0, "note": "n/a"}
+    text = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "No loss curve is stored with this result." in text and all(title in text for title in SECTIONS)
+    assert re.search(r"total</td><td[^>]*>2\.0<", text)
+
+
+def test_a_16_bit_or_grey_slide_is_drawn_as_image_mode_reads_it() -> None:
+    """imshow clips a uint16 image to white and draws a grey one in false colour: both go through the same
+    conversion to RGB in [0, 1] as the patches image mode cuts."""
+    from tissuegraph import pl
+
+    result = _small_result()
+    grey = np.linspace(0.2, 0.8, 150 * 150).reshape(150, 150)
+    for stored, expected in (
+        ((np.repeat(grey[..., None], 3, axis=2) * 65535).round().astype(np.uint16), np.repeat(grey[..., None], 3, 2)),
+        (grey.astype(np.float32), np.repeat(grey[..., None], 3, axis=2)),
+    ):
+        result.uns["spatial"] = {"s": {"images": {"lowres": stored}, "scalefactors": {"tissue_lowres_scalef": 0.1}}}
+        drawn = pl.domains(result, truth_key=None).axes[0].images[0].get_array()
+        assert drawn.shape == (150, 150, 3)
+        np.testing.assert_allclose(np.asarray(drawn, dtype=np.float64), expected, atol=1e-4)

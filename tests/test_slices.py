@@ -14,6 +14,8 @@ from tissuegraph.errors import InputError
 from tissuegraph.pp.expression import select_hvgs
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
 
+from conftest import unsorted_csr
+
 
 def _slice(genes: list[str], n: int = 12, seed: int = 0, batch: str | None = None) -> ad.AnnData:
     rng = np.random.default_rng(seed)
@@ -48,6 +50,20 @@ def test_a_file_with_several_batches_counts_as_those_slices() -> None:
     assert joint.obs["batch"].value_counts().to_dict() == {"s1": 10, "s2": 8, "s3": 7}
     with pytest.raises(InputError, match=r"input 1 holds 2 slices \('s1', 's2'\).*the name 'a' cannot apply"):
         concat_slices([multi, _slice(GENES, 7, 2, "s3")], names=["a", "b"])
+    other = _slice(GENES, 7, 2)
+    other.obs["section"] = "s3"
+    with pytest.raises(InputError, match=r"input 1 has no obs\['section'\], but its obs\['batch'\] names 2 slices"):
+        concat_slices([multi, other], batch_key="section")  # was one slice: edges across the two sections
+
+
+def test_joining_leaves_the_callers_counts_in_their_order() -> None:
+    """Counts stored column-unsorted, as b[:, shared_genes] leaves them: the caller's matrix is not touched."""
+    a, b = _slice(GENES, 12, 0), _slice(GENES, 9, 1)
+    b.X = unsorted_csr(b.X.toarray().astype(np.int32))
+    before = b.X.toarray()
+    joint = concat_slices([a, b], names=["a", "b"])
+    np.testing.assert_array_equal(b.X.toarray(), before)
+    np.testing.assert_array_equal(joint[joint.obs["batch"] == "b"].X.toarray(), before)
 
 
 def test_one_anndata_and_names_in_any_sequence_are_taken_as_given() -> None:
@@ -118,6 +134,15 @@ def test_ids_that_share_too_few_genes_are_named_in_the_error() -> None:
     b.var["gene_ids"] = [f"ENSG{i}.2" for i in range(30)]  # versioned differently
     with pytest.raises(InputError, match=r"share only 0 gene\(s\) matched by var\['gene_ids'\]"):
         concat_slices([a, b])
+
+
+@pytest.mark.parametrize("bad", ["", " ", "s/1"])
+def test_slice_names_that_cannot_key_a_file_are_refused_before_any_work(bad: str) -> None:
+    """An empty name, or one with '/', broke the write of a Visium result (images are filed under slice names)."""
+    with pytest.raises(InputError, match="a slice name must be non-empty text without '/'"):
+        concat_slices([_slice(GENES, 12, 0), _slice(GENES, 9, 1)], names=[bad, "b"])
+    with pytest.raises(InputError, match=r"rename them in obs\['batch'\]"):
+        concat_slices([_slice(GENES, 12, 0, bad), _slice(GENES, 9, 1, "b")])
 
 
 def test_two_slices_with_one_name_are_rejected() -> None:

@@ -113,14 +113,16 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
         except InputError as error:  # a mistyped slice or domain must not throw the training away
             tg.io.write_h5ad(joint, out)
+            report = "" if html is None else f" (and its report to {tg.report.write_report(joint, html)})"
             raise InputError(
-                f"{str(error).rstrip('.')}. The integrated result is written to {out} without "
+                f"{str(error).rstrip('.')}. The integrated result is written to {out}{report} without "
                 f"obsm['spatial_aligned']; align it in Python: joint = tg.read_h5ad('{out}'); "
                 f"tg.tl.align(joint, SLICE); tg.write_h5ad(joint, '{out}')"
             ) from error
     tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]
-    print(f"wrote {joint.n_obs} spots of {len(names)} slices ({', '.join(names)}) with {_found(joint, args)} to {out}")
+    slices_text = f"{len(names)} slice{'s' if len(names) > 1 else ''} ({', '.join(names)})"
+    print(f"wrote {joint.n_obs} spots of {slices_text} with {_found(joint, args)} to {out}")
     print(tg.metrics.format_scores(tg.metrics.score(joint)))
     _write_report(joint, html)
 

@@ -140,7 +140,7 @@ def _check_layout(shape: tuple[int, ...], what: str) -> None:
     )
 
 
-def _to_unit_rgb(block: np.ndarray) -> np.ndarray:
+def to_unit_rgb(block: np.ndarray) -> np.ndarray:
     """Pixels as float32 RGB in [0, 1]: uint8/uint16 divided by their type's maximum, floats checked, alpha dropped.
 
     Other integer types are refused: their maximum (e.g. 2**63 - 1 for int64) says nothing about the range the
@@ -286,7 +286,7 @@ def _thumbnail(read: Reader, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
     step = max(1, -(-max(height, width) // THUMBNAIL_PX))
     rows_per_band = max(step, (_BAND_BYTES // max(1, width * 3)) // step * step)
     bands = [
-        _to_unit_rgb(read(r0, min(r0 + rows_per_band, height), 0, width)[::step, ::step])
+        to_unit_rgb(read(r0, min(r0 + rows_per_band, height), 0, width)[::step, ::step])
         for r0 in range(0, height, rows_per_band)
     ]
     return np.concatenate(bands, axis=0), step
@@ -316,7 +316,7 @@ def _gather(
         for i in range(0, len(group), chunk):
             spots = group[i : i + chunk]
             block = window[(rows[spots] - r0)[:, :, None], (cols[spots] - c0)[:, None, :]]
-            tensor = torch.from_numpy(_to_unit_rgb(block)).permute(0, 3, 1, 2)
+            tensor = torch.from_numpy(to_unit_rgb(block)).permute(0, 3, 1, 2)
             if side != out_px:
                 tensor = F.interpolate(tensor, size=(out_px, out_px), mode="bilinear", antialias=True)
             out[spots] = tensor.permute(0, 2, 3, 1).numpy()

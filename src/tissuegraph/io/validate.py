@@ -50,7 +50,11 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
     if X.ndim != 2:
         raise InputError(f"{what} has X with shape {X.shape}; X must be a 2-D spots x genes matrix")
     X = sp.csr_matrix(X, dtype=np.float32)  # no copy when X is already CSR float32
-    X.sum_duplicates()  # canonical CSR: an entry stored twice is summed, so the checks see real values
+    if not X.has_canonical_format:  # an entry stored twice is summed, so the checks see real values
+        # on a copy: the converted matrix may share its index arrays with the caller's, whose values would then
+        # no longer line up with the indices sorted under them
+        X = X.copy()
+        X.sum_duplicates()
     for problem, bad, fix in (
         (
             "non-finite (NaN or infinite) values",
@@ -248,9 +252,19 @@ def validate_spatial(adata: AnnData, *, min_spots: int = 1, what: str = "input")
         )
     duplicated = adata.obs_names[adata.obs_names.duplicated()].unique()
     if len(duplicated):
+        fix = "call adata.obs_names_make_unique() or fix the ids"
+        if (
+            "batch" in adata.obs
+            and not pd.MultiIndex.from_arrays([adata.obs_names, adata.obs["batch"]]).duplicated().any()
+        ):
+            # slices joined without index_unique: the same barcodes on different slices
+            fix = (
+                "they repeat across the slices of obs['batch'], so add the slice to each id: adata.obs_names = "
+                "adata.obs_names + '-' + adata.obs['batch'].astype(str) (as anndata.concat(..., index_unique='-') does)"
+            )
         raise InputError(
             f"{what} has {len(duplicated)} duplicate spot ids (e.g. {quote_examples(list(duplicated))}); "
-            "spot ids must be unique: call adata.obs_names_make_unique() or fix the ids"
+            f"spot ids must be unique: {fix}"
         )
     X = check_counts(adata, what)
     _check_library_sizes(adata, X, what)

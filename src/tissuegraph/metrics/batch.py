@@ -24,19 +24,24 @@ _CHUNK = 20000  # rows per block in the perplexity search, to bound memory on la
 def _prepare(embedding: np.ndarray, batches: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
     """Embedding as a 2-D float array, batch labels as codes 0..B-1, and B."""
     x = check_embedding(embedding)
-    labels = pd.Series(np.asarray(batches, dtype=object))
-    if labels.isna().any():
-        raise InputError(
-            f"{int(labels.isna().sum())} spots have no slice label (NaN); every spot needs its slice to score mixing: "
-            "fill or drop them"
-        )
-    labels = labels.astype(str)
+    labels = _slice_names(batches, "to score mixing")
     if labels.shape[0] != x.shape[0]:
         raise InputError(f"embedding has {x.shape[0]} spots but batches has {labels.shape[0]}; give one per spot.")
     if x.shape[0] < 2:
         raise InputError(f"batch mixing needs at least 2 spots (got {x.shape[0]}).")
     codes, names = pd.factorize(labels, sort=False)
     return x, codes.astype(np.int64), len(names)
+
+
+def _slice_names(batches: np.ndarray | pd.Series, purpose: str) -> pd.Series:
+    """Each spot's slice as text; a spot without one (NaN) is refused rather than scored as a slice named 'nan'."""
+    labels = pd.Series(np.asarray(batches, dtype=object))
+    if labels.isna().any():
+        raise InputError(
+            f"{int(labels.isna().sum())} spots have no slice label (NaN); every spot needs its slice {purpose}: "
+            "fill or drop them"
+        )
+    return labels.astype(str)
 
 
 def _need_two_batches(n_batches: int, what: str) -> None:
@@ -200,7 +205,7 @@ def per_slice_scores(
     """
     truth = pd.Series(np.asarray(truth, dtype=object))
     predicted = np.asarray(predicted)
-    names = pd.Series(np.asarray(batches, dtype=object)).astype(str)
+    names = _slice_names(batches, "to be scored per slice")
     if not truth.shape[0] == predicted.shape[0] == names.shape[0]:
         raise InputError(
             f"truth, predicted and batches have {truth.shape[0]}, {predicted.shape[0]} and {names.shape[0]} "

@@ -20,9 +20,10 @@ from sklearn.neighbors import NearestNeighbors
 
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
+from tissuegraph.io.validate import check_embedding
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pl.palette import batch_palette, domain_palette, spot_colours
-from tissuegraph.pl.spatial import label_legend, slices
+from tissuegraph.pl.spatial import label_legend, legend_inches, slices
 
 CACHE_KEY = "tissuegraph_umap"
 
@@ -74,7 +75,7 @@ def compute_umap(x: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, min_dis
             gamma=1.0,
             negative_sample_rate=5,
             n_epochs=None,
-            init="spectral",
+            init="spectral" if x.shape[0] > 3 else "random",  # the spectral start needs a 4th spot
             random_state=np.random.RandomState(seed),
             metric="euclidean",
             metric_kwds={},
@@ -94,7 +95,8 @@ def umap_coordinates(adata: AnnData, *, use_rep: str = "X_tissuegraph", seed: in
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; run tl.domains or tl.integrate first, or name it (use_rep=)")
     x = np.asarray(adata.obsm[use_rep])
-    if x.ndim != 2 or x.shape[0] < 3:
+    check_embedding(x, adata.obs_names, f"obsm[{use_rep!r}]")
+    if x.shape[0] < 3:
         raise InputError(f"obsm[{use_rep!r}] must hold one row per spot and at least 3 spots for a UMAP")
     params = {"use_rep": use_rep, "seed": int(seed), "fingerprint": _fingerprint(x)}
     cached = adata.uns.get(CACHE_KEY)
@@ -107,6 +109,15 @@ def umap_coordinates(adata: AnnData, *, use_rep: str = "X_tissuegraph", seed: in
     adata.obsm["X_umap"] = compute_umap(x, seed=seed)
     adata.uns[CACHE_KEY] = params
     return adata.obsm["X_umap"]
+
+
+def _is_numeric(column: pd.Series, key: str, batch_key: str) -> bool:
+    """Drawn with a colour bar; domains stay labels, coloured as in every other figure, even when stored as numbers."""
+    return (
+        key not in ("domain", batch_key)
+        and pd.api.types.is_numeric_dtype(column)
+        and not isinstance(column.dtype, pd.CategoricalDtype)
+    )
 
 
 def _colour_keys(adata: AnnData, color: str | Sequence[str], batch_key: str) -> list[str]:
@@ -145,17 +156,13 @@ def umap(
     xy = umap_coordinates(adata, use_rep=use_rep, seed=seed)
     order = np.random.default_rng(seed).permutation(adata.n_obs)
     size = float(np.clip(120000 / adata.n_obs, 0.5, 30.0))
-    legend_inches = 1.6
-    fig = Figure(figsize=(len(keys) * (panel_inches + legend_inches), panel_inches), layout="constrained")
+    labelled = [key for key in keys if not _is_numeric(adata.obs[key], key, batch_key)]
+    legend = legend_inches(max([adata.obs[key].nunique() + 1 for key in labelled], default=1))  # 1: 'unannotated'
+    fig = Figure(figsize=(len(keys) * (panel_inches + legend), panel_inches), layout="constrained")
     for i, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
         column = adata.obs[key]
-        numeric = (  # domains stay labels, coloured as in every other figure, even when stored as numbers
-            key not in ("domain", batch_key)
-            and pd.api.types.is_numeric_dtype(column)
-            and not isinstance(column.dtype, pd.CategoricalDtype)
-        )
-        if numeric:
+        if key not in labelled:
             values = column.to_numpy(dtype=np.float64)[order]
             points = ax.scatter(xy[order, 0], xy[order, 1], s=size, c=values, cmap="viridis", linewidths=0)
             fig.colorbar(points, ax=ax, label=key)

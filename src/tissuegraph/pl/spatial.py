@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -14,7 +15,8 @@ from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
-from tissuegraph.io.validate import quote_examples
+from tissuegraph.im.patches import to_unit_rgb
+from tissuegraph.io.validate import check_coordinates, quote_examples
 from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
@@ -54,7 +56,13 @@ def tissue_image(adata: AnnData, name: str | None, n_slices: int) -> tuple[np.nd
     images, scalefactors = library.get("images", {}), library.get("scalefactors", {})
     for resolution, factor in _IMAGES:
         if resolution in images and factor in scalefactors:
-            return np.asarray(images[resolution]), float(scalefactors[factor])
+            pixels = np.asarray(images[resolution])
+            try:  # 16-bit or grey images as image mode reads them: imshow would clip or false-colour them
+                rgb = to_unit_rgb(pixels if pixels.ndim == 3 else pixels[..., None])
+            except InputError as err:
+                warnings.warn(f"the {resolution} image is not drawn: {err}", stacklevel=2)
+                return None
+            return rgb, float(scalefactors[factor])
     return None
 
 
@@ -72,6 +80,12 @@ def default_spot_size(xy: np.ndarray, panel_inches: float) -> float:
 
 #: Legend entries per column: a longer legend (e.g. 40 leiden domains) wraps instead of running off the figure.
 LEGEND_ROWS = 18
+
+
+def legend_inches(n_entries: int) -> float:
+    """Width to leave right of a panel for a legend of ``n_entries`` (1.6 inches per column of LEGEND_ROWS), so
+    that a legend of a hundred domains widens the figure instead of covering the next panel."""
+    return 1.6 * max(1, -(-n_entries // LEGEND_ROWS))
 
 
 def label_legend(ax: Axes, palette: Mapping[str, RGBA], names: list[str], *, missing: bool, title: str) -> None:
@@ -137,8 +151,6 @@ def domains(
     drops the domains it lacks), pass ``palette=domain_palette(result)`` to keep each domain's colour. Returns
     the figure (never shown).
     """
-    if "spatial" not in adata.obsm:
-        raise InputError("obsm['spatial'] not found; the plot needs the spot coordinates")
     if palette is None:
         palette = domain_palette(adata, domain_key)
     else:
@@ -160,10 +172,11 @@ def domains(
     slices_per_row = max(1, 4 // per_slice)
     n_rows = -(-len(groups) // slices_per_row)
     n_cols = per_slice * min(len(groups), slices_per_row)
-    legend_inches = 1.6
-    fig = Figure(figsize=(n_cols * (panel_inches + legend_inches), n_rows * panel_inches), layout="constrained")
+    columns = [adata.obs[domain_key]] + ([adata.obs[truth_key]] if with_truth else [])
+    legend = legend_inches(max(len(sorted_labels(column)) + 1 for column in columns))  # + 1: 'unannotated'
+    fig = Figure(figsize=(n_cols * (panel_inches + legend), n_rows * panel_inches), layout="constrained")
     grid = fig.add_gridspec(n_rows, n_cols)
-    coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    coords = check_coordinates(adata, "the result")
 
     for i, (name, rows) in enumerate(groups):
         row, col = divmod(i, slices_per_row)

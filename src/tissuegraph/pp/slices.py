@@ -10,7 +10,7 @@ those slices.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -34,8 +34,16 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
     A single slice is called ``name`` when given, else by the batch value it carries, else by its position. An
     input holding several slices keeps their batch values, so a name given for it is refused rather than dropped.
     An input without the batch column, or whose column holds no label at all, is one slice, whatever ``batch_key``
-    is.
+    is; but one whose ``obs['batch']`` names several slices while another ``batch_key`` was asked for is refused,
+    since joining those slices into one would put edges between sections whose coordinates merely overlap.
     """
+    n_default = adata.obs["batch"].nunique() if "batch" in adata.obs else 0
+    if batch_key not in adata.obs and n_default > 1:  # batch_key is then not 'batch' itself
+        raise InputError(
+            f"input {position + 1} has no obs[{batch_key!r}], but its obs['batch'] names {n_default} slices; "
+            f"copy them into obs[{batch_key!r}] "
+            f"(adata.obs[{batch_key!r}] = adata.obs['batch']) so they stay separate slices"
+        )
     batches = None
     if batch_key in adata.obs and adata.obs[batch_key].notna().any():
         try:
@@ -181,6 +189,18 @@ def concat_slices(
     """
     if isinstance(slices, AnnData):  # one file holding several slices; indexing it would walk its spots
         slices = [slices]
+    if isinstance(slices, Mapping) or not isinstance(slices, Iterable):
+        raise InputError(
+            f"slices must be a list of AnnData (or one AnnData), not a {type(slices).__name__}; e.g. "
+            "[tg.read(path) for path in paths], with names=... for their names"
+        )
+    slices = list(slices)  # a generator is walked once
+    strangers = [f"{i + 1} ({type(s).__name__})" for i, s in enumerate(slices) if not isinstance(s, AnnData)]
+    if strangers:
+        raise InputError(
+            f"slices {', '.join(strangers)} are not AnnData; read each file first (tg.read(path)), or give the "
+            "paths on the command line (tissuegraph integrate FILE1 FILE2 ...)"
+        )
     if isinstance(names, str):
         names = [names]
     names = None if names is None else [str(name) for name in names]  # arrays and Index have no truth value
@@ -197,6 +217,12 @@ def concat_slices(
         if len(found) > 1:
             split.update(label for label, _ in found)
     labels = [label for label, _ in parts]
+    unusable = [label for label in labels if not label.strip() or "/" in label]
+    if unusable:  # the result files each slice's image under its name, and .h5ad reads '/' in a key as nesting
+        raise InputError(
+            f"slice names {quote_examples(unusable)} cannot be used: a slice name must be non-empty text without "
+            f"'/'; pass other names= (--names on the command line), or rename them in obs[{batch_key!r}]"
+        )
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise InputError(

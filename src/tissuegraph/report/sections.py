@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -201,7 +202,12 @@ def marker_genes(adata: AnnData) -> Section:
 
 def training(run: Mapping, adata: AnnData) -> Section:
     """The loss curve (did it converge?) and where the time went."""
-    timings = {str(step).removesuffix("_s"): float(seconds) for step, seconds in run.get("timings", {}).items()}
+    stored = run.get("timings", {})
+    timings = {
+        str(step).removesuffix("_s"): float(seconds)
+        for step, seconds in (stored.items() if isinstance(stored, Mapping) else [])
+        if isinstance(seconds, numbers.Real)
+    }
     image = adata.uns.get("tissuegraph_image", {})
     if run.get("mode") == "image" and "image_features" not in timings and isinstance(image, Mapping):
         # computed before training (by the CLI, or an image-features run): still part of what this result cost
@@ -210,7 +216,10 @@ def training(run: Mapping, adata: AnnData) -> Section:
             timings["image features"] = sum(stages)
     rows = [(step, f"{seconds:.1f}") for step, seconds in timings.items()]
     total = sum(timings.values())
-    body = '<div class="row">' + figure(png_uri(pl.loss_curve(adata)), "training loss per epoch")
+    if np.asarray(run.get("loss", [])).size:
+        body = '<div class="row">' + figure(png_uri(pl.loss_curve(adata)), "training loss per epoch")
+    else:
+        body = '<div class="row">' + note("No loss curve is stored with this result.")
     if rows:
         body += (
             "<div><h3>Timings</h3>"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.validate import check_embedding
 from tissuegraph.io.write import write_atomically
 from tissuegraph.report import sections
 from tissuegraph.report.html import page
@@ -19,11 +21,14 @@ REQUIRED = (("obs", "domain"), ("obsm", "X_tissuegraph"), ("uns", "tissuegraph")
 def check_result(adata: AnnData) -> None:
     """InputError naming what is missing when ``adata`` is not a result of tl.domains / tl.integrate."""
     missing = [f"{where}[{key!r}]" for where, key in REQUIRED if key not in getattr(adata, where)]
+    rerun = "run `tissuegraph domains` or `tissuegraph integrate` (tl.domains / tl.integrate) first and report on"
     if missing:
-        raise InputError(
-            f"not a tissuegraph result (no {', '.join(missing)}); run `tissuegraph domains` or "
-            "`tissuegraph integrate` (tl.domains / tl.integrate) first and report on what they wrote"
-        )
+        raise InputError(f"not a tissuegraph result (no {', '.join(missing)}); {rerun} what they wrote")
+    if not isinstance(adata.uns["tissuegraph"], Mapping):
+        raise InputError(f"uns['tissuegraph'] is not the record of a run (it holds text or a value); {rerun} that")
+    if not adata.obs["domain"].notna().any():
+        raise InputError(f"obs['domain'] holds no domain (every value is missing); {rerun} that")
+    check_embedding(adata.obsm["X_tissuegraph"], adata.obs_names, "obsm['X_tissuegraph']")
 
 
 def write_report(adata: AnnData, path: str | Path, *, title: str | None = None) -> Path:

@@ -198,6 +198,7 @@ def assign_domains(
     forget_markers(adata)
     adata.obs["domain"] = _domain_labels(labels)
     adata.obsm["X_tissuegraph"] = embedding
+    adata.obsm.pop("X_umap", None)  # a layout of the previous embedding (ours or scanpy's) would show the old one
     return adata
 
 

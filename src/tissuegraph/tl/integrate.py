@@ -218,8 +218,12 @@ def integrate(
             stacklevel=2,
         )
     check_domain_request(n_domains, joint.n_obs, cluster, seed=seed)
-    settings_class = StaigSettings if method == "staig" else StalignerSettings
-    gr.check_slice_sizes(joint, settings_overrides.get("n_neighbors", settings_class.n_neighbors), batch_key)
+    # every override checked (name, type, range) before the graph reads n_neighbors, and before any training
+    if method == "staig":
+        checked = StaigSettings.from_data(joint.n_vars, **settings_overrides)
+    else:
+        checked = StalignerSettings.from_data(**settings_overrides)
+    gr.check_slice_sizes(joint, checked.n_neighbors, batch_key)
     gr.check_slice_counts(joint, batch_key)
     pick_device(device)
     slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)

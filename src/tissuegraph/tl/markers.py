@@ -157,7 +157,7 @@ def marker_store(adata: AnnData, domain_key: str) -> dict:
     """The stored markers computed for the groups of ``obs[domain_key]`` (domains or sub-domains)."""
     for store in _stores(adata):
         if marker_column(store) == domain_key:
-            return store
+            return _current(adata, store)
     raise InputError(
         f"no marker genes stored for obs[{domain_key!r}]; run tl.markers(adata, domain_key={domain_key!r}) first"
     )
@@ -197,6 +197,17 @@ def markers_are_current(adata: AnnData, store: dict) -> bool:
     return current == [str(group) for group in store["groups"]]
 
 
+def _current(adata: AnnData, store: dict) -> dict:
+    """The store, if it still describes its column: markers of relabelled domains would be shown as the new ones'."""
+    if not markers_are_current(adata, store):
+        key = marker_column(store)
+        raise InputError(
+            f"the markers stored for obs[{key!r}] were computed for other labels (the column changed since, or is "
+            f"gone); run tl.markers(adata, domain_key={key!r}) again"
+        )
+    return store
+
+
 def marker_table(adata: AnnData, domain: str, n: int = 20) -> pd.DataFrame:
     """The top ``n`` markers of one domain (or sub-domain), best first: gene, score, logfoldchange, pvals_adj,
     pct_in, pct_out."""
@@ -208,6 +219,7 @@ def marker_table(adata: AnnData, domain: str, n: int = 20) -> pd.DataFrame:
         records = store["records"]
         rows = np.flatnonzero(np.asarray(records["group"]).astype(str) == domain)
         if rows.size:
+            _current(adata, store)
             rows = rows[np.argsort(np.asarray(records["rank"])[rows], kind="stable")][: max(int(n), 0)]
             return pd.DataFrame({column: np.asarray(records[column])[rows] for column in COLUMNS})
     known = [str(group) for store in stores for group in store["groups"]]

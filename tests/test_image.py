@@ -160,13 +160,20 @@ def test_malformed_uns_spatial_is_named_with_scanpy_layout(change, where: str) -
             lambda a: a.uns["spatial"].update(other=a.uns["spatial"]["lib"]),
             r" holds several libraries \('lib', 'other'",
         ),
+        # judged before training as image mode would judge it (these stopped the run instead)
+        (lambda a: _set_lowres(a, np.moveaxis(_ramp_image(), -1, 0)), r"the stored image has shape \(3, 60, 80\)"),
+        (lambda a: _set_lowres(a, _ramp_image().astype(np.int32)), r"the image holds int32 integers"),
+        (
+            lambda a: _set_factor(a, spot_diameter_fullres=0),
+            r"uns\['spatial'\]\['lib'\]\['scalefactors'\]\['spot_diameter_fullres'\] is 0",
+        ),
     ],
 )
 def test_a_stored_image_that_cannot_be_used_means_gene_mode_with_a_warning(change, reason: str) -> None:
     adata = _slide(_ramp_image(), SPOTS)
     change(adata)
     with pytest.warns(
-        UserWarning, match=rf"uses gene mode \(uns\['spatial'\]{reason}.*pass image=False \(--no-image\)"
+        UserWarning, match=rf"uses gene mode \((uns\['spatial'\])?{reason}.*pass image=False \(--no-image\)"
     ):
         assert not has_image(adata)
 
@@ -274,6 +281,50 @@ def test_slices_named_by_another_column_find_their_images() -> None:
     assert has_image(joined, batch_key="section")
     with pytest.warns(UserWarning, match="several libraries"):  # no obs['batch']: one slice, two libraries
         assert not has_image(joined)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"batch_size": 0}, r"batch_size must be a whole number >= 2 \(got 0\)"),
+        ({"batch_size": 1}, r"batch_size must be a whole number >= 2 \(got 1\)"),
+        ({"batch_size": -5}, r"batch_size must be a whole number >= 2 \(got -5\)"),
+        ({"epochs": -1}, r"epochs must be a whole number >= 0 \(got -1\)"),
+        ({"epochs": 1.5}, r"epochs must be a whole number >= 0 \(got 1.5\)"),
+        ({"n_comps": 0}, r"n_comps must be a whole number >= 1 \(got 0\)"),
+        ({"out_px": -1}, r"out_px must be a whole number >= 8 \(got -1\)"),
+        ({"out_px": 2.5}, r"out_px must be a whole number >= 8 \(got 2.5\)"),
+    ],
+)
+def test_image_settings_that_cannot_work_are_refused_before_any_patch(setting: dict, message: str, monkeypatch) -> None:
+    """Some crashed deep in training (batch_size 0 or 1), others ran silently wrong (epochs=-1: untrained)."""
+    monkeypatch.setattr(features_module, "spot_patches", lambda *a, **k: pytest.fail("patches were cut"))
+    with pytest.raises(InputError, match=message):
+        image_features(_slide(_ramp_image(), SPOTS), **setting)
+
+
+def test_a_file_that_is_no_saved_encoder_is_named(tmp_path) -> None:
+    import torch
+
+    from tissuegraph.im.byol import load_encoder
+
+    (tmp_path / "notes.pt").write_text("hello")
+    torch.save({"a": 1}, tmp_path / "dict.pt")
+    for name in ("notes.pt", "dict.pt"):
+        with pytest.raises(InputError, match=rf"{name} is not an image encoder written by save_encoder"):
+            load_encoder(tmp_path / name)
+
+
+def test_an_embedding_under_another_key_keeps_its_own_record(monkeypatch) -> None:
+    """A second embedding (key_added='X_alt', seed 5) must not overwrite the record of obsm['X_image'] (seed 0),
+    which tl.domains reads to warn about a reused embedding of another seed."""
+    from tissuegraph.im.features import image_record_key
+
+    adata = _slide(_ramp_image(), SPOTS)
+    image_features(adata, out_px=8, epochs=1, batch_size=2, seed=0)
+    image_features(adata, out_px=8, epochs=1, batch_size=2, seed=5, key_added="X_alt")
+    assert adata.uns[image_record_key()]["seed"] == 0 and adata.uns[image_record_key("X_alt")]["seed"] == 5
+    assert adata.uns["tissuegraph_image_X_alt"]["key_added"] == "X_alt"
 
 
 def test_a_stored_image_embedding_from_another_seed_is_reused_with_a_warning() -> None:

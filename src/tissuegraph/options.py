@@ -19,12 +19,26 @@ IMAGE_BACKBONES = ("scratch", *PRETRAINED_BACKBONES)
 MAX_SEED = 2**32 - 1
 
 
+def _whole(value: object) -> int | None:
+    """``value`` as an int when it is one (Python or numpy integers; not True, 1.0 or "1"), else None."""
+    try:
+        return None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_seed(seed: object) -> int:
     """Refuse, before any work, a seed that one of the libraries would reject halfway through a run."""
-    try:
-        value = None if isinstance(seed, bool) else operator.index(seed)  # int and numpy integers, not 1.0 or "1"
-    except TypeError:
-        value = None
+    value = _whole(seed)
     if value is None or not 0 <= value <= MAX_SEED:
         raise InputError(f"seed must be an integer from 0 to {MAX_SEED} (got {seed!r}); e.g. seed=0 (--seed 0)")
     return value
+
+
+def check_whole(value: object, name: str, minimum: int) -> int:
+    """Refuse, before any work, a count (epochs, batch size, dimensions) that is not a whole number >= ``minimum``:
+    a negative one would otherwise run as if it were 0 or 1 and be recorded as given."""
+    number = _whole(value)
+    if number is None or number < minimum:
+        raise InputError(f"{name} must be a whole number >= {minimum} (got {value!r})")
+    return number

@@ -24,6 +24,7 @@ from tissuegraph.im.filter import gaussian_blur
 from tissuegraph.im.pretrained import PretrainedEncoder
 from tissuegraph.io.write import write_atomically
 from tissuegraph.nn.runtime import pick_device, seeded
+from tissuegraph.options import check_whole
 
 _GREY = (0.299, 0.587, 0.114)  # luma weights of R, G, B
 _LAYOUT = torch.channels_last  # NHWC: about twice as fast for these small convolutions on a CPU
@@ -225,6 +226,7 @@ def embed_patches(
             f"patches have shape {patches.shape} but the encoder was trained on {encoder.input_px} px patches; "
             f"cut them with spot_patches(..., out_px={encoder.input_px})"
         )
+    batch_size = check_whole(batch_size, "batch_size", 1)
     dev = pick_device(device)
     model = encoder.to(dev).eval()
     out = []
@@ -247,11 +249,20 @@ def load_encoder(path: str | Path) -> Encoder:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"encoder file {path} does not exist; write one with save_encoder(result.encoder, path)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    config = saved["config"]
-    if "backbone" in config:
-        encoder: Encoder = PretrainedEncoder(str(config["backbone"]), input_px=int(config["input_px"]))
-    else:
-        encoder = PatchEncoder(tuple(config["widths"]), input_px=int(config["input_px"]))
-    encoder.load_state_dict(saved["state_dict"])
+    not_an_encoder = (
+        f"{path} is not an image encoder written by save_encoder; give the file that save_encoder(result.encoder, "
+        "path) wrote"
+    )
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        config = saved["config"]
+        if "backbone" in config:
+            encoder: Encoder = PretrainedEncoder(str(config["backbone"]), input_px=int(config["input_px"]))
+        else:
+            encoder = PatchEncoder(tuple(config["widths"]), input_px=int(config["input_px"]))
+        encoder.load_state_dict(saved["state_dict"])
+    except InputError:
+        raise  # e.g. the pretrained extra is not installed: its own advice
+    except Exception as err:  # not a torch file, another torch file, or weights of another shape
+        raise InputError(f"{not_an_encoder} ({type(err).__name__}: {str(err)[:200]})") from err
     return encoder.eval()

@@ -17,9 +17,17 @@ from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im.byol import DEFAULT_EPOCHS, Encoder, embed_patches, train_byol
 from tissuegraph.im.filter import default_window, stain_filter
-from tissuegraph.im.patches import ImageInput, resolve_library, spatial_libraries, spot_patches, stored_image
+from tissuegraph.im.patches import (
+    ImageInput,
+    check_pixels,
+    resolve_library,
+    spatial_libraries,
+    spot_diameter,
+    spot_patches,
+    stored_image,
+)
 from tissuegraph.im.pretrained import PretrainedEncoder
-from tissuegraph.options import IMAGE_BACKBONES, check_seed
+from tissuegraph.options import IMAGE_BACKBONES, check_seed, check_whole
 
 
 def _slices(
@@ -79,9 +87,12 @@ def has_image(adata: AnnData, *, batch_key: str = "batch") -> bool:
     slices = _slices(adata, None, batch_key)  # a slice-label problem is raised as itself, not as an image problem
     try:
         libraries = spatial_libraries(adata)
-        for _, library, name in slices:
+        for rows, library, name in slices:
             _check_slice_library(libraries, library, name, batch_key)
-            stored_image(adata, resolve_library(adata, library))
+            resolved = resolve_library(adata, library)
+            pixels, _, _ = stored_image(adata, resolved)
+            check_pixels(pixels, "the stored image")
+            spot_diameter(adata, resolved, np.asarray(adata.obsm["spatial"])[rows])
     except InputError as err:
         warnings.warn(
             f"uns['spatial'] holds an image that cannot be used, so this run uses gene mode ({err}); to use the "
@@ -106,6 +117,11 @@ def _reduce(embedding: np.ndarray, n_comps: int) -> np.ndarray:
     return (u[:, :k] * (s[:k] * signs)).astype(np.float32)
 
 
+def image_record_key(key_added: str = "X_image") -> str:
+    """Where ``image_features`` records how it made ``obsm[key_added]``."""
+    return "tissuegraph_image" if key_added == "X_image" else f"tissuegraph_image_{key_added}"
+
+
 def image_features(
     adata: AnnData,
     *,
@@ -128,7 +144,8 @@ def image_features(
     batch_key: str = "batch",
 ) -> AnnData:
     """Patches -> stain filter -> BYOL encoder (or the given pre-fitted ``encoder``, no training) -> embedding ->
-    standardise -> PCA, into ``obsm[key_added]``; settings and seconds per stage go to uns['tissuegraph_image'].
+    standardise -> PCA, into ``obsm[key_added]``; settings and seconds per stage go to uns['tissuegraph_image']
+    (``uns['tissuegraph_image_<key_added>']`` for another key, so that each embedding keeps its own record).
 
     ``backbone="scratch"`` trains a small CNN from scratch for ``epochs`` (default ``DEFAULT_EPOCHS``);
     ``"efficientnet-lite0"`` (optional extra) starts from ImageNet weights and by default uses them frozen
@@ -157,8 +174,12 @@ def image_features(
         encoder = start_from
     if epochs is None:
         epochs = DEFAULT_EPOCHS if backbone == "scratch" else 0
+    epochs = check_whole(epochs, "epochs", 0)
+    batch_size = check_whole(batch_size, "batch_size", 2)  # batch normalisation needs two patches per batch
+    n_comps = check_whole(n_comps, "n_comps", 1)
     if encoder is not None:
         out_px = encoder.input_px
+    out_px = check_whole(out_px, "out_px", 8)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     patches = np.empty((adata.n_obs, out_px, out_px, 3), dtype=np.float32)
@@ -205,7 +226,7 @@ def image_features(
     timings["embed_s"] = time.perf_counter() - start
 
     adata.obsm[key_added] = _reduce(embedding, n_comps)
-    adata.uns["tissuegraph_image"] = {
+    adata.uns[image_record_key(key_added)] = {
         "key_added": key_added,
         "size_factor": float(size_factor),
         "out_px": int(out_px),

@@ -140,6 +140,14 @@ def _check_layout(shape: tuple[int, ...], what: str) -> None:
     )
 
 
+def check_pixels(image: np.ndarray, what: str) -> None:
+    """Refuse an image whose layout or pixel type cannot be read (checked on every 16th pixel: a large image
+    costs little), so that a stored image is judged before anything is trained."""
+    _check_layout(image.shape, what)
+    sample = np.asarray(image[::16, ::16])
+    to_unit_rgb(sample if sample.ndim == 3 else sample[..., None])
+
+
 def to_unit_rgb(block: np.ndarray) -> np.ndarray:
     """Pixels as float32 RGB in [0, 1]: uint8/uint16 divided by their type's maximum, floats checked, alpha dropped.
 

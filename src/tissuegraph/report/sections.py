@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from tissuegraph import metrics, pl
 from tissuegraph.errors import InputError
+from tissuegraph.im.features import image_record_key
 from tissuegraph.pl.spatial import slices, tissue_image
 from tissuegraph.pp.expression import library_size_source, library_sizes
 from tissuegraph.report.figures import png_uri
@@ -208,7 +209,7 @@ def training(run: Mapping, adata: AnnData) -> Section:
         for step, seconds in (stored.items() if isinstance(stored, Mapping) else [])
         if isinstance(seconds, numbers.Real)
     }
-    image = adata.uns.get("tissuegraph_image", {})
+    image = adata.uns.get(image_record_key(), {})
     if run.get("mode") == "image" and "image_features" not in timings and isinstance(image, Mapping):
         # computed before training (by the CLI, or an image-features run): still part of what this result cost
         stages = [float(value) for key, value in image.items() if str(key).endswith("_s")]

@@ -15,6 +15,7 @@ from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_label
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
+from tissuegraph.im.features import image_record_key
 from tissuegraph.io.validate import validate_spatial
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staig import StaigResult, train_staig
@@ -98,7 +99,7 @@ def image_embedding(
         image_features(adata, seed=seed, device=device, batch_key=batch_key)
         timings["image_features_s"] = time.perf_counter() - start
     else:
-        record = adata.uns.get("tissuegraph_image", {})
+        record = adata.uns.get(image_record_key(), {})
         made_with = record.get("seed")
         if record.get("encoder") == "trained" and made_with is not None and int(made_with) != seed:
             warnings.warn(

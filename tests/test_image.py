@@ -599,8 +599,9 @@ def test_image_features_on_a_real_subset(dlpfc_151673, monkeypatch) -> None:
     monkeypatch.setattr(features_module, "train_byol", no_training)
     image_features(adata, encoder=encoder, n_comps=encoder.dim, device="cpu", key_added="X_reused")
     reused = adata.obsm["X_reused"]
-    record = adata.uns["tissuegraph_image"]
+    record = adata.uns["tissuegraph_image_X_reused"]  # X_image keeps its own record
     assert record["encoder"] == "given" and record["epochs"] == 0 and len(record["losses"]) == 0
+    assert adata.uns["tissuegraph_image"]["encoder"] == "trained"
     # the same encoder on the same patches, standardised per feature: with every principal component kept, the
     # PCA is a rotation, so distances between spots are those of the standardised embedding
     direct = embed_patches(encoder, patches, device="cpu").astype(np.float64)

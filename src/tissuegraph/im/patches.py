@@ -97,7 +97,8 @@ def resolve_library(adata: AnnData, library_id: str | None) -> str | None:
             return str(batches[0])
     raise InputError(
         f"uns['spatial'] holds several libraries ({names}) and none is chosen; pass library_id=... "
-        "(for several slices use image_features, which takes each slice's own library)"
+        "(for several slices use image_features, which takes each slice's own library); on the command line, set "
+        "obs['batch'] to the library's name in the file (adata.obs['batch'] = '<library>'), which picks it"
     )
 
 

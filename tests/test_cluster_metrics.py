@@ -244,3 +244,44 @@ def test_score_without_the_default_annotation_or_embedding_scores_what_there_is(
     assert set(metrics.score(result)) == {"silhouette", "davies_bouldin"}  # no obs['ground_truth']: unlabelled
     del result.obsm["X_tissuegraph"]
     assert metrics.score(result) == {}
+
+
+@pytest.mark.realdata
+def test_gmm_on_fewer_spots_than_embedding_dimensions(dlpfc_151673) -> None:
+    """30 spots, 64 dimensions: the pooled covariance is singular and its pseudo-inverse came out asymmetric in
+    the last digits, which scikit-learn refused after training ('tied precision' should be symmetric)."""
+    centre = dlpfc_151673.obsm["spatial"].mean(axis=0)
+    nearest = np.sort(np.argsort(((dlpfc_151673.obsm["spatial"] - centre) ** 2).sum(axis=1))[:30])
+    small = dlpfc_151673[nearest].copy()
+    del small.uns["spatial"]  # gene mode
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tl.domains(small, 2, epochs=2)
+    assert small.obs["domain"].nunique() == 2
+
+
+def test_numbers_that_cannot_work_are_refused_before_any_work() -> None:
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(3.0, (40, 12)).astype(np.float32)))
+    adata.obsm["spatial"] = rng.uniform(0, 10, (40, 2))
+    for n_pcs in (0, 2.5):
+        with pytest.raises(InputError, match=rf"n_pcs must be a whole number >= 1 \(got {n_pcs}\)"):
+            tl.expression_domains(adata, 3, n_pcs=n_pcs)
+    with pytest.raises(InputError, match=r"n_top_genes must be a whole number >= 1 \(got -5\)"):
+        tl.expression_domains(adata, 3, n_top_genes=-5)  # was accepted; 0 was called a constant-count matrix
+    with pytest.raises(InputError, match=r"n_comps \(the number of principal components\) must be a whole number"):
+        from tissuegraph import pp
+
+        pp.pca(adata, 0, use_rep="spatial")
+
+
+def test_a_numpy_integer_seed_runs_as_that_seed() -> None:
+    """check_seed accepts numpy integers; torch's generator does not, so the checked int must be the one used."""
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(3.0, (60, 12)).astype(np.float32)))
+    adata.obsm["spatial"] = np.stack(np.meshgrid(np.arange(10), np.arange(6)), axis=-1).reshape(-1, 2).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        as_numpy = tl.domains(adata.copy(), 3, epochs=2, seed=np.int64(5))
+        as_int = tl.domains(adata.copy(), 3, epochs=2, seed=5)
+    np.testing.assert_array_equal(as_numpy.obsm["X_tissuegraph"], as_int.obsm["X_tissuegraph"])

@@ -10,14 +10,14 @@ from tissuegraph.tl import StaigSettings, StalignerSettings
 
 
 def test_sequencing_platform_gets_soft_contrast_and_gene_masking() -> None:
-    visium = StaigSettings.from_data(n_genes=8513)
+    visium = StaigSettings.from_data(8513)
     assert visium.tau == 30.0
     assert visium.feature_mask_rates == (0.1, 0.2)
 
 
 def test_imaging_platforms_get_small_tau_and_light_masking() -> None:
-    osmfish = StaigSettings.from_data(n_genes=33)
-    starmap = StaigSettings.from_data(n_genes=166)
+    osmfish = StaigSettings.from_data(33)
+    starmap = StaigSettings.from_data(166)
     assert osmfish.tau == 1.0
     assert starmap.tau == pytest.approx(1.66)
     assert osmfish.feature_mask_rates == (0.01, 0.02)
@@ -29,6 +29,11 @@ def test_overrides_win_and_unknown_settings_are_rejected() -> None:
         StaigSettings.from_data(3000, temperature=5.0)
     with pytest.raises(InputError, match="unknown STAIG setting 'to_dict'"):  # a method, not a setting
         StaigSettings.from_data(3000, to_dict=1)
+    for counts in ("model_genes", "n_genes"):  # the data's counts, not settings: model_genes=5000 gave tau 30
+        with pytest.raises(InputError, match=f"unknown STAIG setting '{counts}'"):
+            StaigSettings.from_data(33, **{counts: 5000})
+    fewer = StaigSettings.from_data(8513, n_top_genes=500)  # the rule follows the genes the model reads
+    assert fewer.n_top_genes == 500 and fewer.tau == 5.0 and fewer.feature_mask_rates == (0.01, 0.02)
 
 
 def test_denominator_follows_the_temperature_unless_asked() -> None:
@@ -61,6 +66,10 @@ def test_settings_serialise_to_plain_values() -> None:
         ({"n_neighbors": True}, "n_neighbors = True cannot work; it must be a whole number"),
         ({"feature_mask_rates": (0.1,)}, r"feature_mask_rates = \(0.1,\) cannot work; it must be a tuple of 2 numbers"),
         ({"hidden_dims": (64.5,)}, r"hidden_dims = \(64.5,\) cannot work; it must be a tuple of whole numbers"),
+        ({"n_top_genes": "10"}, "n_top_genes = '10' cannot work; it must be a whole number"),  # was a bare TypeError
+        ({"n_top_genes": True}, "n_top_genes = True cannot work"),  # ran with 1 gene
+        ({"n_top_genes": 10.5}, "n_top_genes = 10.5 cannot work"),  # ran with 10, recorded 10.5
+        ({"n_top_genes": 0}, "n_top_genes = 0 cannot work; it must be at least 1"),
     ],
 )
 def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:

@@ -30,6 +30,7 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
     weights = resp.mean(0)
     residual = x - means[resp.argmax(1)]
     precision = np.linalg.pinv(np.cov(residual, rowvar=False) + 1e-6 * np.eye(x.shape[1]))
+    precision = (precision + precision.T) / 2  # with fewer spots than dimensions pinv's rounding broke symmetry
     model = GaussianMixture(
         n_components=n_clusters,
         covariance_type="tied",

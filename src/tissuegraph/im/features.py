@@ -155,7 +155,7 @@ def image_features(
     each slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
     fixes ``out_px`` to the size it was trained on. Every image is checked before training starts.
     """
-    check_seed(seed)
+    seed = check_seed(seed)  # numpy integers as int: torch's generators take no other
     slices = _slices(adata, library_id, batch_key)
     if len(slices) > 1 and image is not None and not isinstance(image, Mapping):
         raise InputError(

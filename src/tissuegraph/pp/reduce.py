@@ -8,6 +8,7 @@ from scipy import sparse
 from sklearn.decomposition import PCA
 
 from tissuegraph.errors import InputError
+from tissuegraph.options import check_whole
 
 
 def pca(
@@ -24,6 +25,7 @@ def pca(
     ``center=False`` keeps the mean: each row's coordinates on the principal axes are those of the row itself,
     not of its difference from the mean, so a model that reads them sees its input restricted to the top axes.
     """
+    n_comps = check_whole(n_comps, "n_comps (the number of principal components)", 1)
     features = adata.obsm[use_rep]
     if features.shape[0] < 2:
         raise InputError(f"PCA needs at least 2 spots; obsm[{use_rep!r}] holds {features.shape[0]}")

@@ -19,7 +19,7 @@ from tissuegraph.im.features import image_record_key
 from tissuegraph.io.validate import validate_spatial
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staig import StaigResult, train_staig
-from tissuegraph.options import check_seed
+from tissuegraph.options import check_seed, check_whole
 from tissuegraph.pp.expression import library_size_source
 from tissuegraph.tl.markers import forget_markers
 from tissuegraph.tl.settings import StaigSettings
@@ -263,6 +263,7 @@ def domains(
     has one (image mode: ``obsm['X_image']``, computed by ``im.image_features`` unless already there), ``False``
     forces gene mode, ``True`` requires an image.
     """
+    seed = check_seed(seed)  # numpy integers as int: torch's generators take no other
     settings = check_domains_input(
         adata, n_domains, seed=seed, cluster=cluster, batch_key=batch_key, device=device, **settings_overrides
     )
@@ -352,6 +353,8 @@ def expression_domains(
     """
     validate_spatial(adata)
     check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
+    check_whole(n_pcs, "n_pcs", 1)
+    check_whole(n_top_genes, "n_top_genes", 1)
     work, _, _ = _expression_workspace(adata, n_top_genes, batch_key)
     pp.pca(work, n_pcs, use_rep="X_expr", seed=seed)
     labels = cluster_embedding(work.obsm["X_pca"], n_domains, cluster, seed)

@@ -21,7 +21,7 @@ from tissuegraph import gr, pp
 from tissuegraph.errors import InputError
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staligner import train_staligner
-from tissuegraph.options import INTEGRATION_METHODS
+from tissuegraph.options import INTEGRATION_METHODS, check_seed
 from tissuegraph.pp.expression import library_size_source, normalise_log
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
 from tissuegraph.tl.domains import assign_domains, check_domain_request, image_embedding, staig_embedding
@@ -58,7 +58,7 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
     mask = per_slice_hvgs(run.joint, n_top_genes, batch_key=run.batch_key, combine=run.genes)
     n_model_genes = int(mask.sum())
-    settings = StaigSettings.from_data(n_model_genes, n_top_genes=n_top_genes, model_genes=n_model_genes, **overrides)
+    settings = StaigSettings.from_data(n_model_genes, n_model_genes, n_top_genes=n_top_genes, **overrides)
     work = _workspace(run.joint, run.batch_key)
     pp.preprocess(work, genes=mask, library_size=run.library_size)
     run.timings["preprocess_s"] = time.perf_counter() - start
@@ -208,6 +208,7 @@ def integrate(
     """
     if method not in INTEGRATION_METHODS:
         raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(INTEGRATION_METHODS)}")
+    seed = check_seed(seed)  # numpy integers as int: torch's generators take no other
     timings: dict[str, float] = {}
     start = time.perf_counter()
     joint = concat_slices(slices, names, batch_key=batch_key)

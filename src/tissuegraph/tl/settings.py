@@ -55,22 +55,21 @@ class StaigSettings:
     refine_neighbors: int = 15
 
     @classmethod
-    def from_data(
-        cls, n_genes: int, n_top_genes: int = 3000, *, model_genes: int | None = None, **overrides
-    ) -> StaigSettings:
-        """Defaults for a dataset whose model reads ``min(n_genes, n_top_genes)`` genes; keyword overrides win.
+    def from_data(cls, n_genes: int, model_genes: int | None = None, /, **overrides) -> StaigSettings:
+        """Defaults for a dataset whose model reads ``min(n_genes, n_top_genes)`` genes; keyword overrides (any
+        setting, ``n_top_genes`` included) win.
 
         ``model_genes`` gives that count directly when it is known and may be larger: the union of several slices'
-        variable genes.
+        variable genes. Both counts are positional, so that a keyword of that name is refused as no setting.
         """
-        model_genes = min(n_genes, n_top_genes) if model_genes is None else model_genes
-        many_genes = model_genes >= 1000
-        settings = cls(
-            n_top_genes=n_top_genes,
-            tau=float(np.clip(model_genes / 100.0, 1.0, 30.0)),
-            feature_mask_rates=(0.1, 0.2) if many_genes else (0.01, 0.02),
-        )
+        settings = cls()
         _override(settings, "STAIG", overrides)
+        if settings.n_top_genes >= 1:  # else refused by _require below
+            model_genes = min(n_genes, settings.n_top_genes) if model_genes is None else model_genes
+            if "tau" not in overrides:
+                settings.tau = float(np.clip(model_genes / 100.0, 1.0, 30.0))
+            if "feature_mask_rates" not in overrides:
+                settings.feature_mask_rates = (0.1, 0.2) if model_genes >= 1000 else (0.01, 0.02)
         rates = settings.feature_mask_rates
         _require(
             settings,

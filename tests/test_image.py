@@ -188,14 +188,15 @@ def test_no_stored_image_means_gene_mode_without_a_word() -> None:
         assert not has_image(adata)
 
 
-@pytest.mark.parametrize("diameter", [-5.0, 0.0, float("nan"), float("inf"), "abc"])
+@pytest.mark.parametrize("diameter", [-5.0, 0.0, float("nan"), float("inf"), "abc", pytest.param(10**400, id="1e400")])
 def test_spot_diameter_must_be_a_positive_number(diameter: object) -> None:
     """A stored diameter that is no positive number is refused, not silently replaced by the spacing estimate
     (which is for a missing key: test_diameter_falls_back_to_nearest_neighbour_distance)."""
     adata = _slide(_ramp_image(), SPOTS, spot_diameter_fullres=diameter)  # type: ignore[arg-type]
+    shown = "1" + "0" * 400 if diameter == 10**400 else diameter
     with pytest.raises(
         InputError,
-        match=rf"\['spot_diameter_fullres'\] is {diameter}; it must be a positive number.*"
+        match=rf"\['spot_diameter_fullres'\] is {shown}; it must be a positive number.*"
         "delete the key to let tissuegraph estimate",
     ):
         spot_patches(adata)

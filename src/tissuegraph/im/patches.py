@@ -71,7 +71,7 @@ def _positive(value: Any, what: str, meaning: str) -> float:
     """``value`` as a finite number > 0; anything else is refused, never replaced by a guess."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
         number = float("nan")
     if not (np.isfinite(number) and number > 0):
         raise InputError(f"{what} is {value}; it must be a positive number, {meaning}")

@@ -13,6 +13,8 @@ from tissuegraph.errors import InputError
 from tissuegraph.io.validate import NUMERIC_KINDS, quote_examples, validate_spatial
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+#: Name given to the empty field a delimiter ending every data line (but not the header) leaves.
+_TRAILING = "__trailing_delimiter__"
 
 #: (x, y) column names that platforms write, lower case, in order of preference.
 COORDINATE_NAMES = (
@@ -129,9 +131,6 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
         )
     table.index = table.index.astype(str)
     return table
-
-
-_TRAILING = "__trailing_delimiter__"
 
 
 def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, same_file: bool) -> pd.DataFrame:

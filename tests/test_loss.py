@@ -133,3 +133,41 @@ def test_pseudo_label_negatives_removed_as_in_dense_reference(tau: float, denomi
     )
     without = dense_neighbor_contrastive_loss(z1, z2, edges, tau, groups=slice_of)
     assert abs(dense.item() - without.item()) > 1e-3  # the exclusion really changes the loss
+
+
+def test_sampled_denominator_stays_positive_and_close_at_sharp_temperatures() -> None:
+    """The anchor's own terms are not sampled: an estimate that went negative (this loss came out at -32) is a sum
+    of positive terms, close to the exact loss (the log of an estimate runs a little low at sharp tau)."""
+    z1, noise, edges = _problem(n=2000, dim=8)
+    z2 = z1 + 0.05 * noise  # two views of one embedding: the own copy dominates each denominator
+    reference = dense_neighbor_contrastive_loss(z1, z2, edges, 0.05).item()
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        estimate = neighbor_contrastive_loss(
+            z1.float(), z2.float(), edges, 0.05, denominator="sampled", n_negatives=256, generator=gen
+        ).item()
+        assert estimate == pytest.approx(reference, rel=0.15)
+
+
+def test_exact_denominator_leaves_the_self_pair_out_without_cancellation() -> None:
+    """At tau 0.02 the self term is e^50 times most others: subtracting it after summing left float32 noise."""
+    z1, z2, edges = _problem(n=300, dim=8)
+    reference = dense_neighbor_contrastive_loss(z1, z2, edges, 0.02).item()
+    assert neighbor_contrastive_loss(z1.float(), z2.float(), edges, 0.02).item() == pytest.approx(reference, rel=1e-5)
+
+
+@pytest.mark.parametrize(("tau", "denominator"), [(0.5, "exact"), (0.5, "sampled"), (20.0, "moments")])
+def test_an_all_zero_output_row_is_scored_as_in_the_dense_reference(tau: float, denominator: str) -> None:
+    """A zero row normalises to zero: its self term is exp(-1 / tau), not the 1 of a unit row."""
+    z1, z2, edges = _problem()
+    with torch.no_grad():
+        z1[3] = 0.0
+    dense = dense_neighbor_contrastive_loss(z1, z2, edges, tau).item()
+    loss = neighbor_contrastive_loss(z1, z2, edges, tau, denominator=denominator, n_negatives=1000).item()
+    assert loss == pytest.approx(dense, rel=1e-10 if denominator != "moments" else 1e-6)
+
+
+def test_dense_reference_builds_its_masks_on_the_inputs_device() -> None:
+    z = torch.randn(5, 4, device="meta")  # stands in for CUDA: mixing devices raises the same way
+    edges = torch.tensor([[0, 1], [1, 0]], device="meta")
+    assert dense_neighbor_contrastive_loss(z, z, edges, 1.0).device.type == "meta"

@@ -53,6 +53,7 @@ def test_settings_serialise_to_plain_values() -> None:
     ("overrides", "message"),
     [
         ({"tau": -1.0}, "tau = -1.0 cannot work; it must be a positive temperature"),
+        ({"tau": 0.01}, r"tau = 0.01 cannot work; it must be a positive temperature of at least 0.025 \(float32"),
         ({"epochs": 0}, "epochs = 0 cannot work"),
         ({"feature_mask_rates": (0.1, 1.0)}, r"feature_mask_rates = .* two shares in \[0, 1\)"),
         ({"n_neighbors": 0}, "n_neighbors = 0"),

@@ -31,7 +31,7 @@ from typing import get_args, get_origin, get_type_hints
 import numpy as np
 
 from tissuegraph.errors import InputError
-from tissuegraph.nn.contrastive import DENOMINATORS, MOMENT_MIN_TAU
+from tissuegraph.nn.contrastive import DENOMINATORS, MIN_TAU, MOMENT_MIN_TAU
 from tissuegraph.nn.triplet import PAIR_MODES
 
 
@@ -75,7 +75,7 @@ class StaigSettings:
             settings,
             "STAIG",
             [
-                ("tau", settings.tau > 0, "a positive temperature"),
+                ("tau", settings.tau >= MIN_TAU, f"a positive temperature of at least {MIN_TAU:g} (float32 limit)"),
                 ("epochs", settings.epochs >= 1, "at least 1"),
                 ("n_neighbors", settings.n_neighbors >= 1, "at least 1"),
                 ("n_top_genes", settings.n_top_genes >= 1, "at least 1"),

@@ -53,6 +53,12 @@ def test_leiden_search_hits_requested_number_of_clusters(blobs, k: int) -> None:
     assert len(np.unique(cluster.leiden_n_clusters(x, k, seed=0))) == k
 
 
+def test_leiden_search_raises_the_resolution_past_ten_when_many_clusters_are_asked() -> None:
+    """120 clusters of 1,000 random points need a resolution of about 14; the search stopped at 10 (88 clusters)."""
+    x = np.random.default_rng(0).normal(size=(1000, 8))
+    assert len(np.unique(cluster.leiden_n_clusters(x, 120, seed=0))) == 120
+
+
 def test_a_domain_count_other_than_asked_gives_a_warning() -> None:
     # four far-apart groups: the kNN graph has four parts, so leiden cannot merge them into two
     x, _ = make_blobs(n_samples=200, centers=[[0, 0], [50, 0], [0, 50], [50, 50]], cluster_std=0.5, random_state=0)

@@ -279,3 +279,10 @@ def test_loss_curve_draws_the_stored_loss() -> None:
     del joint.uns["tissuegraph"]
     with pytest.raises(InputError, match="tl.domains"):
         pl.loss_curve(joint)
+
+
+def test_labels_equal_by_value_sort_by_their_text_whatever_the_input_order() -> None:
+    """'2' and '02' compare equal by value; their order followed the string hash seed, run to run."""
+    from tissuegraph.labels import sorted_labels
+
+    assert sorted_labels(["2", "02", "10", "L2"]) == sorted_labels(["L2", "10", "02", "2"]) == ["02", "2", "10", "L2"]

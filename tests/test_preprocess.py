@@ -9,6 +9,7 @@ from scipy import sparse
 
 from tissuegraph import pp
 from tissuegraph.errors import InputError
+from tissuegraph.pp.expression import normalise_log_scale
 
 
 def test_features_match_a_hand_computation() -> None:
@@ -138,3 +139,47 @@ def test_constant_genes_among_varying_ones_are_no_problem(n_top_genes: int) -> N
     assert np.isfinite(adata.obsm["X_expr"]).all()
     if n_top_genes < 30:  # seurat_v3 ranks every varying gene above the constant ones
         assert adata.var["highly_variable"].sum() == 20 and not adata.var["highly_variable"][30:].any()
+
+
+def _duplicated_entries(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The same counts with every entry stored twice (halves that sum to it): valid scipy, not canonical."""
+    indices, data = [], []
+    for row in range(matrix.shape[0]):
+        cut = slice(matrix.indptr[row], matrix.indptr[row + 1])
+        half = np.floor(matrix.data[cut] / 2)
+        indices += [matrix.indices[cut], matrix.indices[cut]]
+        data += [half, matrix.data[cut] - half]
+    return sparse.csr_matrix((np.concatenate(data), np.concatenate(indices), 2 * matrix.indptr), shape=matrix.shape)
+
+
+@pytest.mark.parametrize("store", ["duplicate entries", "dense float16"])
+def test_hvgs_read_the_checked_counts_however_they_are_stored(store: str) -> None:
+    """seurat_v3 crashed the interpreter on duplicate entries and refused float16 with a bare scipy error."""
+    rng = np.random.default_rng(0)
+    counts = sparse.csr_matrix(rng.negative_binomial(2, 0.3, (300, 400)).astype(np.float32))
+    stored = _duplicated_entries(counts) if store == "duplicate entries" else counts.toarray().astype(np.float16)
+    assert store != "duplicate entries" or not stored.has_canonical_format
+    odd, plain = ad.AnnData(X=stored), ad.AnnData(X=counts)
+    pp.preprocess(odd, 100)
+    pp.preprocess(plain, 100)
+    assert odd.var["highly_variable"].sum() == 100
+    np.testing.assert_array_equal(odd.var["highly_variable"], plain.var["highly_variable"])
+    np.testing.assert_allclose(odd.obsm["X_expr"], plain.obsm["X_expr"], rtol=1e-6)
+
+
+def test_a_gene_constant_after_normalisation_is_not_blown_up_to_the_clip() -> None:
+    """float32's standard deviation of equal values can be 1e-6, not 0: dividing by it made the gene 10 everywhere."""
+    rng = np.random.default_rng(0)
+    varying = rng.poisson(0.5, 1000).astype(np.float32)
+    counts = np.stack([varying, 995 - varying, np.full(1000, 5, np.float32)], axis=1)  # every library is 1000
+    features = normalise_log_scale(sparse.csr_matrix(counts), np.ones(3, dtype=bool))
+    np.testing.assert_allclose(features[:, 2], np.log1p(5 * 1e4 / 1000), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_library_size_that_is_not_finite_is_refused(bad: float) -> None:
+    adata = ad.AnnData(X=sparse.csr_matrix(np.random.default_rng(0).poisson(3.0, (50, 30)).astype(np.float32)))
+    library_size = np.full(50, 500.0)
+    library_size[7] = bad
+    with pytest.raises(InputError, match="1 non-finite value"):
+        pp.preprocess(adata, 20, library_size=library_size)

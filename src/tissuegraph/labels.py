@@ -10,9 +10,12 @@ import pandas as pd
 
 
 def natural_key(label: object) -> tuple:
-    """Sort key that orders digit runs by value: '2' < '10', 'L2' < 'L10', '3.1' < '3.10'."""
+    """Sort key that orders digit runs by value: '2' < '10', 'L2' < 'L10', '3.1' < '3.10'.
+
+    Labels equal by value ('2' and '02') are ordered by their text, so the order never depends on the input's.
+    """
     parts = re.split(r"(\d+)", str(label))
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), str(label)
 
 
 def sorted_labels(labels: Iterable) -> list[str]:

@@ -10,6 +10,8 @@ import leidenalg
 import numpy as np
 from sklearn.neighbors import kneighbors_graph
 
+MAX_WIDENINGS = 6  # resolution up to 10 * 4^6, about 41,000
+
 
 def _leiden(graph: ig.Graph, resolution: float, seed: int) -> np.ndarray:
     partition = leidenalg.find_partition(
@@ -25,7 +27,10 @@ def _leiden(graph: ig.Graph, resolution: float, seed: int) -> np.ndarray:
 def leiden_n_clusters(
     embedding: np.ndarray, n_clusters: int, *, n_neighbors: int = 15, seed: int = 0, max_steps: int = 40
 ) -> np.ndarray:
-    """Bisect the resolution (log scale) until leiden finds ``n_clusters`` clusters; closest count if never exact."""
+    """Bisect the resolution (log scale) until leiden finds ``n_clusters`` clusters; closest count if never exact.
+
+    The bracket starts at [0.001, 10] and its top is raised while it still gives too few clusters.
+    """
     knn = kneighbors_graph(embedding, n_neighbors=min(n_neighbors, embedding.shape[0] - 1), mode="connectivity")
     knn = knn.maximum(knn.T).tocoo()
     upper = knn.row < knn.col
@@ -33,6 +38,11 @@ def leiden_n_clusters(
     graph.es["weight"] = knn.data[upper].tolist()
     low, high = 1e-3, 10.0
     best = _leiden(graph, 1.0, seed)
+    for _ in range(MAX_WIDENINGS):  # many clusters can need a resolution above 10: raise the bracket's top first
+        labels = _leiden(graph, high, seed)
+        if labels.max() + 1 >= n_clusters:
+            break
+        best, low, high = labels, high, high * 4
     for _ in range(max_steps):
         mid = float(np.sqrt(low * high))
         labels = _leiden(graph, mid, seed)

@@ -38,12 +38,17 @@ def _require_variation(counts: sparse.spmatrix | np.ndarray) -> int:
 
 
 def _seurat_v3(adata: AnnData, n_top_genes: int) -> pd.DataFrame:
-    """scanpy's seurat_v3 gene statistics (``var`` columns) on the raw counts of ``adata``."""
-    varying = _require_variation(adata.X)
+    """scanpy's seurat_v3 gene statistics (``var`` columns) on the raw counts of ``adata``.
+
+    It reads the checked counts (CSR float32, an entry stored twice summed): scanpy's seurat_v3 crashes the
+    interpreter on a matrix with duplicate entries and refuses float16.
+    """
+    counts = check_counts(adata)
+    varying = _require_variation(counts)
     # loess fits only the varying genes, and crashes the interpreter (segfault) when its window holds none of them
     spans = [span for span in LOESS_SPANS if varying * span >= 1]
     for span in spans:
-        tmp = AnnData(X=adata.X)
+        tmp = AnnData(X=counts)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the counts were validated as raw: scanpy's reminders say nothing
@@ -113,6 +118,12 @@ def normalise_log(
     counts = sparse.csr_matrix(counts, dtype=np.float32)
     in_x = np.asarray(counts.sum(axis=1)).ravel()
     totals = in_x if library_size is None else np.asarray(library_size, dtype=np.float64)
+    if totals.shape != in_x.shape or not np.isfinite(totals).all():
+        raise InputError(
+            f"library_size must hold one finite total per spot ({in_x.size}); got shape {totals.shape} with "
+            f"{int((~np.isfinite(totals)).sum()) if totals.shape == in_x.shape else 'n/a'} non-finite value(s): "
+            "pass each spot's total count, or None to use the counts in X"
+        )
     empty = (in_x <= 0) | (totals <= 0)
     if empty.any():
         warnings.warn(
@@ -134,7 +145,8 @@ def normalise_log_scale(
     """``normalise_log``, then scale each gene to unit variance (no centring) and clip at ``clip``."""
     dense = normalise_log(counts, genes, library_size)
     std = dense.std(axis=0, ddof=1) if dense.shape[0] > 1 else np.ones(dense.shape[1], dtype=np.float32)
-    std[std == 0] = 1.0
+    # a constant gene: float32's std of equal values can be 1e-6 rather than 0, which would blow it up to the clip
+    std[(std == 0) | (dense.max(axis=0) == dense.min(axis=0))] = 1.0
     dense /= std
     np.minimum(dense, clip, out=dense)
     return dense

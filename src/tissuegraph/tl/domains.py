@@ -43,8 +43,9 @@ def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm"
     found = len(np.unique(labels))
     if found != n_domains:  # leiden cannot merge separate parts of its graph; a mixture component can empty
         warnings.warn(
-            f"asked for {n_domains} domains but {method} found {found}: the embedding does not hold {n_domains} "
-            "groups it can separate; try another clusterer (--cluster) or another number of domains",
+            f"asked for {n_domains} domains but {method} found {found}: the embedding may not hold {n_domains} "
+            f"groups it can separate (leiden: no resolution gives exactly {n_domains} clusters, the count jumps past "
+            "it); try another clusterer (--cluster) or another number of domains",
             stacklevel=2,
         )
     return labels

@@ -145,15 +145,18 @@ def test_a_single_slice_is_run_but_said_to_integrate_nothing() -> None:
 
 
 @pytest.mark.realdata
-def test_integration_normalises_by_stored_library_sizes_only_when_every_slice_has_them(dlpfc_151673) -> None:
+def test_integration_normalises_each_slice_by_its_own_total(dlpfc_151673) -> None:
     half = dlpfc_151673.n_obs // 2
     top, bottom = dlpfc_151673[:half].copy(), dlpfc_151673[half:].copy()
     joint = tl.integrate([top, bottom], 7, names=["top", "bottom"], epochs=2)
     assert joint.uns["tissuegraph"]["library_size"] == "obs['total_counts_all_genes']"
     del bottom.obs["total_counts_all_genes"]
-    with pytest.warns(UserWarning, match=r"missing in slice\(s\) 'bottom'; every slice is normalised by its counts"):
+    with pytest.warns(UserWarning, match=r"missing in slice\(s\) 'bottom'; those are normalised by their counts"):
         joint = tl.integrate([top, bottom], 7, names=["top", "bottom"], epochs=2)
-    assert joint.uns["tissuegraph"]["library_size"] == "counts in X"
+    assert joint.uns["tissuegraph"]["library_size"] == "obs['total_counts_all_genes']"
+    totals = joint.obs["total_counts_all_genes"].to_numpy()
+    np.testing.assert_array_equal(totals[:half], top.obs["total_counts_all_genes"])
+    np.testing.assert_allclose(totals[half:], np.asarray(bottom.X.sum(axis=1)).ravel())
 
 
 @pytest.mark.realdata
@@ -164,9 +167,11 @@ def test_staligner_shortcut_keeps_the_published_model_when_every_axis_is_kept(st
     from tissuegraph.tl.settings import StalignerSettings
 
     joint = concat_slices([starmap])
-    work, edges, weight = staligner_inputs(joint, StalignerSettings(n_pcs=10_000))
+    settings = StalignerSettings(n_pcs=10_000)
+    work, edges, weight = staligner_inputs(joint, settings)
     genes = work.obsm["X_log"]
     assert work.obsm["X_pca"].shape[1] == genes.shape[1] and weight == 1.0
+    assert settings.n_pcs == genes.shape[1]  # what was used is recorded, not the 10,000 asked for
     sample = genes[::10].astype(np.float64)
     rotated = work.obsm["X_pca"][::10].astype(np.float64)
     np.testing.assert_allclose(rotated @ rotated.T, sample @ sample.T, rtol=1e-3, atol=1e-2)

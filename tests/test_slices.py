@@ -11,7 +11,7 @@ import pytest
 from scipy import sparse
 
 from tissuegraph.errors import InputError
-from tissuegraph.pp.expression import select_hvgs
+from tissuegraph.pp.expression import library_sizes, select_hvgs
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
 
 from conftest import unsorted_csr
@@ -325,3 +325,33 @@ def test_too_few_measured_genes_are_named_as_such() -> None:
         InputError, match="the slices measure only 15 shared genes; integrating slices needs at least 20"
     ):
         per_slice_hvgs(joint, 3000)
+
+
+@pytest.mark.realdata
+def test_each_slice_keeps_its_own_library_size_whatever_it_is_joined_with(dlpfc_151673) -> None:
+    """Normalising by the shared genes' total made one slice's features depend on the other slice's gene panel."""
+    half = dlpfc_151673.n_obs // 2
+    top = dlpfc_151673[:half].copy()
+    del top.obs["total_counts_all_genes"]
+    own = np.asarray(top.X.sum(axis=1)).ravel()
+    for other_genes in (slice(None), slice(0, 1500)):
+        other = dlpfc_151673[half:, other_genes].copy()
+        del other.obs["total_counts_all_genes"]
+        joint = concat_slices([top, other], names=["top", "other"])
+        stored = library_sizes(joint)  # None: normalised by the counts in X, here all of each slice's genes
+        used = np.asarray(joint.X.sum(axis=1)).ravel() if stored is None else stored
+        np.testing.assert_allclose(used[:half], own)
+
+
+@pytest.mark.realdata
+def test_a_joined_file_given_again_keeps_its_spot_ids_and_gene_ranks(dlpfc_151673) -> None:
+    """Re-running integration on a saved result: its slices were re-ranked among the shared genes only (other HVGs)
+    and their ids got the slice name twice."""
+    half = dlpfc_151673.n_obs // 2
+    top, bottom = dlpfc_151673[:half].copy(), dlpfc_151673[half:, 500:].copy()  # bottom lacks 500 genes
+    joint = concat_slices([top, bottom], names=["top", "bottom"])
+    assert not np.isnan(joint.varm["hvg_rank"][:, 0]).any()  # top ranked among genes the join dropped
+    again = concat_slices(joint)
+    assert list(again.obs_names) == list(joint.obs_names)
+    np.testing.assert_array_equal(again.varm["hvg_rank"], joint.varm["hvg_rank"])
+    np.testing.assert_array_equal(per_slice_hvgs(again, 1000), per_slice_hvgs(joint, 1000))

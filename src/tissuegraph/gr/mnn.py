@@ -1,7 +1,9 @@
 """Mutual nearest neighbours between two sets of points (slices in an embedding, or landmark coordinates).
 
-Exact kNN from scikit-learn, each search's k clipped to the size of the set it searches, so a slice with fewer
-spots than k is never a crash: it simply offers every spot as a candidate.
+Exact kNN from scikit-learn. k is capped at half the smaller set: with k at or above a set's size, every point of
+the other set has all of it among its k nearest, and the test would be one-sided (each point of a 10-spot slice
+paired with its 50 nearest of the other, whatever they are). So a slice with fewer spots than k is never a crash,
+and its matches stay mutual.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from sklearn.neighbors import NearestNeighbors
 
 def _knn_matrix(queries: np.ndarray, points: np.ndarray, k: int) -> sparse.csr_matrix:
     """Sparse (n_queries, n_points) 0/1 matrix marking each query's k nearest points."""
-    k = min(k, points.shape[0])
     index = NearestNeighbors(n_neighbors=k).fit(points)
     return index.kneighbors_graph(queries, mode="connectivity").tocsr()
 
@@ -21,12 +22,14 @@ def _knn_matrix(queries: np.ndarray, points: np.ndarray, k: int) -> sparse.csr_m
 def mutual_nearest_neighbors(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """Pairs (i, j) where y[j] is among the k nearest of x[i] and x[i] among the k nearest of y[j].
 
-    Returns an (n_pairs, 2) int64 array sorted by i then j (empty, shape (0, 2), when there is none).
+    k is capped at half the smaller set (at least 1), see the module docstring. Returns an (n_pairs, 2) int64
+    array sorted by i then j (empty, shape (0, 2), when there is none).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1 (got {k})")
     if len(x) == 0 or len(y) == 0:
         return np.empty((0, 2), dtype=np.int64)
+    k = max(1, min(k, min(len(x), len(y)) // 2))
     x_to_y = _knn_matrix(x, y, k)
     y_to_x = _knn_matrix(y, x, k)
     mutual = x_to_y.multiply(y_to_x.T).tocoo()

@@ -38,7 +38,8 @@ def mnn_triplets(
     """(n, 3) int64 global indices (anchor, positive, negative) from MNNs of each slice pair, in both directions.
 
     Spots of slice ``a`` are those with ``slice_codes == a``. Each anchor's positive is its nearest MNN partner in
-    the other slice (``k`` is clipped to the smaller slice); its negative is drawn uniformly from its own slice.
+    the other slice (``k`` is capped at half the smaller slice, so the match stays mutual); its negative is drawn
+    uniformly from its own slice.
     A pair without any MNN (or with an empty slice) adds no triplet.
     """
     embedding = np.asarray(embedding)

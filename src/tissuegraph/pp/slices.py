@@ -57,7 +57,15 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
                 f"by obs[{batch_key!r}], so the name {name!r} cannot apply; leave the names out, or give that file's "
                 "slices as separate inputs"
             )
-        return [(value, adata[(batches == value).to_numpy()].copy()) for value in pd.unique(batches)]
+        recorded = _recorded_ranks(adata, adata.obs[batch_key])  # a joined file given again keeps its slices' ranks
+        pieces = []
+        for value in pd.unique(batches):
+            piece = adata[(batches == value).to_numpy()].copy()
+            piece.varm.pop(HVG_RANK_KEY, None)  # the joined file's column per slice: this slice's own, if any, below
+            if value in recorded:
+                piece.varm[HVG_RANK_KEY] = recorded[value][:, None]
+            pieces.append((value, piece))
+        return pieces
     if name is None:
         name = str(batches.iloc[0]) if batches is not None else f"slice{position + 1}"
     return [(name, adata)]
@@ -74,6 +82,8 @@ def _shallow_copy(adata: AnnData) -> AnnData:
     )
     for key, value in adata.obsm.items():
         copy.obsm[key] = value
+    for key, value in adata.varm.items():  # a joined file's recorded HVG ranks
+        copy.varm[key] = value
     return copy
 
 
@@ -109,12 +119,13 @@ def _writable_obs(obs: pd.DataFrame) -> None:
 
 
 def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
-    """Say so when only some slices store all-gene library sizes: the joined slices are all normalised by X."""
+    """Say so when only some slices store all-gene library sizes: the others are normalised by their counts in X."""
     without = [label for label, adata in parts if LIBRARY_SIZE_KEY not in adata.obs]
     if without and len(without) < len(parts):
         warnings.warn(
-            f"obs[{LIBRARY_SIZE_KEY!r}] is missing in slice(s) {quote_examples(without)}; every slice is normalised "
-            "by its counts in X instead (give it to every slice, or to none, to silence this)",
+            f"obs[{LIBRARY_SIZE_KEY!r}] is missing in slice(s) {quote_examples(without)}; those are normalised by "
+            "their counts over all their genes in X, the others by the stored totals (give it to every slice, or to "
+            "none, to silence this)",
             stacklevel=3,
         )
 
@@ -155,8 +166,12 @@ def _case_hint(keys: list[pd.Index], n_shared: int) -> str:
 
 
 def _own_gene_ranks(adata: AnnData, columns: np.ndarray) -> np.ndarray:
-    """The shared genes' (``columns``) seurat_v3 ranks among all genes of ``adata``; NaN when it has no other genes
-    (ranking them on the joint gives the same) or seurat_v3 cannot rank them."""
+    """The shared genes' (``columns``) seurat_v3 ranks among all genes of ``adata``: as recorded when ``adata`` is a
+    slice cut from a joined file (its own genes are gone), else computed; NaN when it has no other genes (ranking
+    them on the joint gives the same) or seurat_v3 cannot rank them."""
+    recorded = adata.varm.get(HVG_RANK_KEY)
+    if recorded is not None and recorded.shape[1] == 1:
+        return np.asarray(recorded[columns, 0], dtype=np.float32)
     if adata.n_vars > len(columns):
         ranks = hvg_ranks(adata)
         if ranks is not None:
@@ -182,7 +197,10 @@ def concat_slices(
     join would otherwise lose.
 
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
-    spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots. Images in
+    spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots (a joined file given again
+    keeps its ids, and its recorded ranks). When the join drops genes of some slice, or some slice stores its
+    all-gene totals, every slice's library size lands in ``obs['total_counts_all_genes']`` (its own counts over all
+    its genes where none is stored), so each slice is normalised by its own total. Images in
     ``uns['spatial']`` are kept per library, a slice's single library filed under the slice name. Raises
     ``InputError`` when the slices share fewer than ``min_shared_genes`` genes or two slices get the same name, and
     warns when they share fewer than half of the smallest slice's genes.
@@ -246,6 +264,9 @@ def concat_slices(
             f"gene names from different naming schemes or annotation versions{_case_hint(keys, len(shared))}",
             stacklevel=2,
         )
+    # each slice is normalised by its own total: the shared genes' total would make one slice's features depend on
+    # which other slices it is joined with
+    own_totals = any(adata.n_vars > len(shared) or LIBRARY_SIZE_KEY in adata.obs for _, adata in parts)
     pieces = []
     ranks = []
     spatial_uns: dict = {}
@@ -255,8 +276,12 @@ def concat_slices(
         piece = AnnData(X=adata.X[:, columns], obs=adata.obs.copy(), var=adata.var.iloc[columns].copy())
         piece.var_names = gene_names
         piece.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+        if own_totals and LIBRARY_SIZE_KEY not in adata.obs:
+            piece.obs[LIBRARY_SIZE_KEY] = np.asarray(adata.X.sum(axis=1, dtype=np.float64)).ravel()
         piece.obs[batch_key] = label
-        piece.obs_names = [f"{spot}-{label}" for spot in adata.obs_names]
+        suffix = f"-{label}"
+        if not (label in split and adata.obs_names.str.endswith(suffix).all()):  # a joined file's ids are kept
+            piece.obs_names = [f"{spot}{suffix}" for spot in adata.obs_names]
         pieces.append(piece)
         ranks.append(_own_gene_ranks(adata, columns))
         libraries = dict(adata.uns.get("spatial", {}))

@@ -102,6 +102,7 @@ def staligner_inputs(
     work = _workspace(joint, batch_key)
     work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
     pp.pca(work, settings.n_pcs, use_rep="X_log", center=False, seed=seed)
+    settings.n_pcs = work.obsm["X_pca"].shape[1]  # fewer when there are fewer genes or spots: record what was used
     reconstruction_weight = work.obsm["X_pca"].shape[1] / int(mask.sum())
     timings["preprocess_s"] = time.perf_counter() - start
 

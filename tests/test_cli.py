@@ -230,7 +230,9 @@ def test_align_to_an_unknown_slice_keeps_the_trained_result(tmp_path, capsys) ->
     argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]
     html = tmp_path / "joint.html"
     assert main([*argv, "--align-to", "C", "--out", str(out), "--report", str(html)]) == 2
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
+    assert "wrote 80 spots of 2 slices (A, B)" in printed.out and "iLISI" in printed.out  # the scores still shown
     assert "'C'" in err and f"written to {out} (and its report to {html}) without obsm['spatial_aligned']" in err
     assert "tg.tl.align" in err
     written = ad.read_h5ad(out)
@@ -382,3 +384,14 @@ def test_version_answers_through_the_module_entry_point() -> None:
 
     done = subprocess.run([sys.executable, "-m", "tissuegraph", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == f"tissuegraph {tg.__version__}"
+
+
+def test_tau_with_staligner_is_refused_by_its_flag(tmp_path, capsys) -> None:
+    """It said "unknown STAligner setting 'tau'", a Python name, for a flag the help offered to both methods."""
+    out = tmp_path / "joint.h5ad"
+    argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--method", "staligner", "--tau", "5"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert (
+        "--tau is STAIG's contrastive temperature; STAligner (--method staligner) has none" in capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -7,6 +7,7 @@ import warnings
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 from PIL import Image
@@ -755,7 +756,16 @@ def test_integrate_image_mode_takes_each_slice_from_its_own_image(dlpfc_151673, 
     own_top, own_bottom = spot_patches(top), spot_patches(bottom)
     assert not np.allclose(own_bottom, spot_patches(dlpfc_151673[y > np.quantile(y, 0.7)]), atol=0.05)
     seen = _record_filtered_patches(monkeypatch)
-    joint = tl.integrate([top, bottom], 4, names=["top", "bottom"], image=True, epochs=3)
+    image_epochs: list[int] = []  # the image encoder's progress reaches the caller (the CLI's bar)
+    joint = tl.integrate(
+        [top, bottom],
+        4,
+        names=["top", "bottom"],
+        image=True,
+        epochs=3,
+        on_image_epoch=lambda e, _: image_epochs.append(e),
+    )
+    assert len(image_epochs) == 1
     assert sorted(joint.uns["spatial"]) == ["bottom", "top"]
     assert joint.uns["tissuegraph"]["mode"] == "image"
     assert joint.obsm["X_image"].shape[0] == joint.n_obs and np.isfinite(joint.obsm["X_image"]).all()
@@ -767,3 +777,14 @@ def test_integrate_image_mode_takes_each_slice_from_its_own_image(dlpfc_151673, 
     np.testing.assert_array_equal(seen[0][rows["bottom"]], own_bottom)
     with pytest.raises(InputError, match="no image mode"):
         tl.integrate([top, bottom], 4, names=["top", "bottom"], method="staligner", image=True)
+
+
+def test_a_new_image_embedding_drops_the_image_domains_clustered_from_the_old_one() -> None:
+    """Re-running image-features with another seed kept obs['image_domain'] of the replaced embedding."""
+    adata = _slide(_ramp_image(), SPOTS)
+    adata.obs["image_domain"] = pd.Categorical(["0", "1", "0", "1"])
+    image_features(adata, out_px=8, epochs=1)
+    assert "X_image" in adata.obsm and "image_domain" not in adata.obs
+    adata.obs["image_domain"] = pd.Categorical(["0", "1", "0", "1"])
+    image_features(adata, out_px=8, epochs=1, key_added="X_other")  # another embedding: the domains stay
+    assert "image_domain" in adata.obs

@@ -259,3 +259,15 @@ def test_the_report_section_explains_markers_it_cannot_draw() -> None:
     repeated.var_names = ["g0", "g0", *repeated.var_names[2:]]
     _, title, body = marker_genes(repeated)
     assert title == "Marker genes" and "no marker genes: gene names repeat in var_names" in body
+
+
+def test_the_report_recomputes_markers_stored_with_fewer_genes_than_it_shows() -> None:
+    """Markers stored with n_genes=3 filled tables captioned 'Top 8 per domain' with three genes each."""
+    from tissuegraph.report.sections import N_MARKERS, marker_genes
+
+    adata = planted()
+    markers(adata, n_genes=3)
+    _, _, body = marker_genes(adata)
+    assert adata.uns[MARKERS_KEY]["params"]["n_genes"] >= N_MARKERS
+    first_card = body.split("<h3>domain 0</h3>")[1].split("</table>")[0]
+    assert first_card.count("<tr>") - 1 == N_MARKERS  # a header row, then one row per marker

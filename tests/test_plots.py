@@ -12,6 +12,7 @@ from scipy import sparse
 
 from tissuegraph import pl
 from tissuegraph.errors import InputError
+from tissuegraph.labels import sorted_labels
 from tissuegraph.pl import embedding
 from tissuegraph.pl.palette import MISSING_COLOUR, colour_sequence, domain_palette, match_labels, matched_palette
 from tissuegraph.tl.markers import marker_table, markers
@@ -131,10 +132,26 @@ def test_a_slice_drawn_alone_keeps_the_colours_of_the_whole_result(monkeypatch) 
     from tissuegraph.report import sections
 
     palettes = []
-    monkeypatch.setattr(sections.pl, "domains", lambda adata, **kwargs: palettes.append(kwargs["palette"]) or Figure())
+    monkeypatch.setattr(sections.pl, "domains", lambda adata, **kwargs: palettes.append(kwargs) or Figure())
     monkeypatch.setattr(sections, "png_uri", lambda fig: "data:,")
     sections.domain_maps(joint)
-    assert palettes == [palette, palette]
+    assert [kwargs["palette"] for kwargs in palettes] == [palette, palette]
+    # truth labels are matched on the whole result too: one colour per label in every slice, not one per slice
+    whole_truth = matched_palette(joint.obs["ground_truth"], joint.obs["domain"], palette)
+    assert [kwargs["truth_palette"] for kwargs in palettes] == [whole_truth, whole_truth]
+
+
+def test_a_given_truth_palette_colours_the_truth_panel() -> None:
+    joint = two_slices()
+    slice_b = joint[(joint.obs["batch"] == "B").to_numpy()]
+    names = sorted_labels(slice_b.obs["ground_truth"])
+    chosen = {name: (0.1 * i, 0.2, 0.9, 1.0) for i, name in enumerate(names)}
+    truth = slice_b.obs["ground_truth"]
+    expected = np.array([MISSING_COLOUR if pd.isna(t) else chosen[t] for t in truth])
+    drawn = pl.domains(slice_b, image=False, palette=domain_palette(joint), truth_palette=chosen).axes[1]
+    np.testing.assert_allclose(drawn.collections[0].get_facecolors(), expected)
+    with pytest.raises(InputError, match="truth_palette has no colour for ground_truth"):
+        pl.domains(slice_b, image=False, palette=domain_palette(joint), truth_palette={})
 
 
 def test_truth_labels_take_the_colour_of_their_matched_domain() -> None:
@@ -176,6 +193,8 @@ def test_palette_is_stable_across_subsets_and_sorted_naturally() -> None:
     assert list(palette.values()) == colour_sequence(3)
     many = colour_sequence(120)
     assert len({tuple(np.round(c, 4)) for c in many}) == 120
+    # no domain is drawn in a grey like that of unannotated spots (domain 17 was (0.78, 0.78, 0.78))
+    assert min(max(c[:3]) - min(c[:3]) for c in many) > 0.05
 
 
 def test_umap_panels_cache_and_colours(monkeypatch) -> None:
@@ -283,6 +302,4 @@ def test_loss_curve_draws_the_stored_loss() -> None:
 
 def test_labels_equal_by_value_sort_by_their_text_whatever_the_input_order() -> None:
     """'2' and '02' compare equal by value; their order followed the string hash seed, run to run."""
-    from tissuegraph.labels import sorted_labels
-
     assert sorted_labels(["2", "02", "10", "L2"]) == sorted_labels(["L2", "10", "02", "2"]) == ["02", "2", "10", "L2"]

@@ -91,9 +91,15 @@ def cmd_integrate(args: argparse.Namespace) -> None:
     html = _check_report(args.report)
     if args.landmark is not None and args.align_to is None:
         raise InputError("--landmark picks the domain for --align-to; add --align-to SLICE or leave --landmark out")
+    if args.tau is not None and args.method == "staligner":
+        raise InputError(
+            "--tau is STAIG's contrastive temperature; STAligner (--method staligner) has none: leave it out"
+        )
     slices = [tg.io.read(path) for path in args.inputs]
     overrides = _overrides(args)
-    with _progress(tg.tl.integration_epochs(args.method, **overrides), args.quiet) as on_epoch:
+    epochs = tg.tl.integration_epochs(args.method, **overrides)
+    image_bar = _progress(tg.im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)")  # shown only in image mode
+    with image_bar as on_image_epoch, _progress(epochs, args.quiet) as on_epoch:
         joint = tg.tl.integrate(
             slices,
             args.n_domains,
@@ -106,25 +112,29 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             image=args.image,
             device=args.device,
             on_epoch=on_epoch,
+            on_image_epoch=on_image_epoch,
             **overrides,
         )
+    failed: InputError | None = None
     if args.align_to is not None:
         try:
             tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
         except InputError as error:  # a mistyped slice or domain must not throw the training away
-            tg.io.write_h5ad(joint, out)
-            report = "" if html is None else f" (and its report to {tg.report.write_report(joint, html)})"
-            raise InputError(
-                f"{str(error).rstrip('.')}. The integrated result is written to {out}{report} without "
-                f"obsm['spatial_aligned']; align it in Python: joint = tg.read_h5ad('{out}'); "
-                f"tg.tl.align(joint, SLICE); tg.write_h5ad(joint, '{out}')"
-            ) from error
+            failed = error
     tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]
     slices_text = f"{len(names)} slice{'s' if len(names) > 1 else ''} ({', '.join(names)})"
     print(f"wrote {joint.n_obs} spots of {slices_text} with {_found(joint, args)} to {out}")
     print(tg.metrics.format_scores(tg.metrics.score(joint)))
     _write_report(joint, html)
+    if failed is not None:
+        report = "" if html is None else f" (and its report to {html})"
+        landmark = "" if args.landmark is None else ", landmark_domain=DOMAIN"
+        raise InputError(
+            f"{str(failed).rstrip('.')}. The integrated result is written to {out}{report} without "
+            f"obsm['spatial_aligned']; align it in Python: joint = tg.read_h5ad('{out}'); "
+            f"tg.tl.align(joint, SLICE{landmark}); tg.write_h5ad(joint, '{out}')"
+        ) from failed
 
 
 def cmd_image_features(args: argparse.Namespace) -> None:
@@ -243,7 +253,7 @@ def _add_training_options(parser: argparse.ArgumentParser, image: bool = True) -
             help="use the H&E image (default: when the input has one); --no-image forces gene mode",
         )
     parser.add_argument("--epochs", type=int, default=None, help="override the data-derived number of epochs")
-    parser.add_argument("--tau", type=float, default=None, help="override the data-derived temperature")
+    parser.add_argument("--tau", type=float, default=None, help="override the data-derived temperature (STAIG only)")
     parser.add_argument("--k", type=int, default=None, help="override the number of spatial neighbours")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -29,6 +29,8 @@ from tissuegraph.im.patches import (
 from tissuegraph.im.pretrained import PretrainedEncoder
 from tissuegraph.options import IMAGE_BACKBONES, check_seed, check_whole
 
+IMAGE_DOMAIN_KEY = "image_domain"  # where tl.image_domains writes the domains of the histology alone
+
 
 def _slices(
     adata: AnnData, library_id: str | None, batch_key: str = "batch"
@@ -153,7 +155,8 @@ def image_features(
 
     ``image``, ``library_id`` and ``scale`` are as in ``spot_patches``; with several slices (``obs[batch_key]``)
     each slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
-    fixes ``out_px`` to the size it was trained on. Every image is checked before training starts.
+    fixes ``out_px`` to the size it was trained on. Every image is checked before training starts. A new
+    ``obsm['X_image']`` drops ``obs['image_domain']``, which was clustered from the one it replaces.
     """
     seed = check_seed(seed)  # numpy integers as int: torch's generators take no other
     slices = _slices(adata, library_id, batch_key)
@@ -226,6 +229,8 @@ def image_features(
     timings["embed_s"] = time.perf_counter() - start
 
     adata.obsm[key_added] = _reduce(embedding, n_comps)
+    if key_added == "X_image":  # the image-only domains were clustered from the embedding just replaced
+        adata.obs.drop(columns=IMAGE_DOMAIN_KEY, errors="ignore", inplace=True)
     adata.uns[image_record_key(key_added)] = {
         "key_added": key_added,
         "size_factor": float(size_factor),

@@ -260,10 +260,10 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
     """The stored slide image (hires preferred, else lowres) with its scale factor and that factor's name."""
     if library is None:
         raise InputError(
-            "there is no image: uns['spatial'] is empty and none was given; read the data with its Space Ranger "
-            "spatial folder, or from Python pass image=... (a TIFF/PNG/JPEG path or an array, with scale=... when it "
-            "is not full resolution); or, in tl.domains / tissuegraph domains, run in gene mode (image=False, "
-            "--no-image)"
+            "there is no image: uns['spatial'] holds none (or is missing) and none was given; read the data with its "
+            "Space Ranger spatial folder, or from Python pass image=... (a TIFF/PNG/JPEG path or an array, with "
+            "scale=... when it is not full resolution); or, in tl.domains / tissuegraph domains, run in gene mode "
+            "(image=False, --no-image)"
         )
     stored = spatial_libraries(adata)[library]
     images, factors = stored.get("images", {}), stored.get("scalefactors", {})

@@ -24,6 +24,8 @@ RGBA = tuple[float, float, float, float]
 
 #: Colour of spots without a label (unannotated ground truth).
 MISSING_COLOUR: RGBA = (0.82, 0.82, 0.82, 1.0)
+#: Colours whose channels differ by no more than this are greys, kept for ``MISSING_COLOUR``.
+GREY_CHROMA = 0.05
 
 
 def _reordered(name: str, n_hues: int, n_shades: int) -> list[RGBA]:
@@ -34,8 +36,10 @@ def _reordered(name: str, n_hues: int, n_shades: int) -> list[RGBA]:
 
 def colour_sequence(n: int) -> list[RGBA]:
     """``n`` distinct colours, always the same for the same position: tab20 (strong shades first), then
-    tab20b and tab20c, then golden-angle hues for very many labels."""
-    base = _reordered("tab20", 10, 2) + _reordered("tab20b", 5, 4) + _reordered("tab20c", 5, 4)
+    tab20b and tab20c, then golden-angle hues for very many labels. Their greys are left out: grey means a spot
+    without a label (``MISSING_COLOUR``), and a domain drawn in grey would look unannotated."""
+    maps = _reordered("tab20", 10, 2) + _reordered("tab20b", 5, 4) + _reordered("tab20c", 5, 4)
+    base = [colour for colour in maps if max(colour[:3]) - min(colour[:3]) > GREY_CHROMA]
     return base[:n] + [_golden(j) for j in range(max(0, n - len(base)))]
 
 

@@ -140,6 +140,7 @@ def domains(
     batch_key: str = "batch",
     panel_inches: float = 4.0,
     palette: Mapping[str, RGBA] | None = None,
+    truth_palette: Mapping[str, RGBA] | None = None,
 ) -> Figure:
     """Domains on the tissue, one panel per slice, with the ground truth beside each when it is annotated.
 
@@ -148,8 +149,9 @@ def domains(
     Domain colours come from ``domain_palette`` (the same in every figure); ground-truth labels take the
     colour of the domain they are matched to, so agreement shows as matching colours. ``spot_size`` is the
     marker area in points^2; by default neighbouring spots about touch. Drawing a subset of a result (a view
-    drops the domains it lacks), pass ``palette=domain_palette(result)`` to keep each domain's colour. Returns
-    the figure (never shown).
+    drops the domains it lacks), pass ``palette=domain_palette(result)`` to keep each domain's colour, and
+    ``truth_palette=matched_palette(result truth, result domains, palette)`` to keep each truth label's (matched on
+    the subset, a label can take another domain's colour). Returns the figure (never shown).
     """
     if palette is None:
         palette = domain_palette(adata, domain_key)
@@ -166,7 +168,17 @@ def domains(
         and truth_key in adata.obs
         and adata.obs[truth_key].notna().any()
     )
-    truth_colours = matched_palette(adata.obs[truth_key], adata.obs[domain_key], palette) if with_truth else {}
+    truth_colours = {}
+    if with_truth and truth_palette is None:
+        truth_colours = matched_palette(adata.obs[truth_key], adata.obs[domain_key], palette)
+    elif with_truth:
+        truth_colours = dict(truth_palette)
+        uncoloured = [name for name in sorted_labels(adata.obs[truth_key]) if name not in truth_colours]
+        if uncoloured:
+            raise InputError(
+                f"truth_palette has no colour for {truth_key} {quote_examples(uncoloured)}; pass the matched_palette "
+                "of the result these spots come from"
+            )
     groups = slices(adata, batch_key)
     per_slice = 2 if with_truth else 1
     slices_per_row = max(1, 4 // per_slice)

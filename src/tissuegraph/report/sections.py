@@ -89,12 +89,22 @@ def domain_maps(adata: AnnData) -> Section:
     """
     groups = slices(adata, "batch")
     palette = pl.domain_palette(adata)
+    truth = adata.obs["ground_truth"] if "ground_truth" in adata.obs else None
     caption = "Domains on the tissue"
-    if "ground_truth" in adata.obs:
+    truth_palette = None
+    if truth is not None and truth.notna().any():  # matched on the whole result: one colour per label in every slice
         caption += "; ground-truth regions take the colour of the domain they overlap most"
+        truth_palette = pl.matched_palette(truth, adata.obs["domain"], palette)
     body = "".join(
         figure(
-            png_uri(pl.domains(adata[rows], image=tissue_image(adata, name, len(groups)) is not None, palette=palette)),
+            png_uri(
+                pl.domains(
+                    adata[rows],
+                    image=tissue_image(adata, name, len(groups)) is not None,
+                    palette=palette,
+                    truth_palette=truth_palette,
+                )
+            ),
             f"spatial domains of slice {name}" if name else "spatial domains on the tissue",
         )
         for name, rows in groups
@@ -159,12 +169,14 @@ def library_size(adata: AnnData) -> Section:
 
 
 def _marker_data(adata: AnnData) -> AnnData:
-    """Counts and domains with the domain markers: the stored ones while they describe the current domains, else
-    computed now (and kept in ``adata`` unless it holds markers of another column, so a second report is faster)."""
+    """Counts and domains with the domain markers: the stored ones while they describe the current domains and hold
+    the report's ``N_MARKERS`` genes per domain, else computed now (and kept in ``adata`` unless it holds markers of
+    another column, so a second report is faster)."""
     work = AnnData(X=adata.X, obs=adata.obs[["domain"]], var=pd.DataFrame(index=adata.var_names))
     stored = adata.uns.get(MARKERS_KEY)
     for_domains = isinstance(stored, Mapping) and marker_column(stored) == "domain"
-    if for_domains and markers_are_current(adata, stored):
+    enough = for_domains and int(stored.get("params", {}).get("n_genes", 0)) >= N_MARKERS
+    if enough and markers_are_current(adata, stored):
         work.uns[MARKERS_KEY] = stored
         return work
     markers(work)

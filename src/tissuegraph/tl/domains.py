@@ -15,7 +15,7 @@ from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_label
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
-from tissuegraph.im.features import image_record_key
+from tissuegraph.im.features import IMAGE_DOMAIN_KEY, image_record_key
 from tissuegraph.io.validate import validate_spatial
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staig import StaigResult, train_staig
@@ -87,7 +87,13 @@ def _expression_workspace(
 
 
 def image_embedding(
-    adata: AnnData, *, seed: int, device: str | None, batch_key: str, timings: dict[str, float]
+    adata: AnnData,
+    *,
+    seed: int,
+    device: str | None,
+    batch_key: str,
+    timings: dict[str, float],
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
     """``obsm['X_image']``, computed by ``im.image_features`` (each slice from its own image) unless already there.
 
@@ -97,7 +103,7 @@ def image_embedding(
     """
     if "X_image" not in adata.obsm:
         start = time.perf_counter()
-        image_features(adata, seed=seed, device=device, batch_key=batch_key)
+        image_features(adata, seed=seed, device=device, batch_key=batch_key, on_epoch=on_epoch)
         timings["image_features_s"] = time.perf_counter() - start
     else:
         record = adata.uns.get(image_record_key(), {})
@@ -319,7 +325,7 @@ def image_domains(
     cluster: str = "kmeans",
     device: str | None = None,
     batch_key: str = "batch",
-    key_added: str = "image_domain",
+    key_added: str = IMAGE_DOMAIN_KEY,
 ) -> AnnData:
     """Domains from the histology alone: ``obs[key_added]`` from clustering ``obsm['X_image']`` (computed by
     ``im.image_features`` when missing), to show what the H&E image separates without any expression."""

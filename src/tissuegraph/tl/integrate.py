@@ -41,6 +41,7 @@ class _Run:
     seed: int
     device: str | None
     on_epoch: Callable[[int, float], None] | None
+    on_image_epoch: Callable[[int, float], None] | None
     timings: dict[str, float]
     overrides: dict
 
@@ -64,7 +65,12 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     run.timings["preprocess_s"] = time.perf_counter() - start
     if run.image:
         work.obsm["X_image"] = image_embedding(
-            run.joint, seed=run.seed, device=run.device, batch_key=run.batch_key, timings=run.timings
+            run.joint,
+            seed=run.seed,
+            device=run.device,
+            batch_key=run.batch_key,
+            timings=run.timings,
+            on_epoch=run.on_image_epoch,
         )
     trained = staig_embedding(
         work,
@@ -194,6 +200,7 @@ def integrate(
     batch_key: str = "batch",
     device: str | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_image_epoch: Callable[[int, float], None] | None = None,
     **settings_overrides,
 ) -> AnnData:
     """Embed several slices jointly and find ``n_domains`` domains shared across them.
@@ -206,6 +213,7 @@ def integrate(
     per-slice HVGs are combined ('intersection' or 'union'). ``image=True`` (STAIG only) adds the histology:
     each slice's patches come from its own image in ``uns['spatial']``, one BYOL encoder is trained on all of
     them, and pseudo-labels stay within a slice. It is off by default because image mode adds 30-60 s per Visium slice.
+    ``on_epoch(epoch, loss)`` follows the training, ``on_image_epoch`` the image encoder's training before it.
     """
     if method not in INTEGRATION_METHODS:
         raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(INTEGRATION_METHODS)}")
@@ -243,6 +251,7 @@ def integrate(
             seed,
             device,
             on_epoch,
+            on_image_epoch,
             timings,
             dict(settings_overrides),
         )

@@ -788,3 +788,29 @@ def test_a_new_image_embedding_drops_the_image_domains_clustered_from_the_old_on
     adata.obs["image_domain"] = pd.Categorical(["0", "1", "0", "1"])
     image_features(adata, out_px=8, epochs=1, key_added="X_other")  # another embedding: the domains stay
     assert "image_domain" in adata.obs
+
+
+def test_a_pillow_image_is_read_like_its_pixels_and_other_objects_are_refused() -> None:
+    from PIL import Image
+
+    image = _ramp_image()
+    adata = _slide(image, SPOTS)
+    pillow, array = (spot_patches(adata, image=given, scale=SCALE) for given in (Image.fromarray(image), image))
+    np.testing.assert_array_equal(pillow, array)
+    with pytest.raises(InputError, match="image is a list; give a path"):
+        spot_patches(adata, image=[1, 2], scale=SCALE)
+
+
+def test_byol_refuses_a_batch_size_below_two_by_name() -> None:
+    """train_byol is public: batch_size 1 failed inside batch normalisation, 0 divided by zero."""
+    patches = np.random.default_rng(0).random((6, 8, 8, 3)).astype(np.float32)
+    for bad in (0, 1):
+        with pytest.raises(InputError, match=rf"batch_size must be a whole number >= 2 \(got {bad}\)"):
+            train_byol(patches, batch_size=bad, epochs=1)
+
+
+def test_the_image_pca_keeps_no_constant_component_with_few_spots() -> None:
+    """Five spots have at most four centred components; float32 rounding passed a constant fifth one."""
+    features = (np.random.default_rng(0).normal(size=(5, 128)) + 50.0).astype(np.float32)
+    reduced = features_module._reduce(features, 64)
+    assert reduced.shape == (5, 4) and reduced.std(axis=0).min() > 1e-3

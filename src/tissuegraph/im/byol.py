@@ -170,6 +170,8 @@ def train_byol(
 
     The encoder is a new ``PatchEncoder(widths)`` trained from scratch, or ``encoder`` (e.g. a
     ``PretrainedEncoder``) fine-tuned in place from its current weights."""
+    epochs = check_whole(epochs, "epochs", 0)
+    batch_size = check_whole(batch_size, "batch_size", 2)  # batch normalisation needs two patches per batch
     if patches.ndim != 4 or patches.shape[-1] != 3 or len(patches) < 2:
         raise InputError(
             f"patches have shape {patches.shape}; BYOL needs at least 2 patches as (N, H, W, 3) from spot_patches"

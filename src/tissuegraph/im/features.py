@@ -108,13 +108,14 @@ def has_image(adata: AnnData, *, batch_key: str = "batch") -> bool:
 
 
 def _reduce(embedding: np.ndarray, n_comps: int) -> np.ndarray:
-    """Standardise each feature, then PCA to n_comps (capped by the numerical rank); signs fixed for determinism."""
+    """Standardise each feature, then PCA to n_comps (capped by the numerical rank, and by spots - 1: centring
+    leaves no more, and float32 rounding would pass off a constant column as one more); signs fixed for determinism."""
     centred = embedding.astype(np.float64) - embedding.mean(axis=0)
     std = centred.std(axis=0)
     centred /= np.where(std > 0, std, 1.0)
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
     rank = int((s > s[0] * 1e-6).sum()) if s.size and s[0] > 0 else 0
-    k = max(1, min(n_comps, rank))
+    k = max(1, min(n_comps, rank, embedding.shape[0] - 1))
     signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
     return (u[:, :k] * (s[:k] * signs)).astype(np.float32)
 

@@ -9,6 +9,7 @@ artificial edge that the encoder could learn as a feature. Blocks are then resam
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from tissuegraph.errors import InputError
 from tissuegraph.im.tissue import check_spots_on_tissue
 from tissuegraph.io.validate import check_coordinates, check_image_cover, quote_examples
 
-ImageInput = str | Path | np.ndarray
+ImageInput = str | Path | np.ndarray | Image.Image
 Reader = Callable[[int, int, int, int], np.ndarray]
 
 MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too coarse or the scale too small
@@ -232,11 +233,18 @@ def _pillow_array(img: Image.Image, path: Path) -> np.ndarray:
 @contextmanager
 def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bool]]:
     """Size, window reader and whether the whole image is in memory (then it is gathered in one pass)."""
+    if isinstance(image, Image.Image):  # a Pillow image: its pixels, as a file of it would give them
+        image = _pillow_array(image, Path("the given Pillow image"))
     if isinstance(image, np.ndarray):
         _check_layout(image.shape, "the image")
         array = image if image.ndim == 3 else image[..., None]
         yield array.shape[:2], lambda r0, r1, c0, c1: array[r0:r1, c0:c1], True
         return
+    if not isinstance(image, str | os.PathLike):
+        raise InputError(
+            f"image is a {type(image).__name__}; give a path (TIFF/PNG/JPEG), a numpy array (H x W x 3 or H x W) "
+            "or a Pillow image"
+        )
     path = Path(image)
     if not path.is_file():
         raise InputError(f"image file {path} does not exist; check the path")

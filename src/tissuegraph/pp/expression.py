@@ -118,11 +118,15 @@ def normalise_log(
     counts = sparse.csr_matrix(counts, dtype=np.float32)
     in_x = np.asarray(counts.sum(axis=1)).ravel()
     totals = in_x if library_size is None else np.asarray(library_size, dtype=np.float64)
-    if totals.shape != in_x.shape or not np.isfinite(totals).all():
+    if totals.shape != in_x.shape:
         raise InputError(
-            f"library_size must hold one finite total per spot ({in_x.size}); got shape {totals.shape} with "
-            f"{int((~np.isfinite(totals)).sum()) if totals.shape == in_x.shape else 'n/a'} non-finite value(s): "
-            "pass each spot's total count, or None to use the counts in X"
+            f"library_size must hold one total per spot ({in_x.size}), not shape {totals.shape}: pass each spot's "
+            "total count, or None to use the counts in X"
+        )
+    if not np.isfinite(totals).all():
+        raise InputError(
+            f"library_size has {int((~np.isfinite(totals)).sum())} non-finite value(s) (NaN or infinite): pass each "
+            "spot's total count, or None to use the counts in X"
         )
     empty = (in_x <= 0) | (totals <= 0)
     if empty.any():

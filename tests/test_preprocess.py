@@ -183,3 +183,9 @@ def test_a_library_size_that_is_not_finite_is_refused(bad: float) -> None:
     library_size[7] = bad
     with pytest.raises(InputError, match="1 non-finite value"):
         pp.preprocess(adata, 20, library_size=library_size)
+
+
+def test_a_library_size_that_is_not_one_per_spot_is_refused() -> None:
+    adata = ad.AnnData(X=sparse.csr_matrix(np.random.default_rng(0).poisson(3.0, (50, 30)).astype(np.float32)))
+    with pytest.raises(InputError, match=r"one total per spot \(50\), not shape \(49,\)"):
+        pp.preprocess(adata, 20, library_size=np.full(49, 500.0))

@@ -225,9 +225,9 @@ def test_union_of_the_slices_hvgs_reaches_the_model_and_every_spot_is_kept(monke
     assert np.isfinite(joint.obsm["X_tissuegraph"]).all() and joint.obsm["X_tissuegraph"].shape[0] == 160
     run = joint.uns["tissuegraph"]
     assert run["genes"] == "union"
-    if method == "staig":  # tau follows the genes the model reads (n / 100), not the per-slice count
+    if method == "staig":  # tau follows the HVGs each slice contributes (150 / 100), not their union or intersection
         assert model_genes == [union]
-        assert run["settings"]["tau"] == pytest.approx(np.clip(union / 100, 1, 30))
+        assert run["settings"]["tau"] == pytest.approx(1.5)
     else:  # the reconstruction weight is n_pcs / the genes the autoencoder models
         assert run["settings"]["reconstruction_weight"] == pytest.approx(50 / union)
 

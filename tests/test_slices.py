@@ -217,7 +217,8 @@ def test_slices_sharing_too_few_hvgs_get_a_clear_error() -> None:
 
 
 def test_domains_on_joined_slices_takes_the_genes_and_tau_that_integrate_takes() -> None:
-    """Each slice's HVGs among its own genes, intersected; tau from that intersection (n_genes / 100)."""
+    """Each slice's HVGs among its own genes, intersected; tau from the HVGs each slice contributes, counted on the
+    genes the slices share (min(n_top_genes, shared genes) / 100), not from the smaller intersection."""
     from tissuegraph.tl import domains, integrate
 
     rng = np.random.default_rng(3)
@@ -227,10 +228,10 @@ def test_domains_on_joined_slices_takes_the_genes_and_tau_that_integrate_takes()
         part.X = sparse.csr_matrix(part.X.toarray() + rng.poisson(20, part.shape) * rng.integers(0, 2, part.shape))
     joint = concat_slices([a, b], names=["a", "b"])
     shared = per_slice_hvgs(joint, 200)
-    assert 20 <= shared.sum() < 200  # fewer genes than n_top_genes, so tau differs from n_top_genes / 100
+    assert 20 <= shared.sum() < 200  # the intersection is smaller than each slice's 200, so the two rules differ
     found = domains(joint.copy(), 2, n_top_genes=200, epochs=1)
     np.testing.assert_array_equal(found.var["highly_variable"].to_numpy(), shared)
-    assert found.uns["tissuegraph"]["settings"]["tau"] == pytest.approx(max(1.0, shared.sum() / 100))
+    assert joint.n_vars == 250 and found.uns["tissuegraph"]["settings"]["tau"] == pytest.approx(2.0)
     together = integrate([a, b], 2, names=["a", "b"], n_top_genes=200, epochs=1)
     assert together.uns["tissuegraph"]["settings"]["tau"] == found.uns["tissuegraph"]["settings"]["tau"]
 

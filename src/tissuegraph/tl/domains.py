@@ -278,8 +278,6 @@ def domains(
     start = time.perf_counter()
 
     work, slices, library_size = _expression_workspace(adata, settings.n_top_genes, batch_key)
-    # tau and masking follow the genes the model reads (with several slices, the HVGs they share)
-    settings = StaigSettings.from_data(int(work.var["highly_variable"].sum()), **settings_overrides)
     timings["preprocess_s"] = time.perf_counter() - start
     mode = "image" if (has_image(adata, batch_key=batch_key) if image is None else image) else "gene"
     if mode == "image":

@@ -58,8 +58,7 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     overrides = dict(run.overrides)
     n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
     mask = per_slice_hvgs(run.joint, n_top_genes, batch_key=run.batch_key, combine=run.genes)
-    n_model_genes = int(mask.sum())
-    settings = StaigSettings.from_data(n_model_genes, n_model_genes, n_top_genes=n_top_genes, **overrides)
+    settings = StaigSettings.from_data(run.joint.n_vars, n_top_genes=n_top_genes, **overrides)
     work = _workspace(run.joint, run.batch_key)
     pp.preprocess(work, genes=mask, library_size=run.library_size)
     run.timings["preprocess_s"] = time.perf_counter() - start

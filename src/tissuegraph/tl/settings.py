@@ -1,7 +1,9 @@
 """One default that works across platforms: STAIG's settings derived from the data, never from annotation.
 
-The rule (documented in the README) reads one thing off the data: how many genes go into the model (with
-several slices, the HVGs they share).
+The rule (documented in the README) reads one thing off the data: how many HVGs a slice contributes,
+min(n_top_genes, genes measured; with several slices, the genes they all share). It stands for the platform, so
+it is counted before the slices' HVG sets are intersected: slices whose HVGs overlap little (the four DLPFC files
+share 512 of their 3000 each) are still sequencing data, not an imaging panel.
 
 - Many genes (sequencing platforms, e.g. Visium with 3000 HVGs): expression profiles are noisy and spots
   share most of their signal, so the contrast is soft (large tau) and masking drops 10%/20% of genes.
@@ -55,17 +57,15 @@ class StaigSettings:
     refine_neighbors: int = 15
 
     @classmethod
-    def from_data(cls, n_genes: int, model_genes: int | None = None, /, **overrides) -> StaigSettings:
-        """Defaults for a dataset whose model reads ``min(n_genes, n_top_genes)`` genes; keyword overrides (any
-        setting, ``n_top_genes`` included) win.
-
-        ``model_genes`` gives that count directly when it is known and may be larger: the union of several slices'
-        variable genes. Both counts are positional, so that a keyword of that name is refused as no setting.
+    def from_data(cls, n_genes: int, /, **overrides) -> StaigSettings:
+        """Defaults for data measuring ``n_genes`` genes (several slices: the genes they share), each slice
+        contributing ``min(n_genes, n_top_genes)`` HVGs; keyword overrides (any setting, ``n_top_genes`` included)
+        win. ``n_genes`` is positional, so that a keyword of that name is refused as no setting.
         """
         settings = cls()
         _override(settings, "STAIG", overrides)
         if settings.n_top_genes >= 1:  # else refused by _require below
-            model_genes = min(n_genes, settings.n_top_genes) if model_genes is None else model_genes
+            model_genes = min(n_genes, settings.n_top_genes)
             if "tau" not in overrides:
                 settings.tau = float(np.clip(model_genes / 100.0, 1.0, 30.0))
             if "feature_mask_rates" not in overrides:

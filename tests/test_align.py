@@ -88,8 +88,14 @@ def test_align_explains_bad_input() -> None:
     with pytest.raises(InputError, match="no spots in slice 'B'"):
         align(adata[adata.obs["domain"].eq("L1") | adata.obs["batch"].eq("A")].copy(), "A", landmark_domain="L2")
     tiny = adata[np.r_[0, 1, 225, 226]].copy()  # two spots per slice: at most two pairs
-    with pytest.raises(InputError, match="at least 3"):
+    with pytest.raises(InputError, match="at least 3; choose a larger landmark domain"):  # k is capped at 1 here
         align(tiny, "A")
+    apart = adata.copy()  # B far away but for one spot amid A: with k = 1 that spot is A's only partner
+    embedding = apart.obsm["X_tissuegraph"]
+    embedding[225:] += 1000.0
+    embedding[225] = embedding[:225].mean(axis=0)
+    with pytest.raises(InputError, match="has 1 mutual.*at least 3; raise k, choose"):  # k = 1 of a possible 112
+        align(apart, "A", k=1)
     holed = adata.copy()
     holed.obsm["X_tissuegraph"][230] = np.nan
     with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of 450 spots"):

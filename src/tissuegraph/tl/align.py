@@ -119,9 +119,11 @@ def align(
         own = _landmarks(adata, rows, name, landmark_domain, domain_key)
         pairs = nearest_mnn_partner(embedding[own], embedding[ref_rows], k)
         if len(pairs) < MIN_PAIRS:
+            # k is capped at half the smaller set (gr.mnn), so past that cap a larger k changes nothing
+            wider = "raise k, " if k < min(len(own), len(ref_rows)) // 2 else ""
             raise InputError(
                 f"slice {name!r} has {len(pairs)} mutual-nearest-neighbour pairs with reference {reference!r}, "
-                f"but a rigid fit needs at least {MIN_PAIRS}; raise k, choose a larger landmark domain, or leave "
+                f"but a rigid fit needs at least {MIN_PAIRS}; {wider}choose a larger landmark domain, or leave "
                 "this slice out."
             )
         source = coords[own[pairs[:, 0]]]

@@ -8,7 +8,7 @@ share 512 of their 3000 each) are still sequencing data, not an imaging panel.
 - Many genes (sequencing platforms, e.g. Visium with 3000 HVGs): expression profiles are noisy and spots
   share most of their signal, so the contrast is soft (large tau) and masking drops 10%/20% of genes.
   Few genes (imaging platforms, tens to hundreds of genes): every gene matters, so tau is small and
-  masking is light (1%/2%). tau grows linearly with the number of model genes, tau = n_genes / 100,
+  masking is light (1%/2%). tau grows linearly with that number of HVGs, tau = n_hvg / 100,
   clipped to [1, 30]: 3000 HVGs -> 30, 166 genes -> 1.66, 33 genes -> 1. This spans the authors' published
   range (Visium 17-39, imaging 1-6).
 - The graph: k = 6 nearest spots (the ring of a Visium hexagonal grid; about one cell-width ring on imaging

@@ -269,6 +269,8 @@ def test_validate_reads_sparse_or_named_coordinates() -> None:
     np.testing.assert_array_equal(validate_spatial(adata).obsm["spatial"], xy)
     adata.obsm["spatial"] = pd.DataFrame({"Y": xy[:, 1], "X": xy[:, 0], "z": 0.0}, index=adata.obs_names)
     np.testing.assert_array_equal(validate_spatial(adata).obsm["spatial"], xy)
+    adata.obsm["spatial"] = pd.DataFrame({"imagerow": xy[:, 1], "imagecol": xy[:, 0]}, index=adata.obs_names)
+    np.testing.assert_array_equal(validate_spatial(adata).obsm["spatial"], xy)  # x is the column
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -744,17 +746,17 @@ def test_read_tables_csv_named_xy(tmp_path: Path) -> None:
 def test_read_tables_tsv_gz_columns_named_by_caller(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.tsv.gz", sep="\t")
     coords = pd.DataFrame(
-        {"region": ["a", "b", "c", "d"], "z": [9, 9, 9, 9], "col": [0, 1, 2, 3], "row": [5, 6, 7, 8]},
+        {"region": ["a", "b", "c", "d"], "z": [9, 9, 9, 9], "u": [0, 1, 2, 3], "v": [5, 6, 7, 8]},
         index=BARCODES,
     )
     coords.to_csv(tmp_path / "coords.txt", sep="\t")
-    with pytest.raises(InputError, match=r"cannot tell which columns .* 3 numeric columns \(z, col, row\)"):
+    with pytest.raises(InputError, match=r"cannot tell which columns .* 3 numeric columns \(z, u, v\)"):
         read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt")
-    adata = read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="col", y="row")
+    adata = read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="u", y="v")
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
     np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
-    with pytest.raises(InputError, match="no column 'column'"):
-        read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="column", y="row")
+    with pytest.raises(InputError, match="no column 'w'"):
+        read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="w", y="v")
     with pytest.raises(InputError, match="both x= and y="):
         read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="col")
 
@@ -771,6 +773,7 @@ def test_read_tables_tsv_gz_columns_named_by_caller(tmp_path: Path) -> None:
             "pxl_col_in_fullres": [0, 1, 2, 3],
         },
         {"area": [3.0, 4.0, 5.0, 6.0], "X": [0, 1, 2, 3], "Y": [5, 6, 7, 8]},
+        {"row": [5, 6, 7, 8], "col": [0, 1, 2, 3]},  # grid positions: x is the column, whatever the file order
     ],
 )
 def test_read_tables_finds_named_coordinates_among_other_numbers(tmp_path: Path, columns: dict) -> None:
@@ -928,8 +931,32 @@ def test_read_tables_one_file_holds_coordinates_and_counts(tmp_path: Path) -> No
     np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
     pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
-    with pytest.raises(InputError, match=r"counts table .* has coordinate columns \('X', 'y'\)"):
+    with pytest.raises(InputError, match=r"counts table .* has coordinate or spot position columns \('X', 'y'\)"):
         read_tables(tmp_path / "both.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_space_ranger_position_columns_are_no_genes(tmp_path: Path) -> None:
+    """in_tissue / array_row / array_col are whole numbers that would pass as counts: dropped from a file holding
+    both tables, refused in a counts table."""
+    table = _counts_table()
+    for position, (name, values) in enumerate(
+        {
+            "in_tissue": [1] * 4,
+            "array_row": [0, 2, 4, 6],
+            "array_col": [1, 3, 5, 7],
+            "pxl_row_in_fullres": [5, 6, 7, 8],
+            "pxl_col_in_fullres": [0, 1, 2, 3],
+        }.items()
+    ):
+        table.insert(position, name, values)
+    table.to_csv(tmp_path / "both.csv")
+    adata = read_tables(tmp_path / "both.csv", tmp_path / "both.csv")
+    assert list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
+    table.drop(columns=["pxl_row_in_fullres", "pxl_col_in_fullres"]).to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"spot position columns \('in_tissue', 'array_row', 'array_col'\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 
 def test_read_tables_missing_looking_ids_stay_distinct(tmp_path: Path) -> None:
@@ -967,6 +994,14 @@ def test_read_tables_data_rows_longer_than_the_header(tmp_path: Path) -> None:
     lines = ["spot,GeneA,GeneB,GeneC", rows[0] + ",", *(r + ",7" for r in rows[1:])]
     (tmp_path / "counts.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="values in a column without a name in the header"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    # R's header (no field for the ids) and a delimiter ending every data line: read, not shifted by one gene
+    (tmp_path / "counts.csv").write_text("\n".join(["GeneA,GeneB,GeneC", *(r + "," for r in rows)]) + "\n")
+    adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    assert list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    (tmp_path / "counts.csv").write_text("\n".join(["GeneA,GeneB", *(r + ",0" for r in rows)]) + "\n")
+    with pytest.raises(InputError, match="first data row has 5 fields but the header names 2 columns"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 

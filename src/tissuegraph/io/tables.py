@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,25 +11,14 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import NUMERIC_KINDS, quote_examples, validate_spatial
+from tissuegraph.io.validate import COORDINATE_NAMES, NUMERIC_KINDS, quote_examples, validate_spatial
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 #: Name given to the empty field a delimiter ending every data line (but not the header) leaves.
 _TRAILING = "__trailing_delimiter__"
 
-#: (x, y) column names that platforms write, lower case, in order of preference.
-COORDINATE_NAMES = (
-    ("x", "y"),
-    ("pxl_col_in_fullres", "pxl_row_in_fullres"),  # Space Ranger tissue_positions
-    ("imagecol", "imagerow"),
-    ("center_x", "center_y"),  # Vizgen MERSCOPE cell metadata
-    ("x_centroid", "y_centroid"),  # 10x Xenium cells
-    ("x_location", "y_location"),  # 10x Xenium transcripts
-    ("global_x", "global_y"),
-    ("x_coord", "y_coord"),
-    ("xcoord", "ycoord"),
-    ("spatial_x", "spatial_y"),
-)
+#: Per-spot columns of Space Ranger's tissue_positions that are integers but no genes.
+SPOT_METADATA_NAMES = ("in_tissue", "array_row", "array_col")
 
 
 def read_tables(
@@ -44,11 +34,11 @@ def read_tables(
     Both tables have the spot id in the first column (R's ``write.table`` layout, whose header lacks that
     column, works too); counts have gene names as header. Coordinates are the columns ``x`` and ``y`` when
     given, else a pair with a well-known name (x/y, pxl_col_in_fullres/pxl_row_in_fullres, center_x/center_y,
-    x_centroid/y_centroid, ...), else the only two numeric columns; anything else is refused rather than
-    guessed. The separator comes from the extension (.csv comma, .tsv/.txt tab, optionally .gz) unless ``sep``
-    is given. Spots keep the counts' order; every spot must be in both tables so that nothing is dropped
-    silently. One file may serve as both tables (spot id, x, y, then the genes): its coordinate columns are
-    then not read as genes.
+    x_centroid/y_centroid, ..., col/row: x is the column), else the only two numeric columns, in file order;
+    anything else is refused rather than guessed. The separator comes from the extension (.csv comma, .tsv/.txt
+    tab, optionally .gz) unless ``sep`` is given. Spots keep the counts' order; every spot must be in both tables
+    so that nothing is dropped silently. One file may serve as both tables (spot id, x, y, then the genes): its
+    coordinate columns, and Space Ranger's in_tissue / array_row / array_col, are then not read as genes.
     """
     counts_path, coords_path = Path(counts_path), Path(coords_path)
     counts = _read_table(counts_path, sep, "counts table")
@@ -92,15 +82,27 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
     try:
         names = list(pd.read_csv(path, nrows=0, **options).columns)
         first_row = pd.read_csv(path, header=None, skiprows=1, nrows=1, **options)
-        if first_row.shape[1] == len(names) + 1:
-            if first_row.iloc[0].notna().iloc[-1]:
-                names = [_unused_name(names), *names]  # R's write.table: the header has no field for the row names
-            else:
-                names = [*names, _TRAILING]  # a delimiter at the end of every data line, not of the header
-        # ids stay text as written: no number parsing, and no 'NA' / 'null' / '' turned into one shared NaN
-        table = pd.read_csv(
-            path, header=None, skiprows=1, names=names, index_col=False, converters={names[0]: str}, **options
-        )
+        fields, ends_empty = first_row.shape[1], first_row.iloc[0].isna().iloc[-1]
+        if fields == len(names) + 1 and not ends_empty:
+            names = [_unused_name(names), *names]  # R's write.table: the header has no field for the row names
+        elif fields == len(names) + 1:
+            names = [*names, _TRAILING]  # a delimiter at the end of every data line, not of the header
+        elif fields == len(names) + 2 and ends_empty:  # both: no row-name field, and a delimiter ending each line
+            names = [_unused_name(names), *names, _TRAILING]
+        elif fields > len(names):  # pandas would drop the extra fields, shifting every value to another column
+            raise InputError(
+                f"{what} '{path}': its first data row has {fields} fields but the header names {len(names)} "
+                "columns; every row needs one field per header column (plus the spot id when the header has no "
+                "field for it)"
+            )
+        with warnings.catch_warnings():  # a row longer than the header must fail, not lose its extra fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # ids stay text as written: no number parsing, and no 'NA' / 'null' / '' turned into one shared NaN
+            table = pd.read_csv(
+                path, header=None, skiprows=1, names=names, index_col=False, converters={names[0]: str}, **options
+            )
+    except InputError:
+        raise
     except pd.errors.EmptyDataError as err:
         raise InputError(
             f"{what} '{path}' has no rows (or is empty); it needs a header row and one row per spot"
@@ -134,17 +136,18 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
 
 
 def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, same_file: bool) -> pd.DataFrame:
-    """The counts without the coordinate columns when one file holds both; elsewhere such columns are refused,
-    since read as genes they would add the coordinates to every spot's counts."""
+    """The counts without the coordinate (and Space Ranger position) columns when one file holds both; elsewhere
+    such columns are refused: whole numbers that vary across the tissue, read as genes they would pass every count
+    check and steer the domains."""
     names = {name.lower() for pair in COORDINATE_NAMES for name in pair} | {str(c).lower() for c in xy}
-    found = [c for c in counts.columns if str(c).lower() in names]
+    found = [c for c in counts.columns if str(c).lower() in names | set(SPOT_METADATA_NAMES)]
     if same_file:
         return counts.drop(columns=found)
     if found:
         raise InputError(
-            f"counts table '{path}' has coordinate columns ({', '.join(map(repr, found))}); it must hold only "
-            "counts after the spot id: drop them, or pass the same file as both tables when it holds the "
-            "coordinates"
+            f"counts table '{path}' has coordinate or spot position columns ({', '.join(map(repr, found))}); it "
+            "must hold only counts after the spot id: drop them, or pass the same file as both tables when it "
+            "holds the coordinates"
         )
     return counts
 

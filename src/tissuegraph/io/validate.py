@@ -18,6 +18,23 @@ from tissuegraph.errors import InputError
 NUMERIC_KINDS = "iuf"  # signed, unsigned, float: what counts and coordinates may be stored as
 LIBRARY_SIZE_KEY = "total_counts_all_genes"  # each spot's total over all genes, when X holds a gene subset
 
+#: (x, y) column names that platforms write, lower case, in order of preference.
+COORDINATE_NAMES = (
+    ("x", "y"),
+    ("pxl_col_in_fullres", "pxl_row_in_fullres"),  # Space Ranger tissue_positions
+    ("imagecol", "imagerow"),
+    ("center_x", "center_y"),  # Vizgen MERSCOPE cell metadata
+    ("x_centroid", "y_centroid"),  # 10x Xenium cells
+    ("x_location", "y_location"),  # 10x Xenium transcripts
+    ("global_x", "global_y"),
+    ("x_coord", "y_coord"),
+    ("xcoord", "ycoord"),
+    ("spatial_x", "spatial_y"),
+    ("array_col", "array_row"),  # Space Ranger's grid indices (x is the column), when no pixel position is given
+    ("col", "row"),
+    ("column", "row"),
+)
+
 
 def quote_examples(items: Sequence[object], n: int = 3) -> str:
     """Quote the first few offending ids so the user can find them."""
@@ -183,13 +200,14 @@ def check_coordinates(adata: AnnData, what: str) -> np.ndarray:
 
 
 def _coordinate_array(stored: object) -> np.ndarray:
-    """obsm['spatial'] as an array: a sparse matrix made dense, a table with x and y columns read by name."""
+    """obsm['spatial'] as an array: a sparse matrix made dense, a table with a known (x, y) pair read by name."""
     if sp.issparse(stored):
         return stored.toarray()
     if isinstance(stored, pd.DataFrame):
         by_name = {str(c).lower(): c for c in stored.columns}
-        if "x" in by_name and "y" in by_name:
-            return stored[[by_name["x"], by_name["y"]]].to_numpy()
+        known = next(((a, b) for a, b in COORDINATE_NAMES if a in by_name and b in by_name), None)
+        if known is not None:  # by name: imagerow before imagecol in the table still gives x = imagecol
+            return stored[[by_name[known[0]], by_name[known[1]]]].to_numpy()
     return np.asarray(stored)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tissuegraph.cli import main
+from tissuegraph.errors import InputError
 from tissuegraph.options import CLUSTER_METHODS
 
 from conftest import real_data
@@ -63,6 +64,22 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, capsys) -> 
     assert main(["domains", str(source), "--n-domains", "3", "--out", str(out)]) == 2
     assert "negative" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == [source]
+
+
+def test_errors_and_warnings_print_on_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """A parser's message quoted in ours can hold line breaks (pandas ends its own with one)."""
+    import tissuegraph.io
+    from tissuegraph.cli import _one_line_warning
+
+    def failing(path):
+        raise InputError("cannot read 'x' (ParserError: Expected 6 fields in line 6, saw 7\n); re-copy it")
+
+    monkeypatch.setattr(tissuegraph.io, "read", failing)
+    assert main(["domains", str(tmp_path / "x"), "--n-domains", "3", "--out", str(tmp_path / "o.h5ad")]) == 2
+    err = capsys.readouterr().err
+    assert err == "tissuegraph: error: cannot read 'x' (ParserError: Expected 6 fields in line 6, saw 7 ); re-copy it\n"
+    shown = _one_line_warning(UserWarning("a warning\nover two lines"), UserWarning, tissuegraph.io.__file__, 1)
+    assert shown == "tissuegraph: warning: a warning over two lines\n"
 
 
 def test_log_normalised_input_is_refused_with_the_fix(tmp_path, capsys) -> None:

@@ -349,10 +349,15 @@ def _one_line_warning(
 ) -> str:
     """Warnings as one line, not Python's file:line plus a source line; another library's keep its name and kind."""
     if Path(filename).resolve().is_relative_to(Path(tg.__file__).resolve().parent):
-        return f"tissuegraph: warning: {message}\n"
+        return f"tissuegraph: warning: {_one_line(message)}\n"
     parts = Path(filename).parts
     package = parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(filename).stem
-    return f"tissuegraph: warning from {package} ({category.__name__}): {message}\n"
+    return f"tissuegraph: warning from {package} ({category.__name__}): {_one_line(message)}\n"
+
+
+def _one_line(message: object) -> str:
+    """A message on one line: another library's text quoted inside ours may carry its own line breaks."""
+    return " ".join(str(message).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -361,10 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except InputError as err:
-        print(f"tissuegraph: error: {err}", file=sys.stderr)
+        print(f"tissuegraph: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk, a file that vanished: the system's own words, without a traceback
-        print(f"tissuegraph: error: {err}", file=sys.stderr)
+        print(f"tissuegraph: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # outputs are written atomically, so stopping leaves none half-written
         print("tissuegraph: interrupted; no partial output was left behind", file=sys.stderr)

@@ -32,12 +32,19 @@ from bench_domains import DATA
 
 
 def loss_pull(
-    features: np.ndarray, edges: np.ndarray, codes: np.ndarray, weight: float, seed: int
+    features: np.ndarray, edges: np.ndarray, codes: np.ndarray, weight: float, seed: int, n_genes: int
 ) -> tuple[float, float]:
     """(reconstruction pull / triplet pull on z, mean embedding norm) after the reconstruction phase."""
     settings = StalignerSettings()
     result = train_staligner(
-        features, edges, codes, triplet_epochs=0, reconstruction_weight=weight, seed=seed, device="cpu"
+        features,
+        edges,
+        codes,
+        triplet_epochs=0,
+        reconstruction_weight=weight,
+        n_genes=n_genes,
+        seed=seed,
+        device="cpu",
     )
     triplets = mnn_triplets(
         result.embedding, codes, slice_pairs(int(codes.max()) + 1), settings.mnn_k, np.random.default_rng(seed)
@@ -71,7 +78,7 @@ def main() -> None:
     }
     for name, (features, w) in variants.items():
         start = time.perf_counter()
-        ratio, scale = loss_pull(features, edges, codes, w, args.seed)
+        ratio, scale = loss_pull(features, edges, codes, w, args.seed, n_genes)
         print(
             f"{name:34s} reconstruction / triplet pull {ratio:.4f}   mean |z| {scale:5.2f}   "
             f"{time.perf_counter() - start:.0f} s",

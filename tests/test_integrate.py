@@ -230,6 +230,7 @@ def test_union_of_the_slices_hvgs_reaches_the_model_and_every_spot_is_kept(monke
         assert run["settings"]["tau"] == pytest.approx(1.5)
     else:  # the reconstruction weight is n_pcs / the genes the autoencoder models
         assert run["settings"]["reconstruction_weight"] == pytest.approx(50 / union)
+        assert list(run["n_triplets"]) == [run["n_triplets"][0]] and run["n_triplets"][0] > 0  # one MNN search
 
 
 @pytest.mark.parametrize(

@@ -103,3 +103,15 @@ def test_settings_take_any_number_type_that_fits() -> None:
     assert (staig.tau, staig.epochs, staig.feature_mask_rates, staig.hidden_dims) == (30, 5, (0.2, 0.2), (64,))
     staligner = StalignerSettings.from_data(epochs=7, reference="151675", grad_clip=None, margin=np.float32(0.5))
     assert (staligner.pretrain_epochs, staligner.triplet_epochs, staligner.reference) == (3, 4, "151675")
+
+
+def test_staligner_epochs_and_clipping_are_refused_in_the_users_own_terms() -> None:
+    with pytest.raises(InputError, match=r"epochs = -3 cannot work; it must be a whole number of at least 1"):
+        StalignerSettings.from_data(epochs=-3)  # not 'pretrain_epochs = -2', a value nobody gave
+    with pytest.raises(InputError, match="epochs and pretrain_epochs were both given"):
+        StalignerSettings.from_data(epochs=10, pretrain_epochs=2)  # once trained 2 + 5 epochs without a word
+    with pytest.raises(InputError, match=r"grad_clip = 0 cannot work; it must be None \(no clipping\) or positive"):
+        StalignerSettings.from_data(grad_clip=0)
+    with pytest.raises(InputError, match=r"the settings are: .*, epochs$"):
+        StalignerSettings.from_data(epoch=10)
+    assert StalignerSettings.from_data(epochs=7).pretrain_epochs == 3

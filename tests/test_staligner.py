@@ -207,6 +207,18 @@ def test_same_seed_same_embedding_other_seed_differs(shifted_slices) -> None:
     assert not np.allclose(a.embedding, c.embedding)
 
 
+def test_weights_start_at_the_published_scale() -> None:
+    """STAGATE's Glorot normal with gain 1.414; on fewer axes, W1 starts at the genes x hidden matrix's scale."""
+    torch.manual_seed(0)
+    on_axes = GraphAttentionAutoencoder(50, 512, 30, init_fan_in=3000)
+    genes = GraphAttentionAutoencoder(3000, 512, 30)
+    for model in (on_axes, genes):
+        assert model.w1.std().item() == pytest.approx(1.414 * (2 / 3512) ** 0.5, rel=0.02)
+        assert model.w2.std().item() == pytest.approx(1.414 * (2 / 542) ** 0.5, rel=0.05)
+        assert model.att_src.std().item() == pytest.approx(1.414 / 512**0.5, rel=0.1)
+    assert GraphAttentionAutoencoder(50, 512, 30).w1.std().item() == pytest.approx(1.414 * (2 / 562) ** 0.5, rel=0.05)
+
+
 def test_pretraining_reconstructs_and_triplets_bring_the_twins_together(shifted_slices) -> None:
     seen: list[int] = []
     pretrained = _train(shifted_slices, triplet_epochs=0, device="cpu")  # compared bit for bit below: one device
@@ -216,7 +228,7 @@ def test_pretraining_reconstructs_and_triplets_bring_the_twins_together(shifted_
     assert np.mean(pretrained.losses[-5:]) < 0.2 * np.mean(pretrained.losses[:5])
     assert aligned.losses[:100] == pretrained.losses  # same seed: phase 1 is the same run
     assert seen == list(range(200)) and len(aligned.n_triplets) == 5 and min(aligned.n_triplets) > 0
-    assert _twin_distance(aligned.embedding) < 0.6 * _twin_distance(pretrained.embedding)
+    assert _twin_distance(aligned.embedding) < 0.7 * _twin_distance(pretrained.embedding)  # 0.65 at the published init
 
 
 def test_a_single_slice_trains_on_reconstruction_only(shifted_slices) -> None:

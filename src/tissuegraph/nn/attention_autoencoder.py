@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import softmax
 
+#: STAGATE's initial weights: Glorot (Xavier) normal with this gain.
+INIT_GAIN = 1.414
+
 
 def attention_coefficients(
     h: torch.Tensor, edge_index: torch.Tensor, att_src: torch.Tensor, att_dst: torch.Tensor
@@ -59,23 +62,27 @@ class GraphAttentionAutoencoder(nn.Module):
     """Tied-weight graph-attention autoencoder; ``forward(x, edge_index)`` returns (embedding z, reconstruction).
 
     Parameters are W1 (in x hidden), W2 (hidden x out) and the two attention vectors: the decoder owns none.
+    They start as STAGATE's do: normal, Glorot scale with gain 1.414 (the attention vectors as (1, 1, hidden)
+    tensors, so at 1.414 / sqrt(hidden)). ``init_fan_in`` is the width whose scale W1 starts at: the number of genes
+    when ``x`` holds their coordinates on fewer orthonormal axes, so that W1 starts as the published
+    genes x hidden matrix seen on those axes (None: ``in_dim``).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 30):
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 30, *, init_fan_in: int | None = None):
         super().__init__()
         self.w1 = nn.Parameter(torch.empty(in_dim, hidden_dim))
         self.w2 = nn.Parameter(torch.empty(hidden_dim, out_dim))
         self.att_src = nn.Parameter(torch.empty(hidden_dim))
         self.att_dst = nn.Parameter(torch.empty(hidden_dim))
+        self.init_fan_in = in_dim if init_fan_in is None else int(init_fan_in)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.w1)
-        nn.init.xavier_uniform_(self.w2)
-        # Glorot bound of a (hidden, 1) matrix: the attention vectors start at the scale of the weights.
+        hidden = self.w1.shape[1]
+        nn.init.normal_(self.w1, std=INIT_GAIN * (2.0 / (self.init_fan_in + hidden)) ** 0.5)
+        nn.init.xavier_normal_(self.w2, gain=INIT_GAIN)
         for att in (self.att_src, self.att_dst):
-            bound = (6.0 / (att.shape[0] + 1)) ** 0.5
-            nn.init.uniform_(att, -bound, bound)
+            nn.init.normal_(att, std=INIT_GAIN / hidden**0.5)
 
     def encode(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedding z (N, out) and the first layer's attention alpha (E,), which the decoder re-uses."""

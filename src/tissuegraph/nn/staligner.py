@@ -56,6 +56,7 @@ def train_staligner(
     reference: int = 0,
     margin: float = 1.0,
     reconstruction_weight: float = 1.0,
+    n_genes: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     grad_clip: float | None = 5.0,
@@ -69,7 +70,9 @@ def train_staligner(
     spatial edge. Slices are the distinct ``slice_codes`` in sorted order; ``reference`` (star mode) indexes that
     order. With a single slice there is nothing to align: phase 2 is reconstruction only and ``n_triplets`` stays
     empty. Epochs are numbered across both phases for ``on_epoch``. The loss is
-    ``reconstruction_weight * MSE + triplet loss``.
+    ``reconstruction_weight * MSE + triplet loss``. ``n_genes``: how many genes ``features`` hold on fewer axes, so
+    that the first weight matrix starts at the published genes x hidden matrix's scale (None: the features are
+    the genes).
     """
     features = np.asarray(features)
     edges = np.asarray(edges)
@@ -86,7 +89,7 @@ def train_staligner(
         rng = np.random.default_rng(seed)
         x = torch.as_tensor(features, dtype=torch.float32, device=dev)
         edge_index = torch.as_tensor(edges, dtype=torch.long, device=dev).t().contiguous()
-        model = GraphAttentionAutoencoder(x.shape[1], hidden_dim, out_dim).to(dev)
+        model = GraphAttentionAutoencoder(x.shape[1], hidden_dim, out_dim, init_fan_in=n_genes).to(dev)
         optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         losses: list[float] = []
         n_triplets: list[int] = []
@@ -109,7 +112,7 @@ def train_staligner(
                 anchor, positive, negative = z[triplets[:, 0]], z[triplets[:, 1]], z[triplets[:, 2]]
                 loss = loss + F.triplet_margin_loss(anchor, positive, negative, margin=margin)
             loss.backward()
-            if grad_clip is not None and grad_clip > 0:
+            if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimiser.step()
             losses.append(float(loss.detach()))

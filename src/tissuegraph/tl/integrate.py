@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ class _Run:
     on_image_epoch: Callable[[int, float], None] | None
     timings: dict[str, float]
     overrides: dict
+    records: dict = field(default_factory=dict)  # what a method reports beyond its settings, for uns
 
 
 def _workspace(joint: AnnData, batch_key: str) -> AnnData:
@@ -150,6 +151,7 @@ def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]
         seed=run.seed,
         timings=run.timings,
     )
+    n_genes = work.obsm.pop("X_log").shape[1]  # only its principal axes are trained on: free the dense genes
     start = time.perf_counter()
     result = train_staligner(
         work.obsm["X_pca"],
@@ -165,6 +167,7 @@ def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]
         reference=settings.reference,
         margin=settings.margin,
         reconstruction_weight=reconstruction_weight,
+        n_genes=n_genes,
         lr=settings.lr,
         weight_decay=settings.weight_decay,
         grad_clip=settings.grad_clip,
@@ -173,6 +176,7 @@ def _integrate_staligner(run: _Run) -> tuple[np.ndarray, list[float], dict, int]
         on_epoch=run.on_epoch,
     )
     run.timings["train_s"] = time.perf_counter() - start
+    run.records["n_triplets"] = np.asarray(result.n_triplets, dtype=np.int64)  # how much each MNN search matched
     run.joint.obsp["spatial_connectivities"] = work.obsp["spatial_connectivities"]
     used = {**settings.to_dict(), "reconstruction_weight": reconstruction_weight}
     return result.embedding, result.losses, used, settings.refine_neighbors
@@ -239,22 +243,21 @@ def integrate(
     timings["combine_s"] = time.perf_counter() - start
     library_size = pp.library_sizes(joint)
     runner = _integrate_staig if method == "staig" else _integrate_staligner
-    embedding, losses, settings, refine_neighbors = runner(
-        _Run(
-            joint,
-            slice_codes,
-            batch_key,
-            library_size,
-            image,
-            genes,
-            seed,
-            device,
-            on_epoch,
-            on_image_epoch,
-            timings,
-            dict(settings_overrides),
-        )
+    run = _Run(
+        joint,
+        slice_codes,
+        batch_key,
+        library_size,
+        image,
+        genes,
+        seed,
+        device,
+        on_epoch,
+        on_image_epoch,
+        timings,
+        dict(settings_overrides),
     )
+    embedding, losses, settings, refine_neighbors = runner(run)
     assign_domains(
         joint,
         embedding,
@@ -281,5 +284,6 @@ def integrate(
         "library_size": library_size_source(library_size),
         "loss": np.asarray(losses, dtype=np.float32),
         "timings": timings,
+        **run.records,
     }
     return joint

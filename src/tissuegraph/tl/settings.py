@@ -113,8 +113,9 @@ class StalignerSettings:
     principal axes (scanpy's default number) instead of the genes themselves, so an epoch costs O(N x 512 x 50)
     instead of O(N x 512 x n_genes), 60x less for 3000 genes: the whole run on the 14k spots of four DLPFC slices
     takes 167-171 s on 2 CPU cores (benchmarks/bench_integrate.py). It is the published model with its first
-    weight matrix confined to those axes: the coordinates are not centred (the mean expression is part of the
-    input, as for the genes), and the reconstruction error, which the reference averages over the genes, is
+    weight matrix confined to those axes (started at the published genes x hidden matrix's scale): the
+    coordinates are not centred (the mean expression's part along the axes stays in the input, as for the genes),
+    and the reconstruction error, which the reference averages over the genes, is
     weighted by n_pcs / n_genes, so it keeps its published 1:1 balance with the triplet loss
     (benchmarks/calibrate_staligner.py measures that balance). ``n_pcs`` >= the number of genes keeps every axis:
     a rotation of the genes, weight 1, the published model itself.
@@ -146,8 +147,17 @@ class StalignerSettings:
         settings = cls()
         epochs = overrides.pop("epochs", None)
         if epochs is not None:
-            if not _has_type(epochs, int):
-                raise InputError(f"STAligner setting epochs = {epochs!r} cannot work; it must be {_describe(int)}")
+            if not _has_type(epochs, int) or epochs < 1:
+                raise InputError(
+                    f"STAligner setting epochs = {epochs!r} cannot work; it must be a whole number of at least 1 "
+                    "(half pre-training, half triplet training)"
+                )
+            phases = [name for name in ("pretrain_epochs", "triplet_epochs") if name in overrides]
+            if phases:
+                raise InputError(
+                    f"STAligner setting epochs and {' and '.join(phases)} were both given; epochs sets both phases "
+                    "(half each), so give either epochs or pretrain_epochs and triplet_epochs"
+                )
             settings.pretrain_epochs, settings.triplet_epochs = epochs // 2, epochs - epochs // 2
         _override(settings, "STAligner", overrides)
         if settings.n_pcs < 1:
@@ -177,7 +187,7 @@ class StalignerSettings:
                 ("margin", settings.margin >= 0, "at least 0"),
                 ("lr", settings.lr > 0, "positive"),
                 ("weight_decay", settings.weight_decay >= 0, "at least 0"),
-                ("grad_clip", settings.grad_clip is None or settings.grad_clip >= 0, "None or at least 0"),
+                ("grad_clip", settings.grad_clip is None or settings.grad_clip > 0, "None (no clipping) or positive"),
                 ("refine_neighbors", settings.refine_neighbors >= 1, "at least 1"),
             ],
         )
@@ -199,7 +209,8 @@ def _override(settings: StaigSettings | StalignerSettings, method: str, override
     known = [field.name for field in fields(settings)]  # not hasattr: methods such as to_dict are no settings
     for key, value in overrides.items():
         if key not in known:
-            raise InputError(f"unknown {method} setting {key!r}; the settings are: {', '.join(known)}")
+            names = [*known, "epochs"] if isinstance(settings, StalignerSettings) else known  # both phases at once
+            raise InputError(f"unknown {method} setting {key!r}; the settings are: {', '.join(names)}")
         if not _has_type(value, hints[key]):
             raise InputError(f"{method} setting {key} = {value!r} cannot work; it must be {_describe(hints[key])}")
         setattr(settings, key, tuple(value) if isinstance(value, list) else value)

@@ -721,6 +721,22 @@ def test_read_visium_gene_without_a_name_takes_its_id(visium_mtx_dir: Path) -> N
     assert adata.var_names[1] == gene_id and all(isinstance(name, str) for name in adata.var_names)
 
 
+def test_read_visium_gene_symbols_that_look_missing_stay_names(visium_mtx_dir: Path) -> None:
+    """Drosophila has a gene 'nan'; 'NA' is a symbol too: neither becomes a missing value replaced by the id."""
+    features = visium_mtx_dir / "filtered_feature_bc_matrix" / "features.tsv"
+    lines = [line.split("\t") for line in features.read_text().splitlines()]
+    lines[0][1], lines[2][1] = "nan", "NA"
+    features.write_text("".join("\t".join(line) + "\n" for line in lines))
+    names = list(read_visium(visium_mtx_dir).var_names)
+    assert names[0] == "nan" and names[2] == "NA"
+
+
+def test_read_visium_mtx_without_barcodes(visium_mtx_dir: Path) -> None:
+    (visium_mtx_dir / "filtered_feature_bc_matrix" / "barcodes.tsv").write_text("")
+    with pytest.raises(InputError, match="empty barcodes.tsv or features.tsv: the slice has no spots or no genes"):
+        read_visium(visium_mtx_dir)
+
+
 # --- read_tables ------------------------------------------------------------------------------------
 
 
@@ -907,8 +923,14 @@ def test_read_tables_duplicate_coordinate_ids(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.csv")
     ids = [*BARCODES, "AAAC-1"]
     pd.DataFrame({"x": range(5), "y": range(5)}, index=ids).to_csv(tmp_path / "coords.csv")
-    with pytest.raises(InputError, match="more than once.*'AAAC-1'"):
+    with pytest.raises(InputError, match="coordinates table .* more than once.*'AAAC-1'"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    counts = _counts_table()
+    counts.index = [*BARCODES[:-1], BARCODES[0]]  # the last spot's row carries the first one's id
+    counts.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=f"counts table .* 1 spot ids more than once .*'{BARCODES[0]}'"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")  # not 'missing from the counts'
 
 
 def test_read_tables_nan_counts_are_validated(tmp_path: Path) -> None:

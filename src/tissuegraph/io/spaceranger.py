@@ -143,8 +143,14 @@ def _read_mtx(folder: Path) -> AnnData:
         )
     try:
         counts = sp.csr_matrix(scipy.io.mmread(matrix).T)
-        barcode_ids = pd.read_csv(barcodes, sep="\t", header=None, dtype=str)[0]
-        feature_table = pd.read_csv(features, sep="\t", header=None, dtype=str)
+        # text as written: a gene symbol 'NA' or 'nan' (Drosophila's nan) is a name, not a missing value
+        barcode_ids = pd.read_csv(barcodes, sep="\t", header=None, dtype=str, keep_default_na=False)[0]
+        feature_table = pd.read_csv(features, sep="\t", header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(
+            f"the mtx folder '{folder}' has an empty barcodes.tsv or features.tsv: the slice has no spots or no "
+            "genes; re-copy the filtered_feature_bc_matrix folder from the Space Ranger output"
+        ) from err
     except Exception as err:
         raise InputError(
             f"cannot read the mtx folder '{folder}' ({type(err).__name__}: {err}); re-copy the "
@@ -156,7 +162,8 @@ def _read_mtx(folder: Path) -> AnnData:
             f"{counts.shape[0]} barcodes but there are {len(feature_table)} features and {len(barcode_ids)} "
             "barcodes; the three files must come from the same Space Ranger run"
         )
-    names = feature_table[1 if feature_table.shape[1] > 1 else 0].fillna(feature_table[0])  # no symbol: the id
+    names = feature_table[1 if feature_table.shape[1] > 1 else 0]
+    names = names.where(names.str.strip() != "", feature_table[0])  # no symbol: the id
     var = pd.DataFrame({"gene_ids": feature_table[0].to_numpy()}, index=pd.Index(names.astype(str).to_numpy()))
     if feature_table.shape[1] > 2:
         var["feature_types"] = feature_table[2].to_numpy()

@@ -215,12 +215,13 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
 
 def _check_same_spots(counts: pd.DataFrame, coords: pd.DataFrame, counts_path: Path, coords_path: Path) -> None:
     """Both tables must list the same spots once, or coordinates would be attached to the wrong counts."""
-    duplicated = coords.index[coords.index.duplicated()].unique()
-    if len(duplicated):
-        raise InputError(
-            f"coordinates table '{coords_path}' lists {len(duplicated)} spot ids more than once "
-            f"(e.g. {quote_examples(list(duplicated))}); give each spot one row"
-        )
+    for table, path, what in ((counts, counts_path, "counts"), (coords, coords_path, "coordinates")):
+        duplicated = table.index[table.index.duplicated()].unique()
+        if len(duplicated):
+            raise InputError(
+                f"{what} table '{path}' lists {len(duplicated)} spot ids more than once "
+                f"(e.g. {quote_examples(list(duplicated))}); give each spot one row"
+            )
     in_coords = counts.index.isin(coords.index)
     if not in_coords.any() and coords.index.isin(counts.columns.astype(str)).any():
         raise InputError(

@@ -703,6 +703,16 @@ def test_read_visium_positions_written_by_other_tools(visium_dir: Path) -> None:
         read_visium(visium_dir)
 
 
+@pytest.mark.parametrize(("column", "value"), [("array_row", 0.7), ("in_tissue", np.inf), ("in_tissue", 2)])
+def test_read_visium_grid_values_that_are_no_whole_numbers(visium_dir: Path, column: str, value: float) -> None:
+    """Cast to integers, 0.7 would become 0 and inf a garbage number: refused instead."""
+    positions = POSITIONS.astype({column: np.float64})
+    positions.loc[2, column] = value
+    positions.to_csv(visium_dir / "spatial" / "tissue_positions.csv", index=False)
+    with pytest.raises(InputError, match=r"not whole numbers \(in_tissue: 0 or 1\) for 1 barcodes \(e.g. 'AAAC-1'\)"):
+        read_visium(visium_dir)
+
+
 def test_read_visium_mtx_file_both_plain_and_gzipped(visium_mtx_dir: Path) -> None:
     stale = visium_mtx_dir / "filtered_feature_bc_matrix" / "barcodes.tsv.gz"
     with gzip.open(stale, "wt") as handle:

@@ -215,6 +215,14 @@ def _read_positions(spatial: Path) -> pd.DataFrame:
             f"(e.g. {quote_examples(list(incomplete))}); every spot needs all six values: re-copy the file "
             "from Space Ranger"
         )
+    grid = table[["in_tissue", "array_row", "array_col"]].to_numpy(dtype=np.float64)
+    whole = np.isfinite(grid).all(axis=1) & (grid == np.round(grid)).all(axis=1) & np.isin(grid[:, 0], (0, 1))
+    if not whole.all():  # cast to integers they would turn into other values without a word
+        raise InputError(
+            f"'{path}' has in_tissue / array_row / array_col values that are not whole numbers (in_tissue: 0 or 1) "
+            f"for {int((~whole).sum())} barcodes (e.g. {quote_examples(list(table.index[~whole]))}); re-copy the "
+            "file from Space Ranger"
+        )
     duplicated = table.index[table.index.duplicated()].unique()
     if len(duplicated):
         raise InputError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tissuegraph.gr.mnn import mutual_nearest_neighbors, nearest_mnn_partner
+from tissuegraph.gr.mnn import mutual_nearest_neighbors, nearest_mnn_partner, nearest_mnn_partners_both_ways
 
 
 def test_mnn_pairs_on_a_line() -> None:
@@ -74,3 +74,14 @@ def test_mnn_pairs_equal_a_brute_force_search(n_x: int, n_y: int, k: int) -> Non
     assert len(expected) > 0
     np.testing.assert_array_equal(mutual_nearest_neighbors(x, y, k), expected)
     np.testing.assert_array_equal(mutual_nearest_neighbors(y, x, k), expected[np.lexsort(expected.T)][:, ::-1])
+
+
+def test_one_search_gives_the_nearest_partners_both_ways() -> None:
+    """The same pairs as two separate searches, ties included (points on a coarse integer grid tie often)."""
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 4, (60, 2)).astype(float), rng.integers(0, 4, (45, 2)).astype(float)
+    for k in (1, 5, 50):
+        forward, backward = nearest_mnn_partners_both_ways(x, y, k)
+        np.testing.assert_array_equal(forward, nearest_mnn_partner(x, y, k))
+        np.testing.assert_array_equal(backward, nearest_mnn_partner(y, x, k))
+        assert len(forward) > 0

@@ -39,7 +39,20 @@ def mutual_nearest_neighbors(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray
 
 def nearest_mnn_partner(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """For each x[i] with at least one MNN partner in y, its nearest such partner: an (n, 2) array (i, j)."""
+    return _nearest_partner(mutual_nearest_neighbors(x, y, k), x, y)
+
+
+def nearest_mnn_partners_both_ways(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_mnn_partner(x, y, k)`` and ``nearest_mnn_partner(y, x, k)`` from one MNN search: the mutual
+    pairs are the same set either way round, so the neighbour searches need not run twice."""
     pairs = mutual_nearest_neighbors(x, y, k)
+    swapped = pairs[:, ::-1]
+    swapped = swapped[np.lexsort((swapped[:, 1], swapped[:, 0]))]  # in the order the search from y returns them
+    return _nearest_partner(pairs, x, y), _nearest_partner(swapped, y, x)
+
+
+def _nearest_partner(pairs: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Of the pairs (i, j), sorted by i then j, each i's pair with the nearest y[j] (the first of equals)."""
     if len(pairs) == 0:
         return pairs
     distance = np.linalg.norm(x[pairs[:, 0]] - y[pairs[:, 1]], axis=1)

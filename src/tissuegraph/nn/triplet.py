@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tissuegraph.gr.mnn import nearest_mnn_partner
+from tissuegraph.gr.mnn import nearest_mnn_partners_both_ways
 
 PAIR_MODES = ("all", "star", "chain")
 
@@ -55,10 +55,13 @@ def mnn_triplets(
         for code in (a, b):
             if code not in members:
                 members[code] = np.flatnonzero(slice_codes == code)
-        for anchors, positives in ((members[a], members[b]), (members[b], members[a])):
-            if len(anchors) == 0 or len(positives) == 0:
-                continue
-            local = nearest_mnn_partner(points[anchors], points[positives], k)
+        if len(members[a]) == 0 or len(members[b]) == 0:
+            continue
+        both_ways = nearest_mnn_partners_both_ways(points[members[a]], points[members[b]], k)
+        for anchors, positives, local in (
+            (members[a], members[b], both_ways[0]),
+            (members[b], members[a], both_ways[1]),
+        ):
             if len(local) == 0:
                 continue
             negatives = anchors[generator.integers(0, len(anchors), size=len(local))]

@@ -112,7 +112,7 @@ class StalignerSettings:
     One change for the CPU: the autoencoder reads the log-normalised shared HVGs on their top ``n_pcs`` = 50
     principal axes (scanpy's default number) instead of the genes themselves, so an epoch costs O(N x 512 x 50)
     instead of O(N x 512 x n_genes), 60x less for 3000 genes: the whole run on the 14k spots of four DLPFC slices
-    takes 167-171 s on 2 CPU cores (benchmarks/bench_integrate.py). It is the published model with its first
+    takes 158-213 s on 2 CPU cores (benchmarks/bench_integrate.py). It is the published model with its first
     weight matrix confined to those axes (started at the published genes x hidden matrix's scale): the
     coordinates are not centred (the mean expression's part along the axes stays in the input, as for the genes),
     and the reconstruction error, which the reference averages over the genes, is

@@ -244,3 +244,5 @@ def test_a_single_slice_trains_on_reconstruction_only(shifted_slices) -> None:
     assert quarter.losses[0] == pytest.approx(0.25 * result.losses[0], rel=1e-6)  # same start, loss scaled
     with pytest.raises(ValueError, match="mode"):
         train_staligner(features, edges, np.repeat([0, 1], 150), pair_mode="ring", pretrain_epochs=1)
+    with pytest.raises(ValueError, match=r"grad_clip must be None \(no clipping\) or positive \(got 0\)"):
+        fit(pretrain_epochs=1, triplet_epochs=0, grad_clip=0)

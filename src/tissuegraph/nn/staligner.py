@@ -80,6 +80,8 @@ def train_staligner(
     _check_inputs(features, edges, slice_codes)
     if mnn_every < 1:
         raise ValueError(f"mnn_every must be at least 1 (got {mnn_every})")
+    if grad_clip is not None and not grad_clip > 0:  # clipping to a norm of 0 would zero every gradient
+        raise ValueError(f"grad_clip must be None (no clipping) or positive (got {grad_clip})")
     _, codes = np.unique(slice_codes, return_inverse=True)
     n_slices = int(codes.max()) + 1 if len(codes) else 0
     pairs = slice_pairs(n_slices, pair_mode, reference) if n_slices else []

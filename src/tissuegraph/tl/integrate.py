@@ -56,10 +56,8 @@ def _workspace(joint: AnnData, batch_key: str) -> AnnData:
 
 def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     start = time.perf_counter()
-    overrides = dict(run.overrides)
-    n_top_genes = overrides.pop("n_top_genes", StaigSettings.n_top_genes)
-    mask = per_slice_hvgs(run.joint, n_top_genes, batch_key=run.batch_key, combine=run.genes)
-    settings = StaigSettings.from_data(run.joint.n_vars, n_top_genes=n_top_genes, **overrides)
+    settings = StaigSettings.from_data(run.joint.n_vars, **run.overrides)
+    mask = per_slice_hvgs(run.joint, settings.n_top_genes, batch_key=run.batch_key, combine=run.genes)
     work = _workspace(run.joint, run.batch_key)
     pp.preprocess(work, genes=mask, library_size=run.library_size)
     run.timings["preprocess_s"] = time.perf_counter() - start

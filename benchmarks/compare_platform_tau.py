@@ -19,17 +19,13 @@ to score. Diagnostic only: nothing here sets a default.
 from __future__ import annotations
 
 import argparse
-from itertools import combinations
 
 import anndata as ad
-import numpy as np
-import pandas as pd
-from sklearn.metrics import adjusted_rand_score
 
-from tissuegraph import metrics, tl
 from tissuegraph.tl import StaigSettings
 
-from bench_domains import DATA, DLPFC
+from bench_domains import DLPFC
+from label_free import compare
 
 JOBS = {
     "dlpfc4": ([f"dlpfc_{s}" for s in DLPFC], 7),
@@ -50,40 +46,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", choices=sorted(JOBS), action="append")
     args = parser.parse_args()
-    rows = []
-    for job in args.only or list(JOBS):
-        names, n_domains = JOBS[job]
-        slices = [ad.read_h5ad(DATA / f"{name}.h5ad") for name in names]
-        labelled = all("ground_truth" in adata.obs for adata in slices)
-        truth = np.concatenate([adata.obs.pop("ground_truth").to_numpy() for adata in slices]) if labelled else None
-        ways = {"intersection (default)": {}, "per-slice HVGs": platform_settings(slices)}
-        partitions: dict[str, list[np.ndarray]] = {way: [] for way in ways}
-        for seed in args.seeds:
-            for way, overrides in ways.items():
-                result = tl.integrate(slices, n_domains, method="staig", seed=seed, **overrides)
-                scores = metrics.score(result, seed=seed)  # no annotation in result: mixing and silhouette only
-                domains = result.obs["domain"].to_numpy()
-                partitions[way].append(domains)
-                settings = result.uns["tissuegraph"]["settings"]
-                row = dict(job=job, way=way, seed=seed, tau=settings["tau"], **scores)
-                if truth is not None:
-                    row["ARI"] = metrics.ari(truth, domains)
-                rows.append(row)
-                print({key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}, flush=True)
-        for way in ways:
-            agreement = np.mean([adjusted_rand_score(a, b) for a, b in combinations(partitions[way], 2)])
-            rows.append(dict(job=job, way=way, seed="agreement", agreement=agreement))
-    table = pd.DataFrame(rows)
-    runs = table[table.seed != "agreement"]
-    ilisi = runs.groupby(["job", "way"]).median_ilisi.mean().unstack()
-    agreement = table[table.seed == "agreement"].set_index(["job", "way"]).agreement.unstack()
-    label_free = pd.concat({"median iLISI": ilisi, "seed agreement": agreement}, axis=1)
-    print("\nlabel-free (median iLISI mean over seeds; seed agreement):\n" + label_free.to_string(float_format="%.3f"))
-    print("\nmeans over jobs:\n" + label_free.mean().to_string(float_format="%.3f"))
-    if "ARI" in runs:
-        scored = runs.dropna(subset=["ARI"]).pivot_table(index=["job", "seed"], columns="way", values="ARI")
-        print("\nscored afterwards (ARI):\n" + scored.to_string(float_format="%.3f"))
-        print(scored.groupby(level="job").mean().to_string(float_format="%.3f"))
+    jobs = {job: JOBS[job] for job in args.only or JOBS}
+    compare(
+        jobs,
+        lambda slices: {"intersection (default)": {}, "per-slice HVGs": platform_settings(slices)},
+        "staig",
+        args.seeds,
+    )
 
 
 if __name__ == "__main__":

@@ -255,6 +255,11 @@ def test_plots_refuse_what_they_cannot_draw_and_draw_tiny_results() -> None:
     joint.obsm["X_tissuegraph"][5] = np.nan
     with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of"):
         pl.umap(joint)
+    with pytest.raises(InputError, match=r"obs\['layer'\] not found, so there is no annotation"):
+        pl.domains(two_slices(), truth_key="layer")  # a typo must not silently drop the truth panels
+    unlabelled = two_slices()
+    del unlabelled.obs["ground_truth"]
+    assert len(pl.domains(unlabelled).axes) == len(pl.domains(two_slices(), truth_key=None).axes)
     three = two_slices()[:3].copy()
     assert np.isfinite(embedding.umap_coordinates(three)).all()  # the spectral start needs four spots
 

@@ -19,6 +19,7 @@ from tissuegraph.im.patches import to_unit_rgb
 from tissuegraph.io.validate import check_coordinates, quote_examples
 from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
+from tissuegraph.metrics.summary import TRUTH_KEY
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
 
 #: Image resolutions tried, best fit for a figure first, with the scale factor that maps coordinates onto each.
@@ -136,7 +137,7 @@ def domains(
     domain_key: str = "domain",
     image: bool = True,
     spot_size: float | None = None,
-    truth_key: str | None = "ground_truth",
+    truth_key: str | None = TRUTH_KEY,
     batch_key: str = "batch",
     panel_inches: float = 4.0,
     palette: Mapping[str, RGBA] | None = None,
@@ -162,6 +163,11 @@ def domains(
                 f"palette has no colour for {domain_key} {quote_examples(uncoloured)}; pass "
                 "palette=domain_palette(result) for the result these spots come from, or add colours for them"
             )
+    if truth_key not in (None, TRUTH_KEY) and truth_key not in adata.obs:  # named on purpose: a typo must not pass
+        raise InputError(
+            f"obs[{truth_key!r}] not found, so there is no annotation to draw beside the domains; name an existing "
+            "column as truth_key, or truth_key=None for the domains alone"
+        )
     with_truth = (
         truth_key is not None
         and truth_key != domain_key

@@ -412,3 +412,30 @@ def test_tau_with_staligner_is_refused_by_its_flag(tmp_path, capsys) -> None:
         "--tau is STAIG's contrastive temperature; STAligner (--method staligner) has none" in capsys.readouterr().err
     )
     assert not out.exists()
+
+
+def test_read_tables_turns_text_tables_into_an_input_the_other_commands_take(tmp_path, capsys) -> None:
+    """Real counts written as text come back exactly; a wrong coordinate column is refused in the CLI's own terms."""
+    import pandas as pd
+
+    import tissuegraph as tg
+
+    demo = tg.datasets.osmfish()[:300]
+    counts = pd.DataFrame(demo.X.toarray().astype(int), index=demo.obs_names, columns=demo.var_names)
+    counts.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame(demo.obsm["spatial"], index=demo.obs_names, columns=["col", "row"]).to_csv(
+        tmp_path / "xy.tsv", sep="\t"
+    )
+    out = tmp_path / "slice.h5ad"
+    assert main(["read-tables", str(tmp_path / "counts.csv"), str(tmp_path / "xy.tsv"), "--out", str(out)]) == 0
+    assert "wrote 300 spots x 33 genes" in capsys.readouterr().out
+    result = tg.io.read(out)
+    assert list(result.obs_names) == list(demo.obs_names)
+    np.testing.assert_array_equal(result.X.toarray(), demo.X.toarray())
+    np.testing.assert_allclose(result.obsm["spatial"], demo.obsm["spatial"])  # col is x, row is y
+    bad = tmp_path / "bad.h5ad"
+    argv = ["read-tables", str(tmp_path / "counts.csv"), str(tmp_path / "xy.tsv"), "--x", "col", "--y", "z"]
+    assert main([*argv, "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "has no column 'z'" in err and "(--x and --y)" in err and len(err.strip().splitlines()) == 1
+    assert not bad.exists()

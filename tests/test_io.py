@@ -1011,7 +1011,7 @@ def test_read_tables_refuses_ambiguous_columns(tmp_path: Path) -> None:
     pd.DataFrame({"x": range(4), "X": [9] * 4, "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
     with pytest.raises(InputError, match=r"columns \['x', 'X'\] that differ only in case"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
-    with pytest.raises(InputError, match="x= and y= both name column 'x'"):
+    with pytest.raises(InputError, match=r"x= and y= \(--x, --y\) both name column 'x'"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv", x="x", y="x")
 
 

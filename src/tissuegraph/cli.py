@@ -200,6 +200,13 @@ def cmd_domains(args: argparse.Namespace) -> None:
     _write_report(adata, html)
 
 
+def cmd_read_tables(args: argparse.Namespace) -> None:
+    out = _check_out(args.out, [args.counts, args.coordinates])
+    adata = tg.io.read_tables(args.counts, args.coordinates, sep=args.sep, x=args.x, y=args.y)
+    tg.io.write_h5ad(adata, out)
+    print(f"wrote {adata.n_obs} spots x {adata.n_vars} genes to {out}; run `tissuegraph domains {out} ...` on it")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     html = _check_report(args.out, option="--out")
     adata = tg.io.read_h5ad(args.result)
@@ -337,6 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="optionally write the result .h5ad")
     _add_training_options(demo, image=False)  # osmFISH has no H&E image
     demo.set_defaults(func=cmd_demo, image=False)
+    tables = sub.add_parser(
+        "read-tables", help="turn a counts table and a coordinates table (CSV/TSV) into a checked .h5ad input"
+    )
+    tables.add_argument("counts", help="spots x genes raw counts, spot ids in the first column, genes as header")
+    tables.add_argument(
+        "coordinates", help="spot ids in the first column and their x, y (may be the counts file itself)"
+    )
+    tables.add_argument("--out", required=True, help="the .h5ad to write (atomically)")
+    tables.add_argument("--x", default=None, help="the column holding x (default: a well-known name, e.g. x or col)")
+    tables.add_argument("--y", default=None, help="the column holding y (default: the pair of --x's column)")
+    tables.add_argument("--sep", default=None, help="column separator (default: from the extension, .csv or .tsv)")
+    tables.set_defaults(func=cmd_read_tables)
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result .h5ad")
     rep.add_argument("result", help="an .h5ad written by `tissuegraph domains` or `tissuegraph integrate`")
     rep.add_argument("--out", required=True, help="the report .html (one file, images inline, written atomically)")

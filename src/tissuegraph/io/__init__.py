@@ -36,5 +36,6 @@ def read(path: str | Path) -> AnnData:
     )
     raise InputError(
         f"cannot read '{path}': supported inputs are an .h5ad file with obsm['spatial'] or a Space Ranger "
-        "output folder; for counts + coordinates text tables use tissuegraph.io.read_tables(counts, coords)" + hint
+        "output folder; turn counts + coordinates text tables into one with `tissuegraph read-tables COUNTS COORDS "
+        "--out slice.h5ad` (Python: tissuegraph.io.read_tables)" + hint
     )

@@ -66,7 +66,7 @@ def _separator(path: Path) -> str:
         return _SEPARATORS[suffixes[-1]]
     raise InputError(
         f"cannot tell the column separator of '{path}' from its extension; name it .csv or .tsv "
-        "(optionally .gz) or pass sep=',' / sep='\\t'"
+        "(optionally .gz) or pass sep=',' / sep='\\t' (--sep on the command line)"
     )
 
 
@@ -129,7 +129,7 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
     if table.shape[1] == 0:
         raise InputError(
             f"{what} '{path}' has a single column when split at {sep!r}; the columns must be separated by "
-            f"{sep!r}, or pass sep= with the separator the file uses"
+            f"{sep!r}, or pass sep= (--sep) with the separator the file uses"
         )
     table.index = table.index.astype(str)
     return table
@@ -165,22 +165,22 @@ def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
             raise InputError(
                 f"counts table '{path}' has non-numeric values in column {name!r}{example}; it must be "
                 "spots x genes with the spot id in the first column and only counts after it: drop "
-                "annotation columns, or pass sep= if the columns were split wrongly"
+                "annotation columns, or pass sep= (--sep) if the columns were split wrongly"
             )
 
 
 def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> pd.DataFrame:
     """The columns named by the caller, else a well-known coordinate pair, else the only two numeric columns."""
     if (x is None) != (y is None):
-        raise InputError("give both x= and y= (the names of the coordinate columns), or neither")
+        raise InputError("give both x= and y= (--x and --y: the names of the coordinate columns), or neither")
     if x is not None and x == y:
-        raise InputError(f"x= and y= both name column {x!r}; they must name two different columns")
+        raise InputError(f"x= and y= (--x, --y) both name column {x!r}; they must name two different columns")
     if x is not None:
         missing = [name for name in (x, y) if name not in coords.columns]
         if missing:
             raise InputError(
                 f"coordinates table '{path}' has no column {missing[0]!r} (columns: {list(coords.columns)}); "
-                "pass the names of its coordinate columns as x= and y="
+                "pass the names of its coordinate columns as x= and y= (--x and --y)"
             )
         pair = [x, y]
     else:
@@ -192,7 +192,7 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
         if clash:
             raise InputError(
                 f"coordinates table '{path}' has columns {clash[0]} that differ only in case; pass the "
-                "coordinate columns as x='<column>', y='<column>'"
+                "coordinate columns as x='<column>', y='<column>' (--x, --y)"
             )
         numeric = [c for c in coords.columns if coords[c].dtype.kind in NUMERIC_KINDS]
         if known is not None:
@@ -203,7 +203,7 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
             raise InputError(
                 f"cannot tell which columns of coordinates table '{path}' are x and y: none has a known name "
                 f"and it has {len(numeric)} numeric columns ({', '.join(map(str, numeric)) or 'none'}); name the "
-                "coordinate columns x and y, or pass x='<column>', y='<column>'"
+                "coordinate columns x and y, or pass x='<column>', y='<column>' (--x, --y)"
             )
     xy = coords[pair]
     if any(xy[c].dtype.kind not in NUMERIC_KINDS for c in xy.columns):

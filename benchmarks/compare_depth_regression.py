@@ -16,27 +16,9 @@ Diagnostic only: nothing here sets a default.
 
 from __future__ import annotations
 
-import argparse
+import label_free
 
-from bench_domains import DLPFC
-from label_free import compare
-
-JOBS = {
-    "dlpfc4": ([f"dlpfc_{s}" for s in DLPFC], 7),
-    "dlpfc_pair": ([f"dlpfc_{s}" for s in DLPFC[2:]], 7),
-    "starmap": (["starmap_mpfc_3slices"], 4),
-    "breast": (["st_breast_cancer_4layers_unlabelled"], 4),
-}
 WAYS = {"log-normalised (default)": {}, "depth regressed out": {"regress_depth": True}}
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=sorted(JOBS), action="append")
-    args = parser.parse_args()
-    compare({job: JOBS[job] for job in args.only or JOBS}, lambda slices: WAYS, "staligner", args.seeds)
-
-
 if __name__ == "__main__":
-    main()
+    label_free.main(__doc__, WAYS, "staligner")

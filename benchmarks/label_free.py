@@ -7,6 +7,7 @@ seed agreement, the mean ARI between the seeds' partitions) before the ARI, whic
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from itertools import combinations
 
@@ -17,7 +18,23 @@ from sklearn.metrics import adjusted_rand_score
 
 from tissuegraph import metrics, tl
 
-from bench_domains import DATA
+from bench_domains import DATA, DLPFC
+
+JOBS = {
+    "dlpfc4": ([f"dlpfc_{s}" for s in DLPFC], 7),
+    "dlpfc_pair": ([f"dlpfc_{s}" for s in DLPFC[2:]], 7),
+    "starmap": (["starmap_mpfc_3slices"], 4),
+    "breast": (["st_breast_cancer_4layers_unlabelled"], 4),
+}
+
+
+def main(doc: str, ways: dict[str, dict], method: str) -> None:
+    """A comparison script's command line: ``--only`` picks jobs (default all four), ``--seeds`` the seeds."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", choices=sorted(JOBS), action="append")
+    args = parser.parse_args()
+    compare({job: JOBS[job] for job in args.only or JOBS}, lambda slices: ways, method, args.seeds)
 
 
 def compare(

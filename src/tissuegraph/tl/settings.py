@@ -39,7 +39,10 @@ from tissuegraph.nn.triplet import PAIR_MODES
 
 @dataclass
 class StaigSettings:
-    """Every knob of a STAIG run; ``from_data`` fills the defaults from the data's shape."""
+    """Every knob of a STAIG run; ``from_data`` fills the defaults from the data's shape.
+
+    ``scale_per_slice`` (integration only) scales each gene to unit variance within each slice instead of over all.
+    """
 
     n_top_genes: int = 3000
     n_neighbors: int = 6
@@ -55,6 +58,7 @@ class StaigSettings:
     denominator: str = "auto"
     n_negatives: int = 512
     refine_neighbors: int = 15
+    scale_per_slice: bool = False
 
     @classmethod
     def from_data(cls, n_genes: int, /, **overrides) -> StaigSettings:

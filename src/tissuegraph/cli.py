@@ -352,8 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
         "coordinates", help="spot ids in the first column and their x, y (may be the counts file itself)"
     )
     tables.add_argument("--out", required=True, help="the .h5ad to write (atomically)")
-    tables.add_argument("--x", default=None, help="the column holding x (default: a well-known name, e.g. x or col)")
-    tables.add_argument("--y", default=None, help="the column holding y (default: the pair of --x's column)")
+    tables.add_argument(
+        "--x", default=None, help="the column holding x, given with --y (default: a known pair such as x/y or col/row)"
+    )
+    tables.add_argument("--y", default=None, help="the column holding y, given with --x")
     tables.add_argument("--sep", default=None, help="column separator (default: from the extension, .csv or .tsv)")
     tables.set_defaults(func=cmd_read_tables)
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result .h5ad")

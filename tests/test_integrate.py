@@ -268,24 +268,3 @@ def test_staligner_pair_modes_pair_the_slices_they_name(
     settings = joint.uns["tissuegraph"]["settings"]
     assert settings["pair_mode"] == pair_mode and settings["reference"] == (2 if reference == "c" else reference)
     assert len(joint.uns["tissuegraph"]["loss"]) == 3 and joint.n_obs == 240
-
-
-@pytest.mark.realdata
-def test_staligner_input_can_leave_depth_out(starmap) -> None:
-    """regress_depth: within each slice no principal axis the autoencoder reads still follows log library size."""
-    from tissuegraph.pp import concat_slices
-    from tissuegraph.tl.integrate import staligner_inputs
-    from tissuegraph.tl.settings import StalignerSettings
-
-    joint = concat_slices([starmap])
-    log_depth = np.log1p(np.asarray(joint.X.sum(axis=1)).ravel())
-    slices = joint.obs["batch"].to_numpy()
-
-    def strongest_depth_trend(settings: StalignerSettings) -> float:
-        axes = staligner_inputs(joint, settings)[0].obsm["X_pca"]
-        return max(
-            np.abs(np.corrcoef(log_depth[slices == s], axes[slices == s].T)[0, 1:]).max() for s in np.unique(slices)
-        )
-
-    assert strongest_depth_trend(StalignerSettings()) > 0.5  # the published input carries depth
-    assert strongest_depth_trend(StalignerSettings(regress_depth=True)) < 1e-3

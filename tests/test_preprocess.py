@@ -191,27 +191,6 @@ def test_a_library_size_that_is_not_one_per_spot_is_refused() -> None:
         pp.preprocess(adata, 20, library_size=np.full(49, 500.0))
 
 
-def test_depth_regression_removes_each_slices_depth_trend_and_keeps_its_mean() -> None:
-    """A feature made of a per-slice mean, a per-slice slope in log depth and noise keeps the mean and the noise."""
-    from tissuegraph.pp.expression import regress_out_depth
-
-    rng = np.random.default_rng(0)
-    groups = np.repeat([0, 1], 200)
-    totals = rng.uniform(500, 20_000, size=400)
-    noise = rng.normal(size=(400, 3)).astype(np.float32)
-    slopes, means = np.array([[1.0, -2.0, 0.0], [0.5, 3.0, 0.0]]), np.array([[5.0, 1.0, 2.0], [4.0, 0.0, 2.0]])
-    log_depth = np.log1p(totals)
-    centred = log_depth - np.array([log_depth[groups == g].mean() for g in groups])
-    features = (means[groups] + slopes[groups] * centred[:, None] + noise).astype(np.float32)
-    regress_out_depth(features, totals, groups)
-    for g in (0, 1):
-        rows = groups == g
-        np.testing.assert_allclose(features[rows].mean(axis=0), means[g] + noise[rows].mean(axis=0), atol=1e-4)
-        assert np.abs(np.corrcoef(centred[rows], features[rows].T)[0, 1:]).max() < 1e-4  # no depth trend is left
-        # the noise survives except its own small chance trend in depth
-        assert np.abs(features[rows] - means[g] - noise[rows]).max() < 0.5
-
-
 def test_per_slice_scaling_gives_each_gene_unit_variance_in_every_slice() -> None:
     """groups: a slice whose genes spread more (here: sparser counts) no longer outweighs the other."""
     rng = np.random.default_rng(1)

@@ -140,25 +140,6 @@ def normalise_log(
     return np.asarray(logged[:, genes].todense(), dtype=np.float32)
 
 
-def regress_out_depth(features: np.ndarray, totals: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Remove from each feature, within each slice, its least-squares line in log library size (in place).
-
-    Normalising to a common total leaves depth in log-normalised features (a shallow spot has more zero counts),
-    so a model can learn depth along with the tissue. Each slice keeps its own mean; only the part that varies with
-    the spot's depth around the slice's mean depth goes. ``totals`` are the normalisation totals, ``groups`` the
-    slice of each spot.
-    """
-    log_depth = np.log1p(np.maximum(np.asarray(totals, dtype=np.float64), 0.0))
-    for group in np.unique(groups):
-        rows = np.flatnonzero(groups == group)
-        centred = log_depth[rows] - log_depth[rows].mean()
-        spread = float(centred @ centred)
-        if spread > 0:  # every spot equally deep: nothing to remove
-            slope = (centred @ features[rows].astype(np.float64)) / spread
-            features[rows] -= np.outer(centred, slope).astype(features.dtype)
-    return features
-
-
 def normalise_log_scale(
     counts: sparse.csr_matrix | np.ndarray,
     genes: np.ndarray,

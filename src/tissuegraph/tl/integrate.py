@@ -22,7 +22,7 @@ from tissuegraph.errors import InputError
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staligner import train_staligner
 from tissuegraph.options import INTEGRATION_METHODS, check_seed
-from tissuegraph.pp.expression import library_size_source, normalise_log, regress_out_depth
+from tissuegraph.pp.expression import library_size_source, normalise_log
 from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
 from tissuegraph.tl.domains import assign_domains, check_domain_request, image_embedding, staig_embedding
 from tissuegraph.tl.settings import StaigSettings, StalignerSettings
@@ -106,9 +106,6 @@ def staligner_inputs(
     mask = per_slice_hvgs(joint, settings.n_top_genes, batch_key=batch_key, combine=genes)
     work = _workspace(joint, batch_key)
     work.obsm["X_log"] = normalise_log(joint.X, mask, library_size)
-    if settings.regress_depth:
-        totals = np.asarray(joint.X.sum(axis=1)).ravel() if library_size is None else library_size
-        regress_out_depth(work.obsm["X_log"], totals, work.obs["batch"].to_numpy())
     pp.pca(work, settings.n_pcs, use_rep="X_log", center=False, seed=seed)
     settings.n_pcs = work.obsm["X_pca"].shape[1]  # fewer when there are fewer genes or spots: record what was used
     reconstruction_weight = work.obsm["X_pca"].shape[1] / int(mask.sum())

@@ -126,9 +126,6 @@ class StalignerSettings:
 
     ``mnn_k`` = 50 is the authors' setting for their published DLPFC integration (ARI 0.626, slices of about
     3,500 Visium spots); their function default, 100, is what their runs on 15k-50k-spot slices used.
-
-    ``regress_depth`` removes, within each slice, each log-normalised gene's linear trend in log library size before
-    the principal axes are taken (``pp.expression.regress_out_depth``), so the embedding cannot follow depth.
     """
 
     n_top_genes: int = 5000
@@ -147,7 +144,6 @@ class StalignerSettings:
     weight_decay: float = 1e-4
     grad_clip: float | None = 5.0
     refine_neighbors: int = 15
-    regress_depth: bool = False
 
     @classmethod
     def from_data(cls, **overrides) -> StalignerSettings:

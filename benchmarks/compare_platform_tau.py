@@ -18,20 +18,11 @@ to score. Diagnostic only: nothing here sets a default.
 
 from __future__ import annotations
 
-import argparse
-
 import anndata as ad
 
 from tissuegraph.tl import StaigSettings
 
-from bench_domains import DLPFC
-from label_free import compare
-
-JOBS = {
-    "dlpfc4": ([f"dlpfc_{s}" for s in DLPFC], 7),
-    "dlpfc_pair": ([f"dlpfc_{s}" for s in DLPFC[2:]], 7),
-    "breast": (["st_breast_cancer_4layers_unlabelled"], 4),
-}
+import label_free
 
 
 def platform_settings(slices: list[ad.AnnData]) -> dict:
@@ -41,19 +32,9 @@ def platform_settings(slices: list[ad.AnnData]) -> dict:
     return dict(tau=settings.tau, feature_mask_rates=settings.feature_mask_rates)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=sorted(JOBS), action="append")
-    args = parser.parse_args()
-    jobs = {job: JOBS[job] for job in args.only or JOBS}
-    compare(
-        jobs,
-        lambda slices: {"intersection (default)": {}, "per-slice HVGs": platform_settings(slices)},
-        "staig",
-        args.seeds,
-    )
+def ways(slices: list[ad.AnnData]) -> dict[str, dict]:
+    return {"intersection (default)": {}, "per-slice HVGs": platform_settings(slices)}
 
 
 if __name__ == "__main__":
-    main()
+    label_free.main(__doc__, ways, "staig", ["dlpfc4", "dlpfc_pair", "breast"])

@@ -28,13 +28,13 @@ JOBS = {
 }
 
 
-def main(doc: str, ways: dict[str, dict], method: str) -> None:
-    """A comparison script's command line: ``--only`` picks jobs (default all four), ``--seeds`` the seeds."""
+def main(doc: str, ways: Callable[[list[ad.AnnData]], dict[str, dict]], method: str, jobs: list[str]) -> None:
+    """A comparison script's command line over ``jobs`` (keys of JOBS): ``--only`` picks some, ``--seeds`` the seeds."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=sorted(JOBS), action="append")
+    parser.add_argument("--only", choices=sorted(jobs), action="append")
     args = parser.parse_args()
-    compare({job: JOBS[job] for job in args.only or JOBS}, lambda slices: ways, method, args.seeds)
+    compare({job: JOBS[job] for job in args.only or jobs}, ways, method, args.seeds)
 
 
 def compare(

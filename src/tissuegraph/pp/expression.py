@@ -145,22 +145,13 @@ def normalise_log_scale(
     genes: np.ndarray,
     clip: float = 10.0,
     library_size: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``normalise_log``, then scale each gene to unit variance (no centring) and clip at ``clip``.
-
-    With ``groups`` (the slice of each spot) each gene is scaled to unit variance within each slice.
-    """
+    """``normalise_log``, then scale each gene to unit variance (no centring) and clip at ``clip``."""
     dense = normalise_log(counts, genes, library_size)
-    blocks = [slice(None)] if groups is None else [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    for rows in blocks:
-        block = dense[rows]  # all rows: a view, scaled in place
-        std = block.std(axis=0, ddof=1) if block.shape[0] > 1 else np.ones(block.shape[1], dtype=np.float32)
-        # a constant gene: float32's std of equal values can be 1e-6 rather than 0, which would blow it up to the clip
-        std[(std == 0) | (block.max(axis=0) == block.min(axis=0))] = 1.0
-        block /= std
-        if groups is not None:  # a slice's rows were copied out: put them back
-            dense[rows] = block
+    std = dense.std(axis=0, ddof=1) if dense.shape[0] > 1 else np.ones(dense.shape[1], dtype=np.float32)
+    # a constant gene: float32's std of equal values can be 1e-6 rather than 0, which would blow it up to the clip
+    std[(std == 0) | (dense.max(axis=0) == dense.min(axis=0))] = 1.0
+    dense /= std
     np.minimum(dense, clip, out=dense)
     return dense
 
@@ -172,7 +163,6 @@ def preprocess(
     clip: float = 10.0,
     genes: np.ndarray | None = None,
     library_size: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
     key_added: str = "X_expr",
 ) -> AnnData:
     """Compute the model's expression features into ``obsm[key_added]`` and flag genes in ``var['highly_variable']``.
@@ -180,7 +170,6 @@ def preprocess(
     ``genes`` (a boolean mask, e.g. ``per_slice_hvgs`` for several slices) skips the selection and uses exactly
     those genes.
     ``library_size`` (one total per spot) replaces the counts in ``X`` as the normaliser, see ``library_sizes``.
-    ``groups`` (the slice of each spot) scales each gene within each slice.
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
@@ -189,5 +178,5 @@ def preprocess(
         genes = select_hvgs(adata, n_top_genes)
     _require_variation(counts[:, genes])  # constant genes would train a model on nothing, into one domain
     adata.var["highly_variable"] = genes
-    adata.obsm[key_added] = normalise_log_scale(counts, genes, clip, library_size, groups)
+    adata.obsm[key_added] = normalise_log_scale(counts, genes, clip, library_size)
     return adata

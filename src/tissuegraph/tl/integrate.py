@@ -59,8 +59,7 @@ def _integrate_staig(run: _Run) -> tuple[np.ndarray, list[float], dict, int]:
     settings = StaigSettings.from_data(run.joint.n_vars, **run.overrides)
     mask = per_slice_hvgs(run.joint, settings.n_top_genes, batch_key=run.batch_key, combine=run.genes)
     work = _workspace(run.joint, run.batch_key)
-    groups = work.obs["batch"].to_numpy() if settings.scale_per_slice else None
-    pp.preprocess(work, genes=mask, library_size=run.library_size, groups=groups)
+    pp.preprocess(work, genes=mask, library_size=run.library_size)
     run.timings["preprocess_s"] = time.perf_counter() - start
     if run.image:
         work.obsm["X_image"] = image_embedding(

@@ -39,10 +39,7 @@ from tissuegraph.nn.triplet import PAIR_MODES
 
 @dataclass
 class StaigSettings:
-    """Every knob of a STAIG run; ``from_data`` fills the defaults from the data's shape.
-
-    ``scale_per_slice`` (integration only) scales each gene to unit variance within each slice instead of over all.
-    """
+    """Every knob of a STAIG run; ``from_data`` fills the defaults from the data's shape."""
 
     n_top_genes: int = 3000
     n_neighbors: int = 6
@@ -58,7 +55,6 @@ class StaigSettings:
     denominator: str = "auto"
     n_negatives: int = 512
     refine_neighbors: int = 15
-    scale_per_slice: bool = False
 
     @classmethod
     def from_data(cls, n_genes: int, /, **overrides) -> StaigSettings:

@@ -47,6 +47,16 @@ def test_gmm_eee_ward_subsample_is_deterministic_per_seed(blobs) -> None:
     assert (same != cluster.gmm_eee(noise, 3, seed=5, ward_sample=100)).any()
 
 
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+def test_gmm_eee_does_not_depend_on_the_embedding_units(blobs, scale: float) -> None:
+    """mclust's EEE model is the same in any units; a fixed regulariser added to a tiny covariance was not: at
+    1e-4 it swamped the blobs' shared shape and the mixture split them like spherical k-means."""
+    x, y = blobs
+    labels = cluster.gmm_eee(x, 3, seed=0)
+    assert metrics.ari(y, cluster.gmm_eee(x * scale, 3, seed=0)) > 0.9
+    np.testing.assert_array_equal(labels, cluster.gmm_eee(x * scale, 3, seed=0))
+
+
 @pytest.mark.parametrize("k", [2, 3, 5])
 def test_leiden_search_hits_requested_number_of_clusters(blobs, k: int) -> None:
     x, _ = blobs

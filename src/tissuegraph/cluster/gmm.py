@@ -14,8 +14,14 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
     k-means++ starts can land in poor optima; a Ward start reproduces mclust. Ward runs on at most
     ``ward_sample`` spots (its cost is quadratic); then every spot, sampled or not, starts in the cluster of its
     nearest Ward centroid. Distances are taken in chunks, so memory does not grow with spots x clusters x dimensions.
+    The embedding is first brought to unit mean variance: mclust's EEE model is the same in any units, and the
+    small ridge that keeps the covariance invertible assumes unit-scale data (in the L2-normalised embedding a
+    fixed ridge was a sizeable share of the thinnest directions' variance).
     """
     x = np.asarray(embedding, dtype=np.float64)
+    scale = np.sqrt(x.var(axis=0).mean())
+    if scale > 0:
+        x = x / scale
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(x.shape[0], ward_sample, replace=False)) if x.shape[0] > ward_sample else None
     fit_x = x if sample is None else x[sample]

@@ -263,3 +263,33 @@ def test_a_16_bit_or_grey_slide_is_drawn_as_image_mode_reads_it() -> None:
         drawn = pl.domains(result, truth_key=None).axes[0].images[0].get_array()
         assert drawn.shape == (150, 150, 3)
         np.testing.assert_allclose(np.asarray(drawn, dtype=np.float64), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("spatial", "reason"),
+    [
+        (
+            {"s": {"images": {"lowres": np.zeros((3, 150, 150))}, "scalefactors": {"tissue_lowres_scalef": 0.1}}},
+            "shape",
+        ),
+        (
+            {"s": {"images": {"lowres": np.zeros((150, 150, 3))}, "scalefactors": {"tissue_lowres_scalef": "n/a"}}},
+            "n/a",
+        ),
+        ({"s": {"images": {"lowres": np.zeros((150, 150, 3))}, "scalefactors": {"tissue_lowres_scalef": 0}}}, "is 0"),
+        ({"s": "lowres.png"}, "not a mapping"),
+    ],
+)
+def test_a_stored_image_image_mode_would_refuse_is_left_out_of_the_report_with_one_warning(
+    spatial, reason, tmp_path
+) -> None:
+    """Image mode warns and runs gene mode on such an image; the report drew it anyway and crashed (channels
+    first, a text scale factor, a library that is not a mapping) or put every spot at pixel (0, 0) (factor 0)."""
+    result = _small_result()
+    result.uns["spatial"] = spatial
+    with pytest.warns(UserWarning, match="slide image is not drawn") as caught:
+        text = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    image_warnings = [w for w in caught if "slide image" in str(w.message)]
+    assert len(image_warnings) == 1 and reason in str(image_warnings[0].message)
+    assert all(title in text for title in SECTIONS)
+    assert re.search(r"\(one slice\)</td>(<td[^>]*>[^<]*</td>){2}<td[^>]*>no<", text)

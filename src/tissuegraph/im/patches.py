@@ -264,8 +264,11 @@ def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bo
     yield array.shape[:2], lambda r0, r1, c0, c1: array[r0:r1, c0:c1], True
 
 
-def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float, str]:
-    """The stored slide image (hires preferred, else lowres) with its scale factor and that factor's name."""
+def stored_image(
+    adata: AnnData, library: str | None, *, resolutions: tuple[str, ...] = ("hires", "lowres")
+) -> tuple[np.ndarray, float, str]:
+    """The stored slide image (the first of ``resolutions`` stored: hires for patches, lowres suits a figure) with
+    its scale factor and that factor's name."""
     if library is None:
         raise InputError(
             "there is no image: uns['spatial'] holds none (or is missing) and none was given; read the data with its "
@@ -275,7 +278,7 @@ def stored_image(adata: AnnData, library: str | None) -> tuple[np.ndarray, float
         )
     stored = spatial_libraries(adata)[library]
     images, factors = stored.get("images", {}), stored.get("scalefactors", {})
-    for name in ("hires", "lowres"):
+    for name in resolutions:
         key = f"tissue_{name}_scalef"
         if name in images and key in factors:
             scale = _positive(factors[key], f"uns['spatial'][{library!r}]['scalefactors'][{key!r}]", _SCALE_MEANING)

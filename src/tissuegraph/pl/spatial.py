@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
-from tissuegraph.im.patches import to_unit_rgb
+from tissuegraph.im.patches import check_pixels, spatial_libraries, stored_image, to_unit_rgb
 from tissuegraph.io.validate import check_coordinates, quote_examples
 from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
@@ -39,32 +39,36 @@ def slices(adata: AnnData, batch_key: str | None) -> list[tuple[str | None, np.n
     return [(name, np.flatnonzero(values == name)) for name in names]
 
 
-def tissue_image(adata: AnnData, name: str | None, n_slices: int) -> tuple[np.ndarray, float] | None:
+def tissue_image(
+    adata: AnnData, name: str | None, n_slices: int, *, warn: bool = True
+) -> tuple[np.ndarray, float] | None:
     """The slice's H&E image and the factor from ``obsm['spatial']`` to its pixels, or None when it has none.
 
     The library is the one named like the slice (integrated results); a single slice also takes the only
-    library there is, whatever it is called.
+    library there is, whatever it is called. A stored image that image mode would refuse (malformed
+    ``uns['spatial']``, a scale factor that is not a positive number, channels first, unreadable pixels) is not
+    drawn, with a warning saying why (unless ``warn`` is False: a caller asking again): the figure shows the spots
+    on their own instead.
     """
-    libraries = adata.uns.get("spatial")
-    if not isinstance(libraries, Mapping) or not libraries:
+    try:
+        libraries = spatial_libraries(adata)
+        if name is not None and name in libraries:
+            library = name
+        elif n_slices == 1 and len(libraries) == 1:
+            library = next(iter(libraries))
+        else:
+            return None
+        images, scalefactors = libraries[library].get("images", {}), libraries[library].get("scalefactors", {})
+        if not any(resolution in images and factor in scalefactors for resolution, factor in _IMAGES):
+            return None
+        pixels, scale, _ = stored_image(adata, library, resolutions=tuple(resolution for resolution, _ in _IMAGES))
+        check_pixels(pixels, f"uns['spatial'][{library!r}]'s image")
+        # 16-bit or grey images as image mode reads them: imshow would clip or false-colour them
+        return to_unit_rgb(pixels if pixels.ndim == 3 else pixels[..., None]), scale
+    except InputError as err:
+        if warn:
+            warnings.warn(f"the slide image is not drawn: {err}", stacklevel=2)
         return None
-    if name is not None and name in libraries:
-        library = libraries[name]
-    elif n_slices == 1 and len(libraries) == 1:
-        library = next(iter(libraries.values()))
-    else:
-        return None
-    images, scalefactors = library.get("images", {}), library.get("scalefactors", {})
-    for resolution, factor in _IMAGES:
-        if resolution in images and factor in scalefactors:
-            pixels = np.asarray(images[resolution])
-            try:  # 16-bit or grey images as image mode reads them: imshow would clip or false-colour them
-                rgb = to_unit_rgb(pixels if pixels.ndim == 3 else pixels[..., None])
-            except InputError as err:
-                warnings.warn(f"the {resolution} image is not drawn: {err}", stacklevel=2)
-                return None
-            return rgb, float(scalefactors[factor])
-    return None
 
 
 def default_spot_size(xy: np.ndarray, panel_inches: float) -> float:

@@ -100,7 +100,7 @@ def domain_maps(adata: AnnData) -> Section:
             png_uri(
                 pl.domains(
                     adata[rows],
-                    image=tissue_image(adata, name, len(groups)) is not None,
+                    image=tissue_image(adata, name, len(groups), warn=False) is not None,  # data_summary warned
                     palette=palette,
                     truth_palette=truth_palette,
                 )

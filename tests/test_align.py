@@ -100,4 +100,8 @@ def test_align_explains_bad_input() -> None:
     holed.obsm["X_tissuegraph"][230] = np.nan
     with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of 450 spots"):
         align(holed, "A")
-    assert "spatial_aligned" not in adata.obsm
+    lost = adata.copy()  # a NaN position ended in the SVD, or was copied into the aligned coordinates unnoticed
+    lost.obsm["spatial"][300] = np.nan
+    with pytest.raises(InputError, match=r"NaN or infinite coordinates for 1 spots \(first: 's300'\)"):
+        align(lost, "A")
+    assert "spatial_aligned" not in adata.obsm and "spatial_aligned" not in lost.obsm

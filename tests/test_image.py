@@ -814,3 +814,35 @@ def test_the_image_pca_keeps_no_constant_component_with_few_spots() -> None:
     features = (np.random.default_rng(0).normal(size=(5, 128)) + 50.0).astype(np.float32)
     reduced = features_module._reduce(features, 64)
     assert reduced.shape == (5, 4) and reduced.std(axis=0).min() > 1e-3
+
+
+def test_a_stored_image_embedding_with_nan_rows_is_refused_naming_the_spots() -> None:
+    """obsm['X_image'] from another tool is used as given: a NaN row failed deep inside k-means."""
+    from tissuegraph import tl
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=rng.poisson(3.0, (40, 12)).astype(np.float32))
+    adata.obs_names = [f"s{i}" for i in range(40)]
+    adata.obsm["spatial"] = rng.uniform(0, 100, (40, 2))
+    adata.obsm["X_image"] = rng.normal(size=(40, 8))
+    adata.obsm["X_image"][7] = np.nan
+    for run in (lambda: tl.domains(adata, 3, epochs=1), lambda: tl.image_domains(adata, 3)):
+        with pytest.raises(InputError, match=r"obsm\['X_image'\] has NaN or infinite values for 1 of 40 spots.*s7"):
+            run()
+    assert "domain" not in adata.obs and "image_domain" not in adata.obs
+
+
+def test_histology_pseudo_labels_are_found_within_each_slice() -> None:
+    """Two slices with the same image embeddings (a shared encoder that mixes them fully): found over both at once,
+    a label held about 45 spots of both slices together, so about 22 of each; within each slice it holds 45."""
+    import importlib
+
+    domains_module = importlib.import_module("tissuegraph.tl.domains")
+    embedding = np.random.default_rng(0).normal(size=(900, 8))
+    image, slices = np.vstack([embedding, embedding]), np.repeat([0, 1], 900)
+    labels = domains_module._pseudo_labels(image, slices, 45, seed=0)
+    assert not set(labels[:900]) & set(labels[900:])  # no label crosses slices
+    assert len(set(labels[:900])) == len(set(labels[900:])) == 20  # 900 / 45 per slice
+    np.testing.assert_array_equal(labels, domains_module._pseudo_labels(image, slices, 45, seed=0))
+    one = domains_module._pseudo_labels(embedding, None, 45, seed=0)
+    assert len(set(one)) == 20

@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from tissuegraph import pp, tl
+from tissuegraph import gr, pp, tl
 from tissuegraph.cli import main
 from tissuegraph.errors import InputError
 
@@ -104,6 +104,19 @@ def test_a_slice_without_counts_in_a_file_of_several_is_refused_by_name(monkeypa
     both.X[both.obs["batch"].to_numpy() == "a"] = 0
     for run in (tl.integrate, tl.domains):
         with pytest.raises(InputError, match="slice 'a' holds no counts: all 80 of its spots are 0"):
+            run(both.copy(), 3)
+
+
+def test_a_slice_whose_spots_all_sit_at_one_position_is_refused_by_name(monkeypatch) -> None:
+    """The whole file's coordinates spread out, so only a per-slice check catches it; its graph followed row order."""
+    integrate_module = importlib.import_module("tissuegraph.tl.integrate")
+    domains_module = importlib.import_module("tissuegraph.tl.domains")
+    monkeypatch.setattr(integrate_module, "staig_embedding", lambda *a, **k: pytest.fail("STAIG was trained"))
+    monkeypatch.setattr(domains_module, "train_staig", lambda *a, **k: pytest.fail("STAIG was trained"))
+    both = _synthetic_slices()
+    both.obsm["spatial"][both.obs["batch"].to_numpy() == "b"] = (5.0, 5.0)
+    for run in (tl.integrate, tl.domains, lambda a, k: gr.spatial_neighbors(a)):
+        with pytest.raises(InputError, match=r"slice 'b': all 80 of its spots sit at the same position \(5, 5\)"):
             run(both.copy(), 3)
 
 

@@ -117,7 +117,9 @@ def test_subdomains_split_one_domain_and_find_what_tells_the_parts_apart() -> No
     [
         ("9", 2, {}, "domain '9' not found"),
         ("1", 2, {"domain_key": "region"}, "obs\\['region'\\] not found"),
-        ("1", 1, {}, "at least 2"),
+        ("1", 1, {}, "n_subdomains must be a whole number >= 2"),
+        ("1", 2.7, {}, "n_subdomains must be a whole number >= 2 \\(got 2.7\\)"),
+        ("1", 2, {"seed": -1}, "seed must be an integer from 0"),
         ("1", 61, {}, "only 60 spots"),
         ("1", 2, {"use_rep": "X_other"}, "obsm\\['X_other'\\] not found"),
     ],
@@ -126,6 +128,15 @@ def test_subdomain_requests_that_cannot_work_are_refused(domain: str, n: int, kw
     adata = planted()
     with pytest.raises(InputError, match=message):
         subdomains(adata, domain, n, **kwargs)
+    assert "subdomain" not in adata.obs
+
+
+def test_subdomains_refuse_an_embedding_with_nan_rows_in_the_domain() -> None:
+    adata = planted()
+    inside = np.flatnonzero(adata.obs["domain"].astype(str).to_numpy() == "1")
+    adata.obsm["X_tissuegraph"][inside[3]] = np.nan
+    with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of 60 spots"):
+        subdomains(adata, "1", 2)
     assert "subdomain" not in adata.obs
 
 

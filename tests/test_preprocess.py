@@ -121,6 +121,16 @@ def test_counts_without_variation_are_refused_before_training(adata: ad.AnnData,
         pp.preprocess(adata, n_top_genes)
 
 
+def test_counts_without_variation_are_refused_with_the_other_input_checks() -> None:
+    """The CLI runs these checks before the image encoder trains; constant counts were refused only after it."""
+    from tissuegraph import tl
+
+    adata = _constant_counts(60)
+    adata.obsm["spatial"] = np.random.default_rng(0).uniform(0, 100, (300, 2))
+    with pytest.raises(InputError, match="no signal to find domains in"):
+        tl.check_domains_input(adata, 3)
+
+
 def test_seurat_v3_on_a_single_varying_gene_says_so_instead_of_crashing() -> None:
     with pytest.raises(InputError, match=r"seurat_v3 cannot rank.*\(1 of 60 genes vary"):
         pp.preprocess(_constant_counts(60, varying=1), 20)

@@ -309,6 +309,17 @@ def test_each_slice_of_a_file_gets_only_its_own_image() -> None:
     assert list(joint.uns["spatial"]) == ["s1"]  # s2 has no image: it must not borrow s1's
 
 
+@pytest.mark.parametrize("spatial", ["lowres.png", {"s1": "lowres.png"}])
+def test_a_malformed_stored_image_is_left_behind_with_a_warning(spatial) -> None:
+    """tl.domains runs gene mode past it with a warning; joining crashed (dict() of a string) or carried it on."""
+    a, b = _slice(GENES, 10, 0), _slice(GENES, 8, 1)
+    a.uns["spatial"] = spatial
+    b.uns["spatial"] = {"s2": {"images": {"lowres": np.full((4, 4, 3), 0.7)}, "scalefactors": {}}}
+    with pytest.warns(UserWarning, match="slice 'a': uns\\['spatial'\\] is not laid out as scanpy writes it"):
+        joint = concat_slices([a, b], names=["a", "b"])
+    assert joint.n_obs == 18 and list(joint.uns["spatial"]) == ["b"]
+
+
 def test_spot_ids_that_collide_after_the_slice_suffix_are_refused() -> None:
     a, b = _slice(GENES, 3, 0), _slice(GENES, 3, 1)
     a.obs_names = ["1-2", "x", "y"]

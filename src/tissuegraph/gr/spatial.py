@@ -70,6 +70,21 @@ def check_slice_sizes(adata: AnnData, n_neighbors: int, batch_key: str | None = 
             )
 
 
+def check_slice_layouts(adata: AnnData, batch_key: str | None = "batch") -> None:
+    """Refuse, by name and before any work, a slice whose spots all sit at one position: the check on the whole
+    input passes when other slices spread out, yet this slice's graph would follow the order of its rows."""
+    coords = check_coordinates(adata, "input")
+    groups = slice_groups(adata, batch_key)
+    for rows in groups:
+        if len(groups) > 1 and rows.size > 1 and not np.ptp(coords[rows], axis=0).any():
+            x, y = coords[rows[0]]
+            raise InputError(
+                f"slice {_slice_name(adata, batch_key, rows)!r}: all {rows.size} of its spots sit at the same position "
+                f"({x:g}, {y:g}) in obsm['spatial'], so it has no layout to build a graph from; store each spot's own "
+                "x, y coordinates, or drop this slice"
+            )
+
+
 def check_slice_counts(adata: AnnData, batch_key: str | None = "batch") -> None:
     """Refuse, by name and before any work, a slice whose spots hold no counts at all: in a file of several slices
     the matrix as a whole has counts, yet that slice would train on all-zero features and come out as one domain."""
@@ -123,6 +138,7 @@ def spatial_neighbors(
         check_slice_sizes(adata, n_neighbors, batch_key)
     elif not radius > 0:
         raise InputError(f"radius must be a positive distance in the units of obsm['spatial'] (got {radius!r}).")
+    check_slice_layouts(adata, batch_key)
     blocks = []
     groups = slice_groups(adata, batch_key)
     for rows in groups:

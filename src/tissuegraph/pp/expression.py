@@ -22,7 +22,7 @@ from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts
 LOESS_SPANS = (0.3, 0.5, 1.0)
 
 
-def _require_variation(counts: sparse.spmatrix | np.ndarray) -> int:
+def require_variation(counts: sparse.spmatrix | np.ndarray) -> int:
     """How many genes' counts differ between spots; refuses counts where none does, as they tell no spot apart."""
     counts = sparse.csr_matrix(counts)
     varying = int(np.count_nonzero(counts.max(axis=0).toarray() != counts.min(axis=0).toarray()))
@@ -44,7 +44,7 @@ def _seurat_v3(adata: AnnData, n_top_genes: int) -> pd.DataFrame:
     interpreter on a matrix with duplicate entries and refuses float16.
     """
     counts = check_counts(adata)
-    varying = _require_variation(counts)
+    varying = require_variation(counts)
     # loess fits only the varying genes, and crashes the interpreter (segfault) when its window holds none of them
     spans = [span for span in LOESS_SPANS if varying * span >= 1]
     for span in spans:
@@ -176,7 +176,7 @@ def preprocess(
     counts = check_counts(adata)  # seurat_v3 and the normalisation below assume raw counts
     if genes is None:
         genes = select_hvgs(adata, n_top_genes)
-    _require_variation(counts[:, genes])  # constant genes would train a model on nothing, into one domain
+    require_variation(counts[:, genes])  # constant genes would train a model on nothing, into one domain
     adata.var["highly_variable"] = genes
     adata.obsm[key_added] = normalise_log_scale(counts, genes, clip, library_size)
     return adata

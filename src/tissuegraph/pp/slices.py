@@ -284,7 +284,7 @@ def concat_slices(
             piece.obs_names = [f"{spot}{suffix}" for spot in adata.obs_names]
         pieces.append(piece)
         ranks.append(_own_gene_ranks(adata, columns))
-        libraries = dict(adata.uns.get("spatial", {}))
+        libraries = _stored_libraries(adata, label)
         if label in split:  # the file's libraries belong to all its slices: only the one named like this slice is its
             libraries = {key: value for key, value in libraries.items() if key == label}
         elif len(libraries) == 1:  # one slice, one image: file it under the slice's name, as image mode looks it up
@@ -309,6 +309,22 @@ def concat_slices(
     if spatial_uns:
         joint.uns["spatial"] = spatial_uns
     return joint
+
+
+def _stored_libraries(adata: AnnData, label: str) -> dict:
+    """The slice's ``uns['spatial']`` libraries; a malformed one (not scanpy's mapping of mappings) is left behind
+    with a warning, as ``tl.domains`` runs gene mode past it: the joint result must not fail for an image that
+    only ``--image`` would use (and that then reports the slice as having none)."""
+    spatial = adata.uns.get("spatial", {})
+    if isinstance(spatial, Mapping) and all(isinstance(library, Mapping) for library in spatial.values()):
+        return dict(spatial)
+    warnings.warn(
+        f"slice {label!r}: uns['spatial'] is not laid out as scanpy writes it ({{library_id: {{'images': ..., "
+        "'scalefactors': ...}}}), so its image is not carried into the joint result; rebuild it (tissuegraph.io."
+        "read_visium reads a Space Ranger folder that way) to use the image",
+        stacklevel=3,
+    )
+    return {}
 
 
 def _recorded_ranks(adata: AnnData, batch: pd.Series | None) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from anndata import AnnData
 from tissuegraph.errors import InputError
 from tissuegraph.gr.mnn import nearest_mnn_partner
 from tissuegraph.gr.spatial import slice_groups
-from tissuegraph.io.validate import check_embedding
+from tissuegraph.io.validate import check_coordinates, check_embedding
 
 MIN_PAIRS = 3
 
@@ -109,7 +109,7 @@ def align(
             "use all spots."
         )
     embedding = check_embedding(adata.obsm[use_rep], adata.obs_names, f"obsm[{use_rep!r}]")
-    coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    coords = check_coordinates(adata, "the result")  # a NaN would end in the SVD or be copied into the aligned
     aligned = coords.copy()
     ref_rows = _landmarks(adata, slices[reference], reference, landmark_domain, domain_key)
     fits: dict[str, dict[str, object]] = {}

@@ -16,11 +16,11 @@ from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
 from tissuegraph.im.features import IMAGE_DOMAIN_KEY, image_record_key
-from tissuegraph.io.validate import validate_spatial
+from tissuegraph.io.validate import check_counts, check_embedding, validate_spatial
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staig import StaigResult, train_staig
 from tissuegraph.options import check_seed, check_whole
-from tissuegraph.pp.expression import library_size_source
+from tissuegraph.pp.expression import library_size_source, require_variation
 from tissuegraph.tl.markers import forget_markers
 from tissuegraph.tl.settings import StaigSettings
 
@@ -114,6 +114,9 @@ def image_embedding(
                 "does not fix the whole result; delete obsm['X_image'] to recompute it with this seed",
                 stacklevel=3,
             )
+    # a stored embedding may come from another tool: a NaN row would fail deep inside k-means (checked, not
+    # converted: its own dtype is what image mode has always clustered)
+    check_embedding(adata.obsm["X_image"], adata.obs_names, "obsm['X_image']")
     return adata.obsm["X_image"]
 
 
@@ -144,8 +147,7 @@ def staig_embedding(
     if "X_image" in work.obsm:
         image = work.obsm["X_image"]
         drop_prob = gr.edge_drop_probabilities(edges, image, work.n_obs, metric="euclidean", weighting="proportional")
-        n_labels = int(np.clip(round(work.n_obs / settings.spots_per_pseudo_label), 2, work.n_obs - 1))
-        pseudo_labels = kmeans(image, n_labels, seed=seed)
+        pseudo_labels = _pseudo_labels(image, slices, settings.spots_per_pseudo_label, seed)
     else:
         pp.pca(work, settings.n_pcs_edge_drop, seed=seed)
         settings.n_pcs_edge_drop = work.obsm["X_pca"].shape[1]  # fewer when there are fewer genes or spots: record it
@@ -175,6 +177,22 @@ def staig_embedding(
     timings["train_s"] = time.perf_counter() - start
     result.embedding /= np.maximum(np.linalg.norm(result.embedding, axis=1, keepdims=True), 1e-12)
     return result
+
+
+def _pseudo_labels(image: np.ndarray, slices: np.ndarray | None, spots_per_label: int, seed: int) -> np.ndarray:
+    """Histology pseudo-labels, k-means on the image embedding within each slice (one label per ``spots_per_label``
+    spots of that slice, unique across slices): labels found over all slices at once would, where the shared
+    encoder mixes the slices, hold ``spots_per_label`` spots of all slices together and so take only a fraction
+    of that many same-label negatives out of each anchor's own-slice denominator."""
+    labels = np.empty(image.shape[0], dtype=np.int64)
+    offset = 0
+    for rows in (
+        [np.arange(image.shape[0])] if slices is None else [np.flatnonzero(slices == s) for s in np.unique(slices)]
+    ):
+        n_labels = int(np.clip(round(rows.size / spots_per_label), 2, rows.size - 1))
+        labels[rows] = offset + kmeans(image[rows], n_labels, seed=seed)
+        offset += n_labels
+    return labels
 
 
 def assign_domains(
@@ -243,6 +261,8 @@ def check_domains_input(
     check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
     gr.check_slice_sizes(adata, settings.n_neighbors, batch_key)
     gr.check_slice_counts(adata, batch_key)
+    gr.check_slice_layouts(adata, batch_key)
+    require_variation(check_counts(adata))  # here, not after the image encoder has trained for a minute
     pick_device(device)
     return settings
 

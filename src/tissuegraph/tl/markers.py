@@ -23,8 +23,9 @@ from scipy import sparse
 
 from tissuegraph.cluster import gmm_eee
 from tissuegraph.errors import InputError
-from tissuegraph.io.validate import check_counts
+from tissuegraph.io.validate import check_counts, check_embedding
 from tissuegraph.labels import labels_as_text, natural_key, sorted_labels
+from tissuegraph.options import check_seed, check_whole
 
 MARKERS_KEY = "tissuegraph_markers"
 SUBDOMAIN_MARKERS_KEY = "tissuegraph_subdomain_markers"
@@ -248,6 +249,8 @@ def subdomains(
     """
     labels = _labels(adata, domain_key)
     check_request(method, n_genes)
+    seed = check_seed(seed)
+    n_subdomains = check_whole(n_subdomains, "n_subdomains", 2)  # 2.7 was cut to 2 without a word
     check_counts(adata)  # markers normalise X themselves: normalised X would be normalised twice
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; run tl.domains or tl.integrate first, or name it (use_rep=)")
@@ -259,15 +262,13 @@ def subdomains(
             f"domain {domain!r} not found in obs[{domain_key!r}]; domains are: {', '.join(sorted_labels(labels))}"
         )
     n_spots = int(inside.sum())
-    if n_subdomains < 2:
-        raise InputError(f"n_subdomains must be at least 2 (got {n_subdomains}); ask for the number of parts wanted")
     if n_subdomains > n_spots:
         raise InputError(
             f"asked for {n_subdomains} sub-domains but domain {domain!r} has only {n_spots} spots; ask for fewer"
         )
     rows = np.flatnonzero(inside)
-    embedding = np.asarray(adata.obsm[use_rep])[rows]
-    raw = gmm_eee(embedding, int(n_subdomains), seed=seed) if n_spots > n_subdomains else np.arange(n_spots)
+    embedding = check_embedding(np.asarray(adata.obsm[use_rep])[rows], adata.obs_names[rows], f"obsm[{use_rep!r}]")
+    raw = gmm_eee(embedding, n_subdomains, seed=seed) if n_spots > n_subdomains else np.arange(n_spots)
     found, first, sizes = np.unique(raw, return_index=True, return_counts=True)
     ranked = found[np.lexsort((first, -sizes))]
     renamed = {int(old): f"{domain}.{new}" for new, old in enumerate(ranked)}
@@ -284,9 +285,9 @@ def subdomains(
         "domain_key": key_added,
         "parent_domain_key": domain_key,
         "domain": domain,
-        "n_subdomains": int(n_subdomains),
+        "n_subdomains": n_subdomains,
         "use_rep": use_rep,
-        "seed": int(seed),
+        "seed": seed,
         "method": method,
         "n_genes": int(n_genes),
         "reference": "rest of the domain",

@@ -360,6 +360,14 @@ def test_help_and_the_parser_load_no_heavy_library() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_every_public_submodule_resolves_on_first_use_in_a_fresh_interpreter() -> None:
+    """tg.nn raised AttributeError until something else had imported tissuegraph.nn."""
+    names = ("pp", "gr", "im", "tl", "pl", "cluster", "metrics", "datasets", "report", "io", "nn")  # README's table
+    code = f"import tissuegraph as tg; print([getattr(tg, name).__name__ for name in {names!r}])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str([f"tissuegraph.{name}" for name in names])
+
+
 def test_choice_names_match_what_the_api_accepts() -> None:
     import tissuegraph as tg
     from tissuegraph.tl.domains import CLUSTERERS

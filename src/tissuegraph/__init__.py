@@ -1,8 +1,8 @@
 """tissuegraph: spatial domains and alignment-free integration of spatial transcriptomics slices.
 
 The public surface, scanpy style: readers at the top level, then ``pp`` (preprocessing), ``gr`` (graphs),
-``im`` (H&E image features), ``tl`` (tools), ``cluster``, ``metrics``, ``pl`` (figures), ``datasets`` and
-``report`` (the HTML report of a result).
+``im`` (H&E image features), ``tl`` (tools), ``cluster``, ``metrics``, ``pl`` (figures), ``datasets``,
+``report`` (the HTML report of a result) and ``nn`` (the torch models and training loops under ``tl``).
 
 Submodules load on first use (``tg.tl`` imports torch when first touched), so importing the package, and the
 command line's ``--help``, costs well under a second instead of several.
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from tissuegraph.errors import InputError
 
 if TYPE_CHECKING:
-    from tissuegraph import cluster, datasets, gr, im, io, metrics, pl, pp, report, tl
+    from tissuegraph import cluster, datasets, gr, im, io, metrics, nn, pl, pp, report, tl
     from tissuegraph.io import read, read_h5ad, read_tables, read_visium, write_h5ad
 
 __version__ = version("tissuegraph")  # pyproject.toml is the one place the version is written
 
-_SUBMODULES = ("pp", "gr", "im", "tl", "pl", "cluster", "metrics", "datasets", "report", "io")
+_SUBMODULES = ("pp", "gr", "im", "tl", "pl", "cluster", "metrics", "datasets", "report", "io", "nn")
 _READERS = ("read", "read_h5ad", "read_visium", "read_tables", "write_h5ad")
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "metrics",
     "datasets",
     "report",
+    "nn",
     "InputError",
 ]
 

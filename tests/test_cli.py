@@ -242,6 +242,33 @@ def _two_slice_files(tmp_path) -> list[str]:
     return paths
 
 
+def test_inputs_without_slice_labels_are_named_after_their_files(tmp_path, capsys) -> None:
+    """--align-to takes these names; 'slice1' and 'slice2' said nothing about which file was which."""
+    paths = _two_slice_files(tmp_path)
+    for path, stem in zip(paths, ("left", "right"), strict=True):
+        data = ad.read_h5ad(path)
+        del data.obs["batch"]
+        data.write_h5ad(tmp_path / f"{stem}.h5ad")
+        (tmp_path / stem).mkdir()
+        data.write_h5ad(tmp_path / stem / "sample.h5ad")  # same file name in two folders
+    argv = ["integrate", "--n-domains", "3", "--epochs", "2", "--quiet"]
+    out = tmp_path / "joint.h5ad"
+    assert (
+        main(
+            [*argv, str(tmp_path / "left.h5ad"), str(tmp_path / "right.h5ad"), "--align-to", "right"]
+            + ["--out", str(out)]
+        )
+        == 0
+    )
+    joint = ad.read_h5ad(out)
+    assert list(joint.obs["batch"].cat.categories) == ["left", "right"] and "spatial_aligned" in joint.obsm
+    clashing = [str(tmp_path / stem / "sample.h5ad") for stem in ("left", "right")]
+    assert main([*argv, *clashing, "--out", str(out)]) == 0  # one name for both: positional names, as before
+    assert list(ad.read_h5ad(out).obs["batch"].cat.categories) == ["slice1", "slice2"]
+    assert main([*argv, paths[0], str(tmp_path / "left.h5ad"), "--out", str(out)]) == 0  # 'A' is labelled
+    assert list(ad.read_h5ad(out).obs["batch"].cat.categories) == ["A", "left"]
+
+
 def test_align_to_an_unknown_slice_keeps_the_trained_result(tmp_path, capsys) -> None:
     out = tmp_path / "joint.h5ad"
     argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]

@@ -86,6 +86,21 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
         )
 
 
+def _name_after_files(slices: list[AnnData], paths: list[str]) -> None:
+    """Name each input without slice labels in ``obs['batch']`` after its file (a Space Ranger folder after its
+    library id), so that ``--align-to`` and the result speak of 'sample_a', not 'slice1'. Names that would clash
+    with each other or with another input's labels are not used: such inputs keep their positional names."""
+    unlabelled = [i for i, adata in enumerate(slices) if "batch" not in adata.obs or adata.obs["batch"].isna().all()]
+    from_files = [
+        tg.io.spaceranger.library_id(Path(paths[i])) if Path(paths[i]).is_dir() else Path(paths[i]).stem
+        for i in unlabelled
+    ]
+    labelled = {str(b) for i, a in enumerate(slices) if i not in unlabelled for b in a.obs["batch"].dropna().unique()}
+    if len(set(from_files)) == len(from_files) and not labelled & set(from_files):
+        for i, name in zip(unlabelled, from_files, strict=True):
+            slices[i].obs["batch"] = name
+
+
 def cmd_integrate(args: argparse.Namespace) -> None:
     out = _check_out(args.out, args.inputs)
     html = _check_report(args.report)
@@ -96,6 +111,8 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             "--tau is STAIG's contrastive temperature; STAligner (--method staligner) has none: leave it out"
         )
     slices = [tg.io.read(path) for path in args.inputs]
+    if args.names is None:
+        _name_after_files(slices, args.inputs)
     overrides = _overrides(args)
     epochs = tg.tl.integration_epochs(args.method, **overrides)
     image_bar = _progress(tg.im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)")  # shown only in image mode

@@ -77,13 +77,13 @@ def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnDat
         )
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
     stored = _read_images(folder / "spatial")
-    adata.uns["spatial"] = {_library_id(folder): stored}
+    adata.uns["spatial"] = {library_id(folder): stored}
     validate_spatial(adata, what=f"'{folder}'")
     _check_images_fit(adata.obsm["spatial"], stored, folder / "spatial")
     return adata
 
 
-def _library_id(folder: Path) -> str:
+def library_id(folder: Path) -> str:
     """Name the slice after its folder; Space Ranger's generic ``outs`` says nothing, so use its parent."""
     folder = folder.resolve()
     return folder.parent.name if folder.name == "outs" else folder.name

@@ -105,6 +105,10 @@ def test_a_slice_without_counts_in_a_file_of_several_is_refused_by_name(monkeypa
     for run in (tl.integrate, tl.domains):
         with pytest.raises(InputError, match="slice 'a' holds no counts: all 80 of its spots are 0"):
             run(both.copy(), 3)
+    both.X[both.obs["batch"].to_numpy() == "a"] = 3  # few genes: every one is kept, so no HVG step refused it
+    for run in (tl.integrate, tl.domains):
+        with pytest.raises(InputError, match="slice 'a' has the same counts in all 80 of its spots"):
+            run(both.copy(), 3)
 
 
 def test_a_slice_whose_spots_all_sit_at_one_position_is_refused_by_name(monkeypatch) -> None:

@@ -86,15 +86,25 @@ def check_slice_layouts(adata: AnnData, batch_key: str | None = "batch") -> None
 
 
 def check_slice_counts(adata: AnnData, batch_key: str | None = "batch") -> None:
-    """Refuse, by name and before any work, a slice whose spots hold no counts at all: in a file of several slices
-    the matrix as a whole has counts, yet that slice would train on all-zero features and come out as one domain."""
+    """Refuse, by name and before any work, a slice whose spots hold no counts at all, or the same counts in every
+    spot: in a file of several slices the matrix as a whole varies, yet that slice would train on features that
+    tell none of its spots apart and come out as one domain."""
     counted = np.asarray(adata.X.getnnz(axis=1) if sparse.issparse(adata.X) else np.count_nonzero(adata.X, axis=1))
     groups = slice_groups(adata, batch_key)
     for rows in groups:
-        if len(groups) > 1 and not counted[rows].any():
+        if len(groups) < 2:
+            return
+        if not counted[rows].any():
             raise InputError(
                 f"slice {_slice_name(adata, batch_key, rows)!r} holds no counts: all {rows.size} of its spots are 0 "
                 "in X; check that its counts were read from the right matrix, or drop this slice"
+            )
+        block = sparse.csr_matrix(adata.X[rows])
+        if rows.size > 1 and (block.max(axis=0).toarray() == block.min(axis=0).toarray()).all():
+            raise InputError(
+                f"slice {_slice_name(adata, batch_key, rows)!r} has the same counts in all {rows.size} of its spots, "
+                "so nothing tells them apart; check that its counts were read from the right matrix (was X "
+                "overwritten?), or drop this slice"
             )
 
 

@@ -301,3 +301,7 @@ def test_a_numpy_integer_seed_runs_as_that_seed() -> None:
         as_numpy = tl.domains(adata.copy(), 3, epochs=2, seed=np.int64(5))
         as_int = tl.domains(adata.copy(), 3, epochs=2, seed=5)
     np.testing.assert_array_equal(as_numpy.obsm["X_tissuegraph"], as_int.obsm["X_tissuegraph"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = tl.domains(adata.copy(), 3, epochs=2, seed=6)
+    assert not np.allclose(other.obsm["X_tissuegraph"], as_int.obsm["X_tissuegraph"])  # the seed is not ignored

@@ -853,7 +853,9 @@ def test_read_tables_explicit_separator(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.dat", sep=";")
     pd.DataFrame({"x": [0, 1, 2, 3], "y": [0, 1, 2, 3]}, index=BARCODES).to_csv(tmp_path / "xy.dat", sep=";")
     adata = read_tables(tmp_path / "counts.dat", tmp_path / "xy.dat", sep=";")
-    assert adata.shape == (4, 3)
+    assert list(adata.obs_names) == BARCODES and list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 0], [1, 1], [2, 2], [3, 3]])
 
 
 def test_read_tables_unknown_extension(tmp_path: Path) -> None:

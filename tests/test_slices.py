@@ -159,6 +159,9 @@ def test_per_slice_hvgs_intersection_is_inside_union() -> None:
     joint = concat_slices([a, b], names=["a", "b"])
     both = per_slice_hvgs(joint, 60, combine="intersection")
     either = per_slice_hvgs(joint, 60, combine="union")
+    own_a, own_b = select_hvgs(a, 60), select_hvgs(b, 60)  # each slice on its own (same genes, same order)
+    np.testing.assert_array_equal(both, own_a & own_b)
+    np.testing.assert_array_equal(either, own_a | own_b)
     assert both.sum() < either.sum()
     assert not (both & ~either).any()
     assert both[:20].sum() < either[:20].sum()  # variable in one slice only: in the union, not all in both

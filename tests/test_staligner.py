@@ -121,7 +121,7 @@ def test_slice_pairs_modes_and_errors() -> None:
         with pytest.raises(ValueError, match="reference"):
             slice_pairs(3, "star", reference=bad)
         assert slice_pairs(3, "all", reference=bad) == slice_pairs(3)  # the reference only matters to a star
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_slices must be at least 1"):
         slice_pairs(0)
 
 

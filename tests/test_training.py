@@ -133,3 +133,22 @@ def test_feature_keep_mask_equals_zeroing_input_columns() -> None:
     assert torch.equal(by_weights, by_input)
     for grad, param in zip(grads, model.parameters(), strict=True):
         assert torch.equal(grad, param.grad)
+
+
+def test_pseudo_labels_give_the_dense_reference_loss_without_same_label_negatives(layered_tissue, monkeypatch) -> None:
+    """Image mode's histology pseudo-labels take same-label spots out of each anchor's denominator: the first epoch's
+    loss equals the dense reference with those labels (the other view's copy and the neighbours stay positives)."""
+    labels = (np.arange(900) // 15) % 20  # 20 labels of 45 spots, as image mode makes them
+    views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def recording_loss(p1, p2, edge_index, tau, **kwargs):
+        views.append((p1.detach().clone(), p2.detach().clone(), edge_index.clone()))
+        return neighbor_contrastive_loss(p1, p2, edge_index, tau, **kwargs)
+
+    monkeypatch.setattr(staig_module, "neighbor_contrastive_loss", recording_loss)
+    labelled = _train(layered_tissue, 0, epochs=1, denominator="exact", pseudo_labels=labels, device="cpu")
+    p1, p2, edge_index = views[0]
+    reference = float(dense_neighbor_contrastive_loss(p1, p2, edge_index, 1.0, pseudo_labels=torch.as_tensor(labels)))
+    unlabelled = float(dense_neighbor_contrastive_loss(p1, p2, edge_index, 1.0))
+    assert unlabelled - reference > 0.03  # the labels matter for this loss (0.05 here), far beyond the tolerance
+    assert labelled.losses[0] == pytest.approx(reference, abs=1e-4)

@@ -574,6 +574,9 @@ def test_byol_learns_and_is_reproducible(real_patches, tmp_path) -> None:
     assert first.losses[-1] < first.losses[0]
     embedding = embed_patches(first.encoder, real_patches, device="cpu")
     assert embedding.shape == (512, first.encoder.dim) and np.isfinite(embedding).all()
+    # BYOL's loss also falls when the representation collapses to a point or a line: it must not (top axis 0.68 here)
+    spectrum = np.linalg.eigvalsh(np.cov(embedding, rowvar=False))[::-1]
+    assert spectrum.sum() > 1e-6 and spectrum[0] / spectrum.sum() < 0.9
     np.testing.assert_array_equal(embed_patches(second.encoder, real_patches, device="cpu"), embedding)
     save_encoder(first.encoder, tmp_path / "encoder.pt")
     reloaded = embed_patches(load_encoder(tmp_path / "encoder.pt"), real_patches, device="cpu")

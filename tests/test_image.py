@@ -567,6 +567,7 @@ def real_patches(dlpfc_151673) -> np.ndarray:
     return stain_filter(spot_patches(dlpfc_151673[:512]))
 
 
+@pytest.mark.realdata
 def test_byol_learns_and_is_reproducible(real_patches, tmp_path) -> None:
     # on the CPU: a seed fixes the result bit for bit only on a given device
     first = train_byol(real_patches, epochs=3, batch_size=128, seed=0, device="cpu")
@@ -585,6 +586,7 @@ def test_byol_learns_and_is_reproducible(real_patches, tmp_path) -> None:
         embed_patches(first.encoder, real_patches[:, :16, :16])
 
 
+@pytest.mark.realdata
 def test_image_features_on_a_real_subset(dlpfc_151673, monkeypatch) -> None:
     adata = dlpfc_151673[:300].copy()
     assert has_image(adata)
@@ -617,6 +619,7 @@ def test_image_features_on_a_real_subset(dlpfc_151673, monkeypatch) -> None:
     np.testing.assert_allclose(pdist(reused), pdist(direct), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.realdata
 def test_pretrained_backbone_reads_shipped_weights_and_can_be_fine_tuned(dlpfc_151673, tmp_path) -> None:
     pytest.importorskip("efficientnet_lite_pytorch", reason="optional extra tissuegraph[pretrained] not installed")
     adata = dlpfc_151673[:200].copy()

@@ -94,12 +94,18 @@ def _synthetic_slices(n_slices: int = 2, n_genes: int = 120, seed: int = 0) -> a
     return joint
 
 
-def test_a_slice_without_counts_in_a_file_of_several_is_refused_by_name(monkeypatch) -> None:
-    """The file as a whole has counts, so only a per-slice check catches it (it used to come out as one domain)."""
+@pytest.fixture
+def no_training(monkeypatch) -> None:
+    """Refusals must come before any training: STAIG training fails the test."""
     integrate_module = importlib.import_module("tissuegraph.tl.integrate")
     domains_module = importlib.import_module("tissuegraph.tl.domains")
     monkeypatch.setattr(integrate_module, "staig_embedding", lambda *a, **k: pytest.fail("STAIG was trained"))
     monkeypatch.setattr(domains_module, "train_staig", lambda *a, **k: pytest.fail("STAIG was trained"))
+
+
+@pytest.mark.usefixtures("no_training")
+def test_a_slice_without_counts_in_a_file_of_several_is_refused_by_name() -> None:
+    """The file as a whole has counts, so only a per-slice check catches it (it used to come out as one domain)."""
     both = _synthetic_slices()
     both.X[both.obs["batch"].to_numpy() == "a"] = 0
     for run in (tl.integrate, tl.domains):
@@ -111,12 +117,9 @@ def test_a_slice_without_counts_in_a_file_of_several_is_refused_by_name(monkeypa
             run(both.copy(), 3)
 
 
-def test_a_slice_whose_spots_all_sit_at_one_position_is_refused_by_name(monkeypatch) -> None:
+@pytest.mark.usefixtures("no_training")
+def test_a_slice_whose_spots_all_sit_at_one_position_is_refused_by_name() -> None:
     """The whole file's coordinates spread out, so only a per-slice check catches it; its graph followed row order."""
-    integrate_module = importlib.import_module("tissuegraph.tl.integrate")
-    domains_module = importlib.import_module("tissuegraph.tl.domains")
-    monkeypatch.setattr(integrate_module, "staig_embedding", lambda *a, **k: pytest.fail("STAIG was trained"))
-    monkeypatch.setattr(domains_module, "train_staig", lambda *a, **k: pytest.fail("STAIG was trained"))
     both = _synthetic_slices()
     both.obsm["spatial"][both.obs["batch"].to_numpy() == "b"] = (5.0, 5.0)
     for run in (tl.integrate, tl.domains, lambda a, k: gr.spatial_neighbors(a)):

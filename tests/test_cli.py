@@ -269,16 +269,28 @@ def test_inputs_without_slice_labels_are_named_after_their_files(tmp_path, capsy
     assert list(ad.read_h5ad(out).obs["batch"].cat.categories) == ["A", "left"]
 
 
-def test_align_to_an_unknown_slice_keeps_the_trained_result(tmp_path, capsys) -> None:
+def test_align_to_an_unknown_slice_is_refused_before_training(tmp_path, capsys) -> None:
+    out = tmp_path / "joint.h5ad"
+    argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]
+    assert main([*argv, "--align-to", "C", "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert "--align-to 'C' names no slice; the slices are 'A', 'B'" in printed.err
+    assert "wrote" not in printed.out and not out.exists()
+
+
+def test_align_to_an_unknown_landmark_keeps_the_trained_result(tmp_path, capsys) -> None:
+    """Domains exist only after training, so a landmark that names none is reported then, without losing it."""
     out = tmp_path / "joint.h5ad"
     argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]
     html = tmp_path / "joint.html"
-    assert main([*argv, "--align-to", "C", "--out", str(out), "--report", str(html)]) == 2
+    landmark = ["--align-to", "B", "--landmark", "no-such-domain"]
+    assert main([*argv, *landmark, "--out", str(out), "--report", str(html)]) == 2
     printed = capsys.readouterr()
     err = printed.err
     assert "wrote 80 spots of 2 slices (A, B)" in printed.out and "iLISI" in printed.out  # the scores still shown
-    assert "'C'" in err and f"written to {out} (and its report to {html}) without obsm['spatial_aligned']" in err
-    assert "tg.tl.align" in err
+    assert "'no-such-domain' has no spots" in err
+    assert f"written to {out} (and its report to {html}) without obsm['spatial_aligned']" in err
+    assert "tg.tl.align(joint, SLICE, landmark_domain=DOMAIN)" in err
     written = ad.read_h5ad(out)
     assert written.n_obs == 80 and "domain" in written.obs and "spatial_aligned" not in written.obsm
     assert "Spatial domains" in html.read_text()

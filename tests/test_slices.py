@@ -12,7 +12,7 @@ from scipy import sparse
 
 from tissuegraph.errors import InputError
 from tissuegraph.pp.expression import library_sizes, select_hvgs
-from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
+from tissuegraph.pp.slices import concat_slices, per_slice_hvgs, slice_names
 
 from conftest import unsorted_csr
 
@@ -54,6 +54,22 @@ def test_a_file_with_several_batches_counts_as_those_slices() -> None:
     other.obs["section"] = "s3"
     with pytest.raises(InputError, match=r"input 1 has no obs\['section'\], but its obs\['batch'\] names 2 slices"):
         concat_slices([multi, other], batch_key="section")  # was one slice: edges across the two sections
+
+
+def test_slice_names_are_the_names_the_join_gives() -> None:
+    """Known before joining (the CLI checks --align-to with them): batch values, given names, else positions."""
+    multi = ad.concat([_slice(GENES, 10, 0, "s1"), _slice(GENES, 8, 1, "s2")], index_unique="_")
+    cases = [
+        ([multi, _slice(GENES, 7, 2, "s3"), _slice(GENES, 7, 3)], None),
+        ([_slice(GENES, 7, 2, "s3"), _slice(GENES, 7, 3)], ["left", "right"]),
+        ([_slice(GENES, 7, 2), _slice(GENES, 7, 3)], None),
+    ]
+    for inputs, names in cases:
+        joined = list(concat_slices(inputs, names=names).obs["batch"].cat.categories)
+        assert slice_names(inputs, names) == joined
+    assert slice_names(cases[0][0]) == ["s1", "s2", "s3", "slice3"]
+    with pytest.raises(InputError, match="distinct name"):
+        slice_names([_slice(GENES, batch="s1"), _slice(GENES, seed=1, batch="s1")])
 
 
 def test_joining_leaves_the_callers_counts_in_their_order() -> None:

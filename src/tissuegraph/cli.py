@@ -113,6 +113,13 @@ def cmd_integrate(args: argparse.Namespace) -> None:
     slices = [tg.io.read(path) for path in args.inputs]
     if args.names is None:
         _name_after_files(slices, args.inputs)
+    if args.align_to is not None:  # a mistyped name is caught before training; a domain exists only after it
+        names = tg.pp.slice_names(slices, args.names)
+        if args.align_to not in names:
+            raise InputError(
+                f"--align-to {args.align_to!r} names no slice; the slices are {', '.join(map(repr, names))}: pass "
+                "one of these names"
+            )
     overrides = _overrides(args)
     epochs = tg.tl.integration_epochs(args.method, **overrides)
     image_bar = _progress(tg.im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)")  # shown only in image mode
@@ -136,7 +143,7 @@ def cmd_integrate(args: argparse.Namespace) -> None:
     if args.align_to is not None:
         try:
             tg.tl.align(joint, args.align_to, landmark_domain=args.landmark)
-        except InputError as error:  # a mistyped slice or domain must not throw the training away
+        except InputError as error:  # a mistyped domain, or too few pairs, must not throw the training away
             failed = error
     tg.io.write_h5ad(joint, out)
     names = joint.uns["tissuegraph"]["slices"]

@@ -2,6 +2,6 @@
 
 from tissuegraph.pp.expression import library_sizes, preprocess
 from tissuegraph.pp.reduce import pca
-from tissuegraph.pp.slices import concat_slices, per_slice_hvgs
+from tissuegraph.pp.slices import concat_slices, per_slice_hvgs, slice_names
 
-__all__ = ["library_sizes", "preprocess", "pca", "concat_slices", "per_slice_hvgs"]
+__all__ = ["library_sizes", "preprocess", "pca", "concat_slices", "per_slice_hvgs", "slice_names"]

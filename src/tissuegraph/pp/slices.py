@@ -28,8 +28,11 @@ GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene 
 HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, a column per slice
 
 
-def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
-    """One (name, AnnData) per slice of ``adata``: its own batch values when it holds several.
+def _slice_labels(
+    adata: AnnData, name: str | None, position: int, batch_key: str
+) -> tuple[list[str], pd.Series | None]:
+    """The names of the slices ``adata`` holds, in order of first appearance, and each spot's slice label when it
+    holds several (else None).
 
     A single slice is called ``name`` when given, else by the batch value it carries, else by its position. An
     input holding several slices keeps their batch values, so a name given for it is refused rather than dropped.
@@ -57,18 +60,26 @@ def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: st
                 f"by obs[{batch_key!r}], so the name {name!r} cannot apply; leave the names out, or give that file's "
                 "slices as separate inputs"
             )
-        recorded = _recorded_ranks(adata, adata.obs[batch_key])  # a joined file given again keeps its slices' ranks
-        pieces = []
-        for value in pd.unique(batches):
-            piece = adata[(batches == value).to_numpy()].copy()
-            piece.varm.pop(HVG_RANK_KEY, None)  # the joined file's column per slice: this slice's own, if any, below
-            if value in recorded:
-                piece.varm[HVG_RANK_KEY] = recorded[value][:, None]
-            pieces.append((value, piece))
-        return pieces
+        return list(pd.unique(batches)), batches
     if name is None:
         name = str(batches.iloc[0]) if batches is not None else f"slice{position + 1}"
-    return [(name, adata)]
+    return [name], None
+
+
+def _split_slices(adata: AnnData, name: str | None, position: int, batch_key: str) -> list[tuple[str, AnnData]]:
+    """One (name, AnnData) per slice of ``adata`` (see ``_slice_labels``)."""
+    labels, batches = _slice_labels(adata, name, position, batch_key)
+    if batches is None:
+        return [(labels[0], adata)]
+    recorded = _recorded_ranks(adata, adata.obs[batch_key])  # a joined file given again keeps its slices' ranks
+    pieces = []
+    for value in labels:
+        piece = adata[(batches == value).to_numpy()].copy()
+        piece.varm.pop(HVG_RANK_KEY, None)  # the joined file's column per slice: this slice's own, if any, below
+        if value in recorded:
+            piece.varm[HVG_RANK_KEY] = recorded[value][:, None]
+        pieces.append((value, piece))
+    return pieces
 
 
 def _shallow_copy(adata: AnnData) -> AnnData:
@@ -179,6 +190,65 @@ def _own_gene_ranks(adata: AnnData, columns: np.ndarray) -> np.ndarray:
     return np.full(len(columns), np.nan, dtype=np.float32)
 
 
+def _inputs(
+    slices: Sequence[AnnData] | AnnData, names: Sequence[str] | str | None
+) -> tuple[list[AnnData], list[str] | None]:
+    """The slices as a list and the names as text, one per input, or an ``InputError`` saying what to pass."""
+    if isinstance(slices, AnnData):  # one file holding several slices; indexing it would walk its spots
+        slices = [slices]
+    if isinstance(slices, Mapping) or not isinstance(slices, Iterable):
+        raise InputError(
+            f"slices must be a list of AnnData (or one AnnData), not a {type(slices).__name__}; e.g. "
+            "[tg.read(path) for path in paths], with names=... for their names"
+        )
+    slices = list(slices)  # a generator is walked once
+    strangers = [f"{i + 1} ({type(s).__name__})" for i, s in enumerate(slices) if not isinstance(s, AnnData)]
+    if strangers:
+        raise InputError(
+            f"slices {', '.join(strangers)} are not AnnData; read each file first (tg.read(path)), or give the "
+            "paths on the command line (tissuegraph integrate FILE1 FILE2 ...)"
+        )
+    if isinstance(names, str):
+        names = [names]
+    names = None if names is None else [str(name) for name in names]  # arrays and Index have no truth value
+    if len(slices) == 0:
+        raise InputError("no slices given; pass at least one AnnData or file")
+    if names is not None and len(names) != len(slices):
+        raise InputError(f"got {len(names)} names for {len(slices)} slices; give one name per input")
+    return slices, names
+
+
+def _check_labels(labels: list[str], batch_key: str) -> None:
+    unusable = [label for label in labels if not label.strip() or "/" in label]
+    if unusable:  # the result files each slice's image under its name, and .h5ad reads '/' in a key as nesting
+        raise InputError(
+            f"slice names {quote_examples(unusable)} cannot be used: a slice name must be non-empty text without "
+            f"'/'; pass other names= (--names on the command line), or rename them in obs[{batch_key!r}]"
+        )
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise InputError(
+            f"several slices are named {quote_examples(repeated)}; give each input a distinct name "
+            "(e.g. set obs['batch'] per file, or pass names= (--names on the command line))"
+        )
+
+
+def slice_names(
+    slices: Sequence[AnnData] | AnnData, names: Sequence[str] | str | None = None, *, batch_key: str = "batch"
+) -> list[str]:
+    """The names ``concat_slices`` gives these inputs' slices, in its order, found without joining them: a caller
+    can check a slice name (say, the reference to align to) before a long run. Refuses what the join refuses about
+    the names."""
+    slices, names = _inputs(slices, names)
+    labels = [
+        label
+        for position, adata in enumerate(slices)
+        for label in _slice_labels(adata, None if names is None else names[position], position, batch_key)[0]
+    ]
+    _check_labels(labels, batch_key)
+    return labels
+
+
 def concat_slices(
     slices: Sequence[AnnData] | AnnData,
     names: Sequence[str] | str | None = None,
@@ -205,27 +275,7 @@ def concat_slices(
     ``InputError`` when the slices share fewer than ``min_shared_genes`` genes or two slices get the same name, and
     warns when they share fewer than half of the smallest slice's genes.
     """
-    if isinstance(slices, AnnData):  # one file holding several slices; indexing it would walk its spots
-        slices = [slices]
-    if isinstance(slices, Mapping) or not isinstance(slices, Iterable):
-        raise InputError(
-            f"slices must be a list of AnnData (or one AnnData), not a {type(slices).__name__}; e.g. "
-            "[tg.read(path) for path in paths], with names=... for their names"
-        )
-    slices = list(slices)  # a generator is walked once
-    strangers = [f"{i + 1} ({type(s).__name__})" for i, s in enumerate(slices) if not isinstance(s, AnnData)]
-    if strangers:
-        raise InputError(
-            f"slices {', '.join(strangers)} are not AnnData; read each file first (tg.read(path)), or give the "
-            "paths on the command line (tissuegraph integrate FILE1 FILE2 ...)"
-        )
-    if isinstance(names, str):
-        names = [names]
-    names = None if names is None else [str(name) for name in names]  # arrays and Index have no truth value
-    if len(slices) == 0:
-        raise InputError("no slices given; pass at least one AnnData or file")
-    if names is not None and len(names) != len(slices):
-        raise InputError(f"got {len(names)} names for {len(slices)} slices; give one name per input")
+    slices, names = _inputs(slices, names)
     parts: list[tuple[str, AnnData]] = []
     split: set[str] = set()  # slices cut out of a file holding several
     for position, adata in enumerate(slices):
@@ -235,18 +285,7 @@ def concat_slices(
         if len(found) > 1:
             split.update(label for label, _ in found)
     labels = [label for label, _ in parts]
-    unusable = [label for label in labels if not label.strip() or "/" in label]
-    if unusable:  # the result files each slice's image under its name, and .h5ad reads '/' in a key as nesting
-        raise InputError(
-            f"slice names {quote_examples(unusable)} cannot be used: a slice name must be non-empty text without "
-            f"'/'; pass other names= (--names on the command line), or rename them in obs[{batch_key!r}]"
-        )
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise InputError(
-            f"several slices are named {quote_examples(repeated)}; give each input a distinct name "
-            "(e.g. set obs['batch'] per file, or pass names= (--names on the command line))"
-        )
+    _check_labels(labels, batch_key)
     keys, matched_by = _gene_keys(parts)
     shared = _shared_genes(keys)
     sizes = ", ".join(f"{label}: {adata.n_vars}" for label, adata in parts)

@@ -47,12 +47,27 @@ def test_same_seed_same_embedding_other_seed_differs(layered_tissue) -> None:
     assert not np.allclose(a.embedding, c.embedding)
 
 
-def test_training_lowers_the_loss_and_separates_the_layers(layered_tissue) -> None:
-    result = _train(layered_tissue, 0, epochs=100, lr=5e-3)
+def test_training_lowers_the_loss_and_separates_the_layers() -> None:
+    """Ten genes carry the layers and 200 louder genes only noise. An untrained GCN already averages each spot with
+    its neighbours, which is enough on the tissue above; here it mixes the noise genes in as much as the layer genes,
+    so only training (neighbours as positives favour the genes that vary smoothly in space) finds the layers."""
+    rng = np.random.default_rng(0)
+    xs, ys = np.meshgrid(np.arange(30), np.arange(30))
+    coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
+    layer = (coords[:, 1] // 10).astype(int)
+    layer_genes = rng.normal(size=(3, 10))[layer] + rng.normal(size=(900, 10))
+    features = np.hstack([layer_genes, rng.normal(scale=2.0, size=(900, 200))]).astype(np.float32)
+    adata = ad.AnnData(X=np.abs(features))
+    adata.obsm["spatial"] = coords
+    gr.spatial_neighbors(adata, n_neighbors=6)
+    edges = gr.undirected_edges(adata.obsp["spatial_connectivities"])
+    tissue = (features, edges, gr.edge_drop_probabilities(edges, features, 900), layer)
+    untrained = _train(tissue, 0, epochs=1, lr=5e-3)
+    result = _train(tissue, 0, epochs=100, lr=5e-3)
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
-    noisy_only = metrics.ari(layered_tissue[3], gmm_eee(layered_tissue[0], 3))
-    learned = metrics.ari(layered_tissue[3], gmm_eee(result.embedding, 3))
-    assert learned > 0.8 and learned > noisy_only
+    before = metrics.ari(layer, gmm_eee(untrained.embedding, 3))
+    learned = metrics.ari(layer, gmm_eee(result.embedding, 3))
+    assert learned > 0.6 and learned > before + 0.3  # measured: 0.79 after 100 epochs, 0.20 after one
 
 
 @pytest.mark.parametrize(("denominator", "tolerance"), [("exact", 1e-4), ("sampled", 0.1)])

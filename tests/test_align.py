@@ -96,6 +96,9 @@ def test_align_explains_bad_input() -> None:
     embedding[225] = embedding[:225].mean(axis=0)
     with pytest.raises(InputError, match="has 1 mutual.*at least 3; raise k, choose"):  # k = 1 of a possible 112
         align(apart, "A", k=1)
+    for k in (0, 10.0, "10", True):  # a float or text ended in scikit-learn's or Python's own error
+        with pytest.raises(InputError, match=f"k must be a positive integer \\(got {k!r}\\)"):
+            align(adata, "A", k=k)
     holed = adata.copy()
     holed.obsm["X_tissuegraph"][230] = np.nan
     with pytest.raises(InputError, match=r"obsm\['X_tissuegraph'\] has NaN or infinite values for 1 of 450 spots"):

@@ -236,7 +236,7 @@ def test_a_single_slice_trains_on_reconstruction_only(shifted_slices) -> None:
 
     def fit(**settings):
         one_slice = (features[:150], edges[: len(edges) // 2], np.zeros(150, dtype=int))
-        return train_staligner(*one_slice, hidden_dim=16, out_dim=4, device="cpu", **settings)
+        return train_staligner(*one_slice, **{"hidden_dim": 16, "out_dim": 4, "device": "cpu", **settings})
 
     result = fit(pretrain_epochs=5, triplet_epochs=5, mnn_every=2)
     assert result.n_triplets == [] and len(result.losses) == 10 and np.isfinite(result.embedding).all()
@@ -246,3 +246,10 @@ def test_a_single_slice_trains_on_reconstruction_only(shifted_slices) -> None:
         train_staligner(features, edges, np.repeat([0, 1], 150), pair_mode="ring", pretrain_epochs=1)
     with pytest.raises(ValueError, match=r"grad_clip must be None \(no clipping\) or positive \(got 0\)"):
         fit(pretrain_epochs=1, triplet_epochs=0, grad_clip=0)
+    # refused before any epoch: mnn_k=0 used to fail only at the first MNN search, hidden_dim=0 as a division
+    # by zero, and a negative phase shifted the MNN schedule so that no triplet was ever mined
+    for bad in ({"mnn_k": 0}, {"hidden_dim": 0}, {"out_dim": 0}, {"mnn_every": 0}, {"pretrain_epochs": -5}):
+        ((name, value),) = bad.items()
+        least = 0 if name == "pretrain_epochs" else 1
+        with pytest.raises(ValueError, match=rf"{name} must be at least {least} \(got {value}\)"):
+            fit(**{"triplet_epochs": 1, **bad})

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tissuegraph.nn.attention_autoencoder import GraphAttentionAutoencoder
-from tissuegraph.nn.runtime import pick_device, seeded
+from tissuegraph.nn.runtime import pick_device, require_finite, seeded
 from tissuegraph.nn.triplet import mnn_triplets, slice_pairs
 
 
@@ -78,8 +78,11 @@ def train_staligner(
     edges = np.asarray(edges)
     slice_codes = np.asarray(slice_codes)
     _check_inputs(features, edges, slice_codes)
-    if mnn_every < 1:
-        raise ValueError(f"mnn_every must be at least 1 (got {mnn_every})")
+    least = {"mnn_every": (mnn_every, 1), "mnn_k": (mnn_k, 1), "hidden_dim": (hidden_dim, 1), "out_dim": (out_dim, 1)}
+    least |= {"pretrain_epochs": (pretrain_epochs, 0), "triplet_epochs": (triplet_epochs, 0)}
+    for name, (value, minimum) in least.items():  # now, not after 500 epochs (mnn_k) or as a division by zero
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum} (got {value})")
     if grad_clip is not None and not grad_clip > 0:  # clipping to a norm of 0 would zero every gradient
         raise ValueError(f"grad_clip must be None (no clipping) or positive (got {grad_clip})")
     _, codes = np.unique(slice_codes, return_inverse=True)
@@ -103,6 +106,7 @@ def train_staligner(
                 model.eval()
                 with torch.no_grad():
                     z, _ = model.encode(x, edge_index)
+                require_finite(z, epoch, lr)
                 found = mnn_triplets(z.cpu().numpy(), codes, pairs, mnn_k, rng)
                 n_triplets.append(len(found))
                 triplets = torch.as_tensor(found, device=dev) if len(found) else None
@@ -124,4 +128,5 @@ def train_staligner(
         model.eval()
         with torch.no_grad():
             z, _ = model.encode(x, edge_index)
+        require_finite(z, pretrain_epochs + triplet_epochs, lr)
         return StalignerResult(z.cpu().numpy().astype(np.float32), losses, n_triplets, model)

@@ -7,6 +7,8 @@ points, and a rotation plus translation (no reflection, no scaling, so tissue sh
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from anndata import AnnData
 
@@ -88,8 +90,8 @@ def align(
         raise InputError("no coordinates: obsm['spatial'] is missing; set it to an (n_spots, 2) array of x, y.")
     if key_added == "spatial":
         raise InputError("key_added='spatial' would overwrite the original coordinates; choose another name.")
-    if k < 1:
-        raise InputError(f"k must be a positive integer (got {k}); the default is 50.")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InputError(f"k must be a positive integer (got {k!r}); the default is 50.")
     slices = _slices(adata, batch_key)
     reference = str(reference)
     if reference not in slices:

@@ -9,6 +9,7 @@ import torch
 
 from tissuegraph import gr, metrics
 from tissuegraph.cluster import gmm_eee
+from tissuegraph.errors import InputError
 from tissuegraph.nn import GraphContrastiveEncoder, feature_keep_mask
 from tissuegraph.nn import staig as staig_module
 from tissuegraph.nn.augment import drop_edges
@@ -167,3 +168,9 @@ def test_pseudo_labels_give_the_dense_reference_loss_without_same_label_negative
     unlabelled = float(dense_neighbor_contrastive_loss(p1, p2, edge_index, 1.0))
     assert unlabelled - reference > 0.03  # the labels matter for this loss (0.05 here), far beyond the tolerance
     assert labelled.losses[0] == pytest.approx(reference, abs=1e-4)
+
+
+def test_a_diverged_run_is_refused_not_clustered(layered_tissue) -> None:
+    """A NaN embedding used to reach the mixture and fail there, in scikit-learn's words about missing values."""
+    with pytest.raises(InputError, match="training diverged: after 20 epochs at learning rate 1e\\+12"):
+        _train(layered_tissue, 0, epochs=20, lr=1e12)

@@ -58,3 +58,13 @@ def seeded(seed: int) -> Iterator[None]:
             yield
         finally:
             torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def require_finite(embedding: torch.Tensor, epochs_done: int, lr: float) -> None:
+    """Refuse an embedding that training blew up to NaN or infinity: clustering it would fail in a library's own
+    words, far from the cause (a learning rate too large for the data)."""
+    if not bool(torch.isfinite(embedding).all()):
+        raise InputError(
+            f"training diverged: after {epochs_done} epochs at learning rate {lr:g} the embedding holds NaN or "
+            "infinite values; use a smaller learning rate (lr=, e.g. the default)"
+        )

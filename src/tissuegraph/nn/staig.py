@@ -11,7 +11,7 @@ import torch
 from tissuegraph.nn.augment import drop_edges, feature_keep_mask
 from tissuegraph.nn.contrastive import neighbor_contrastive_loss, same_label_blocks
 from tissuegraph.nn.encoder import GraphContrastiveEncoder
-from tissuegraph.nn.runtime import pick_device, seeded
+from tissuegraph.nn.runtime import pick_device, require_finite, seeded
 from tissuegraph.nn.sparse import SparseRows
 
 
@@ -101,4 +101,5 @@ def train_staig(
         model.eval()
         with torch.no_grad():
             h, p = model(x, full_edge_index)
+        require_finite(h, epochs, lr)
         return StaigResult(h.cpu().numpy(), p.cpu().numpy(), losses)

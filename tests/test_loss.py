@@ -167,6 +167,15 @@ def test_an_all_zero_output_row_is_scored_as_in_the_dense_reference(tau: float, 
     assert loss == pytest.approx(dense, rel=1e-10 if denominator != "moments" else 1e-6)
 
 
+def test_one_sampled_negative_is_refused() -> None:
+    """The one sampled node, as an anchor, has no other sampled node left: its estimate was inf * 0 = NaN."""
+    z1, z2, edges = _problem()
+    with pytest.raises(ValueError, match=r"needs n_negatives >= 2 \(got 1\)"):
+        neighbor_contrastive_loss(z1, z2, edges, 0.5, denominator="sampled", n_negatives=1)
+    two = neighbor_contrastive_loss(z1, z2, edges, 0.5, denominator="sampled", n_negatives=2)
+    assert torch.isfinite(two)
+
+
 def test_dense_reference_builds_its_masks_on_the_inputs_device() -> None:
     z = torch.randn(5, 4, device="meta")  # stands in for CUDA: mixing devices raises the same way
     edges = torch.tensor([[0, 1], [1, 0]], device="meta")

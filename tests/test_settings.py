@@ -71,6 +71,7 @@ def test_settings_serialise_to_plain_values() -> None:
         ({"n_top_genes": True}, "n_top_genes = True cannot work"),  # ran with 1 gene
         ({"n_top_genes": 10.5}, "n_top_genes = 10.5 cannot work"),  # ran with 10, recorded 10.5
         ({"n_top_genes": 0}, "n_top_genes = 0 cannot work; it must be at least 1"),
+        ({"n_negatives": 1}, "n_negatives = 1 cannot work; it must be at least 2"),  # gave a NaN loss
     ],
 )
 def test_staig_settings_that_cannot_work_are_refused(overrides: dict, message: str) -> None:

@@ -37,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 MIN_TAU = 0.025
 MOMENT_MIN_TAU = 10.0  # below this the second-order expansion is no longer exact to 2e-4
 DENOMINATORS = ("exact", "moments", "sampled")
+MIN_NEGATIVES = 2  # a sampled anchor counts only the other sampled nodes: one node alone would leave it none
 EDGE_CHUNK = 4096  # edges per chunk of the positive sums: their gathered rows stay in cache
 
 
@@ -285,6 +286,8 @@ def neighbor_contrastive_loss(
         raise ValueError(f"denominator must be one of {DENOMINATORS}, got {denominator!r}")
     if denominator == "moments" and tau < MOMENT_MIN_TAU:
         raise ValueError(f"the moment expansion needs tau >= {MOMENT_MIN_TAU} (got {tau}); use 'exact' or 'sampled'")
+    if denominator == "sampled" and n_negatives < MIN_NEGATIVES:  # the one sampled node would have no other to use
+        raise ValueError(f"the sampled denominator needs n_negatives >= {MIN_NEGATIVES} (got {n_negatives})")
     u, v = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     inv_tau = 1.0 / tau
     den_u = torch.empty(u.shape[0], dtype=u.dtype, device=u.device)

@@ -33,7 +33,7 @@ from typing import get_args, get_origin, get_type_hints
 import numpy as np
 
 from tissuegraph.errors import InputError
-from tissuegraph.nn.contrastive import DENOMINATORS, MIN_TAU, MOMENT_MIN_TAU
+from tissuegraph.nn.contrastive import DENOMINATORS, MIN_NEGATIVES, MIN_TAU, MOMENT_MIN_TAU
 from tissuegraph.nn.triplet import PAIR_MODES
 
 
@@ -87,7 +87,7 @@ class StaigSettings:
                 ("n_pcs_edge_drop", settings.n_pcs_edge_drop >= 1, "at least 1"),
                 ("spots_per_pseudo_label", settings.spots_per_pseudo_label >= 1, "at least 1"),
                 ("denominator", settings.denominator in ("auto", *DENOMINATORS), f"auto or one of {DENOMINATORS}"),
-                ("n_negatives", settings.n_negatives >= 1, "at least 1"),
+                ("n_negatives", settings.n_negatives >= MIN_NEGATIVES, f"at least {MIN_NEGATIVES}"),
                 ("refine_neighbors", settings.refine_neighbors >= 1, "at least 1"),
             ],
         )

@@ -69,6 +69,20 @@ def test_leiden_search_raises_the_resolution_past_ten_when_many_clusters_are_ask
     assert len(np.unique(cluster.leiden_n_clusters(x, 120, seed=0))) == 120
 
 
+def test_leiden_search_keeps_an_exact_count_found_at_the_top_of_its_bracket(monkeypatch) -> None:
+    """Counts need not grow with the resolution: a hit at the bracket's top was dropped for a bisection that never
+    met the count again (here 6 clusters just below 10, 5 from 10 up)."""
+    resolutions = []
+
+    def leiden(graph, resolution: float, seed: int) -> np.ndarray:
+        resolutions.append(resolution)
+        return np.arange(50) % (5 if resolution >= 10 else 6 if resolution > 5 else 3)
+
+    monkeypatch.setattr(cluster.leiden, "_leiden", leiden)
+    found = cluster.leiden_n_clusters(np.random.default_rng(0).normal(size=(50, 3)), 5)
+    assert len(np.unique(found)) == 5 and max(resolutions) == 10.0
+
+
 def test_a_domain_count_other_than_asked_gives_a_warning() -> None:
     # four far-apart groups: the kNN graph has four parts, so leiden cannot merge them into two
     x, _ = make_blobs(n_samples=200, centers=[[0, 0], [50, 0], [0, 50], [50, 50]], cluster_std=0.5, random_state=0)

@@ -40,7 +40,11 @@ def leiden_n_clusters(
     best = _leiden(graph, 1.0, seed)
     for _ in range(MAX_WIDENINGS):  # many clusters can need a resolution above 10: raise the bracket's top first
         labels = _leiden(graph, high, seed)
-        if labels.max() + 1 >= n_clusters:
+        if labels.max() + 1 == n_clusters:
+            return labels
+        if labels.max() + 1 > n_clusters:
+            if labels.max() + 1 - n_clusters < abs(best.max() + 1 - n_clusters):
+                best = labels
             break
         best, low, high = labels, high, high * 4
     for _ in range(max_steps):

@@ -486,3 +486,6 @@ def test_read_tables_turns_text_tables_into_an_input_the_other_commands_take(tmp
     err = capsys.readouterr().err
     assert "has no column 'z'" in err and "(--x and --y)" in err and len(err.strip().splitlines()) == 1
     assert not bad.exists()
+    argv = ["read-tables", str(tmp_path / "counts.csv"), str(tmp_path / "xy.tsv"), "--out", str(out)]
+    assert main([*argv, "--sep", "comma", "\\t"]) == 0  # one per table; a tab as a shell passes '\t'
+    np.testing.assert_array_equal(tg.io.read(out).X.toarray(), demo.X.toarray())

@@ -858,6 +858,25 @@ def test_read_tables_explicit_separator(tmp_path: Path) -> None:
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 0], [1, 1], [2, 2], [3, 3]])
 
 
+def test_read_tables_separators_by_name_and_one_per_table(tmp_path: Path) -> None:
+    """'\\t' typed in a shell arrives as a backslash and a t, which pandas took for a regular expression; R's
+    write.table writes spaces while the coordinates may be a .csv."""
+    _counts_table().to_csv(tmp_path / "counts.txt", sep="\t")
+    pd.DataFrame({"x": [0, 1, 2, 3], "y": [0, 1, 2, 3]}, index=BARCODES).to_csv(tmp_path / "xy.txt", sep="\t")
+    for sep in ("\\t", "tab", "TAB", ["tab"]):
+        adata = read_tables(tmp_path / "counts.txt", tmp_path / "xy.txt", sep=sep)
+        np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    _counts_table().to_csv(tmp_path / "counts.txt", sep=" ")
+    pd.DataFrame({"x": [0, 1, 2, 3], "y": [0, 1, 2, 3]}, index=BARCODES).to_csv(tmp_path / "xy.csv")
+    adata = read_tables(tmp_path / "counts.txt", tmp_path / "xy.csv", sep=("space", ","))
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 0], [1, 1], [2, 2], [3, 3]])
+    with pytest.raises(InputError, match=r"separator '\\\\s\+' is not one character; .* tab, comma, semicolon"):
+        read_tables(tmp_path / "counts.txt", tmp_path / "xy.csv", sep="\\s+")
+    with pytest.raises(InputError, match="one separator for both tables or two .*got 3"):
+        read_tables(tmp_path / "counts.txt", tmp_path / "xy.csv", sep=(" ", ",", ";"))
+
+
 def test_read_tables_unknown_extension(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.dat")
     with pytest.raises(InputError, match="separator.*sep="):
@@ -965,7 +984,9 @@ def test_read_tables_one_file_holds_coordinates_and_counts(tmp_path: Path) -> No
     np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
     pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
-    with pytest.raises(InputError, match=r"counts table .* has coordinate or spot position columns \('X', 'y'\)"):
+    with pytest.raises(
+        InputError, match=r"counts table .* has coordinate, position or annotation columns \('X', 'y'\)"
+    ):
         read_tables(tmp_path / "both.csv", tmp_path / "coords.csv")
 
 
@@ -989,7 +1010,35 @@ def test_read_tables_space_ranger_position_columns_are_no_genes(tmp_path: Path) 
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0, 5], [1, 6], [2, 7], [3, 8]])
     table.drop(columns=["pxl_row_in_fullres", "pxl_col_in_fullres"]).to_csv(tmp_path / "counts.csv")
     pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
-    with pytest.raises(InputError, match=r"spot position columns \('in_tissue', 'array_row', 'array_col'\)"):
+    with pytest.raises(InputError, match=r"position or annotation columns \('in_tissue', 'array_row', 'array_col'\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_cell_annotations_are_no_genes(tmp_path: Path) -> None:
+    """Depth, field of view and Seurat's library size beside the genes of an imaging export were read as three
+    more genes, silently: whole numbers that vary across the tissue pass every count check."""
+    table = _counts_table()
+    for position, (name, values) in enumerate({"x": [0, 1, 2, 3], "y": [5, 6, 7, 8], "fov": [0, 0, 1, 1]}.items()):
+        table.insert(position, name, values)
+    table["nCount_RNA"], table["z"] = table.sum(axis=1), [1, 2, 1, 2]
+    table.to_csv(tmp_path / "both.csv")
+    with pytest.warns(UserWarning, match=r"columns 'fov', 'nCount_RNA', 'z' are per-spot annotations, not genes"):
+        adata = read_tables(tmp_path / "both.csv", tmp_path / "both.csv")
+    assert list(adata.var_names) == ["GeneA", "GeneB", "GeneC"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    table.drop(columns=["x", "y"]).to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"annotation columns \('fov', 'nCount_RNA', 'z'\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
+def test_read_tables_names_the_columns_that_hold_fractions(tmp_path: Path) -> None:
+    """A cell volume among the counts: the AnnData check could only name spots and give a Python fix."""
+    table = _counts_table()
+    table["cell_size"] = [10.5, 11.25, 9.0, 12.0]
+    table.to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"non-integer values in 1 of its 4 columns \('cell_size'\); counts are whole"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
 
 

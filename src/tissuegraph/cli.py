@@ -380,7 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--x", default=None, help="the column holding x, given with --y (default: a known pair such as x/y or col/row)"
     )
     tables.add_argument("--y", default=None, help="the column holding y, given with --x")
-    tables.add_argument("--sep", default=None, help="column separator (default: from the extension, .csv or .tsv)")
+    tables.add_argument(
+        "--sep",
+        nargs="+",
+        default=None,
+        metavar="SEP",
+        help="column separator, one for both tables or two (counts, coordinates): a character or tab, comma, "
+        "semicolon, space, pipe (default: from the extension, .csv or .tsv)",
+    )
     tables.set_defaults(func=cmd_read_tables)
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result .h5ad")
     rep.add_argument("result", help="an .h5ad written by `tissuegraph domains` or `tissuegraph integrate`")

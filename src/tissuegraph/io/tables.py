@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +15,28 @@ from tissuegraph.errors import InputError
 from tissuegraph.io.validate import COORDINATE_NAMES, NUMERIC_KINDS, quote_examples, validate_spatial
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+#: Separators by name, and a tab as typed in a shell ('\t' arrives as a backslash and a t).
+_NAMED_SEPARATORS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}
 #: Name given to the empty field a delimiter ending every data line (but not the header) leaves.
 _TRAILING = "__trailing_delimiter__"
 
 #: Per-spot columns of Space Ranger's tissue_positions that are integers but no genes.
 SPOT_METADATA_NAMES = ("in_tissue", "array_row", "array_col")
+#: Per-cell annotations that exports of imaging platforms and Seurat put beside the genes: depth, field of view,
+#: library size, genes detected, segmentation size. Whole numbers often, varying across the tissue, never genes.
+CELL_METADATA_NAMES = (
+    "z", "z_location", "global_z", "fov", "field_of_view", "total_counts", "n_counts", "n_genes",
+    "n_genes_by_counts", "transcript_counts", "control_probe_counts", "area", "cell_area", "nucleus_area",
+    "volume", "cell_volume",
+)  # fmt: skip
+_CELL_METADATA_PREFIXES = ("ncount_", "nfeature_")  # Seurat's nCount_RNA, nFeature_Spatial, ...
 
 
 def read_tables(
     counts_path: str | Path,
     coords_path: str | Path,
     *,
-    sep: str | None = None,
+    sep: str | Sequence[str] | None = None,
     x: str | None = None,
     y: str | None = None,
 ) -> AnnData:
@@ -36,13 +47,17 @@ def read_tables(
     given, else a pair with a well-known name (x/y, pxl_col_in_fullres/pxl_row_in_fullres, center_x/center_y,
     x_centroid/y_centroid, ..., col/row: x is the column), else the only two numeric columns, in file order;
     anything else is refused rather than guessed. The separator comes from the extension (.csv comma, .tsv/.txt
-    tab, optionally .gz) unless ``sep`` is given. Spots keep the counts' order; every spot must be in both tables
-    so that nothing is dropped silently. One file may serve as both tables (spot id, x, y, then the genes): its
-    coordinate columns, and Space Ranger's in_tissue / array_row / array_col, are then not read as genes.
+    tab, optionally .gz) unless ``sep`` is given: one character (or its name: tab, comma, semicolon, space,
+    pipe) for both tables, or a pair (counts, coordinates). Spots keep the counts' order; every spot must be in
+    both tables so that nothing is dropped silently. One file may serve as both tables (spot id, x, y, then the
+    genes): its coordinate columns, and Space Ranger's in_tissue / array_row / array_col, are then not read as
+    genes, nor are per-cell annotations (z, fov, nCount_*, nFeature_*, total_counts, area, volume, ...: left out with a
+    warning); a separate counts table holding any of those is refused.
     """
     counts_path, coords_path = Path(counts_path), Path(coords_path)
-    counts = _read_table(counts_path, sep, "counts table")
-    coords = _read_table(coords_path, sep, "coordinates table")
+    counts_sep, coords_sep = _separators(sep)
+    counts = _read_table(counts_path, counts_sep, "counts table")
+    coords = _read_table(coords_path, coords_sep, "coordinates table")
     xy = _pick_xy(coords, coords_path, x, y)
     same_file = counts_path.resolve() == coords_path.resolve()
     counts = _without_coordinates(counts, counts_path, list(xy.columns), same_file=same_file)
@@ -55,6 +70,28 @@ def read_tables(
     )
     adata.obsm["spatial"] = xy.loc[counts.index].to_numpy(dtype=np.float64)
     return validate_spatial(adata, what=f"counts table '{counts_path}'")
+
+
+def _separators(sep: str | Sequence[str] | None) -> tuple[str | None, str | None]:
+    """The separator of the counts table and of the coordinates table: one for both, or a pair (R's write.table
+    writes spaces, while the coordinates may be a .csv). Names and a shell-typed '\\t' are turned into the
+    character; anything longer than one character is refused (pandas would read it as a regular expression)."""
+    pair = [sep, sep] if sep is None or isinstance(sep, str) else list(sep)
+    if len(pair) == 1:
+        pair = pair * 2
+    if len(pair) != 2:
+        raise InputError(
+            f"sep= takes one separator for both tables or two (counts, coordinates), got {len(pair)} "
+            "(--sep SEP or --sep COUNTS_SEP COORDS_SEP)"
+        )
+    found = [None if s is None else _NAMED_SEPARATORS.get(str(s).lower(), str(s)) for s in pair]
+    for given, char in zip(pair, found, strict=True):
+        if char is not None and len(char) != 1:
+            raise InputError(
+                f"separator {given!r} is not one character; give the character (e.g. ',' or ';') or its name: "
+                f"{', '.join(_NAMED_SEPARATORS)} (--sep)"
+            )
+    return found[0], found[1]
 
 
 def _separator(path: Path) -> str:
@@ -141,13 +178,25 @@ def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, sam
     check and steer the domains."""
     names = {name.lower() for pair in COORDINATE_NAMES for name in pair} | {str(c).lower() for c in xy}
     found = [c for c in counts.columns if str(c).lower() in names | set(SPOT_METADATA_NAMES)]
+    annotations = [
+        c
+        for c in counts.columns
+        if str(c).lower() in CELL_METADATA_NAMES or str(c).lower().startswith(_CELL_METADATA_PREFIXES)
+    ]
     if same_file:
-        return counts.drop(columns=found)
-    if found:
+        if annotations:
+            warnings.warn(
+                f"'{path}': columns {quote_examples(annotations, n=6)} are per-spot annotations, not genes; they "
+                "are left out of the counts",
+                UserWarning,
+                stacklevel=3,
+            )
+        return counts.drop(columns=found + annotations)
+    if found or annotations:
         raise InputError(
-            f"counts table '{path}' has coordinate or spot position columns ({', '.join(map(repr, found))}); it "
-            "must hold only counts after the spot id: drop them, or pass the same file as both tables when it "
-            "holds the coordinates"
+            f"counts table '{path}' has coordinate, position or annotation columns "
+            f"({quote_examples(found + annotations, n=6)}); it must hold only counts after the spot id: drop them, "
+            "or pass the same file as both tables when it holds the coordinates"
         )
     return counts
 
@@ -167,6 +216,20 @@ def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
                 "spots x genes with the spot id in the first column and only counts after it: drop "
                 "annotation columns, or pass sep= (--sep) if the columns were split wrongly"
             )
+    values = counts.to_numpy(dtype=np.float64)
+    fractional = [
+        name
+        for name, bad in zip(
+            counts.columns, (np.isfinite(values) & (values != np.rint(values))).any(axis=0), strict=True
+        )
+        if bad
+    ]
+    if fractional:  # named here: the check on the AnnData can only name spots
+        raise InputError(
+            f"counts table '{path}' has non-integer values in {len(fractional)} of its {counts.shape[1]} columns "
+            f"({quote_examples(fractional, n=4)}); counts are whole numbers: drop annotation columns (areas, "
+            "volumes, scores), or give the raw counts if the table holds normalised values"
+        )
 
 
 def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> pd.DataFrame:

@@ -64,6 +64,22 @@ def test_a_slice_too_small_for_its_graph_is_named() -> None:
         gr.spatial_neighbors(adata, n_neighbors=6)
 
 
+def test_placeholder_positions_shared_by_more_spots_than_a_neighbourhood_are_refused() -> None:
+    """Cells exported at (0, 0) for want of a position formed a domain of their own, silently. Up to k + 1 spots
+    at one position still reach real neighbours; one more and they link only to each other."""
+    adata = _grid(10, batch=["a"] * 50 + ["b"] * 50)
+    adata.obsm["spatial"][50:57] = 0.0  # 7 spots of slice 'b' at (0, 0): k + 1 for k = 6
+    gr.spatial_neighbors(adata, n_neighbors=6)
+    adata.obsm["spatial"][57] = 0.0
+    with pytest.raises(InputError, match=r"slice 'b': 8 of its 50 spots sit at the same position \(0, 0\)"):
+        gr.spatial_neighbors(adata, n_neighbors=6)
+    gr.spatial_neighbors(adata, n_neighbors=7)
+    alone = _grid(10)
+    alone.obsm["spatial"][:20] = (30.5, 40.5)
+    with pytest.raises(InputError, match=r"the input: 20 of its 100 .* \(30.5, 40.5\).*drop them: adata = adata\[~"):
+        gr.spatial_neighbors(alone, radius=1.5, n_neighbors=None)
+
+
 def test_a_named_slice_column_that_is_missing_is_refused_not_read_as_one_slice() -> None:
     one = _grid(5)
     both = ad.concat([one, one], index_unique="-")  # two slices in one coordinate frame

@@ -70,9 +70,11 @@ def check_slice_sizes(adata: AnnData, n_neighbors: int, batch_key: str | None = 
             )
 
 
-def check_slice_layouts(adata: AnnData, batch_key: str | None = "batch") -> None:
-    """Refuse, by name and before any work, a slice whose spots all sit at one position: the check on the whole
-    input passes when other slices spread out, yet this slice's graph would follow the order of its rows."""
+def check_slice_layouts(adata: AnnData, batch_key: str | None = "batch", n_neighbors: int = 6) -> None:
+    """Refuse, by name and before any work, a slice whose spots all sit at one position (the check on the whole
+    input passes when other slices spread out, yet this slice's graph would follow the order of its rows), or with
+    more spots at one position than a spot has neighbours plus itself: placeholder coordinates such as (0, 0) for
+    cells without a position, whose graph would link them only to each other and make them a domain of their own."""
     coords = check_coordinates(adata, "input")
     groups = slice_groups(adata, batch_key)
     for rows in groups:
@@ -82,6 +84,16 @@ def check_slice_layouts(adata: AnnData, batch_key: str | None = "batch") -> None
                 f"slice {_slice_name(adata, batch_key, rows)!r}: all {rows.size} of its spots sit at the same position "
                 f"({x:g}, {y:g}) in obsm['spatial'], so it has no layout to build a graph from; store each spot's own "
                 "x, y coordinates, or drop this slice"
+            )
+        positions, counts = np.unique(coords[rows], axis=0, return_counts=True)
+        if counts.max() > n_neighbors + 1:
+            x, y = positions[np.argmax(counts)]
+            where = "the input" if len(groups) == 1 else f"slice {_slice_name(adata, batch_key, rows)!r}"
+            raise InputError(
+                f"{where}: {counts.max()} of its {rows.size} spots sit at the same position ({x:g}, {y:g}) in "
+                f"obsm['spatial'] (placeholder coordinates?), more than a spot's {n_neighbors} neighbours plus "
+                "itself, so their graph would link them only to each other; store their real positions, or drop "
+                f"them: adata = adata[~(adata.obsm['spatial'] == ({x:g}, {y:g})).all(axis=1)].copy()"
             )
 
 
@@ -148,7 +160,7 @@ def spatial_neighbors(
         check_slice_sizes(adata, n_neighbors, batch_key)
     elif not radius > 0:
         raise InputError(f"radius must be a positive distance in the units of obsm['spatial'] (got {radius!r}).")
-    check_slice_layouts(adata, batch_key)
+    check_slice_layouts(adata, batch_key, n_neighbors if radius is None else 6)
     blocks = []
     groups = slice_groups(adata, batch_key)
     for rows in groups:

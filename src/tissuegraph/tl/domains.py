@@ -261,7 +261,7 @@ def check_domains_input(
     check_domain_request(n_domains, adata.n_obs, cluster, seed=seed)
     gr.check_slice_sizes(adata, settings.n_neighbors, batch_key)
     gr.check_slice_counts(adata, batch_key)
-    gr.check_slice_layouts(adata, batch_key)
+    gr.check_slice_layouts(adata, batch_key, settings.n_neighbors)
     require_variation(check_counts(adata))  # here, not after the image encoder has trained for a minute
     pick_device(device)
     return settings

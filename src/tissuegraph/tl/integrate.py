@@ -236,7 +236,7 @@ def integrate(
         checked = StalignerSettings.from_data(**settings_overrides)
     gr.check_slice_sizes(joint, checked.n_neighbors, batch_key)
     gr.check_slice_counts(joint, batch_key)
-    gr.check_slice_layouts(joint, batch_key)
+    gr.check_slice_layouts(joint, batch_key, checked.n_neighbors)
     pick_device(device)
     slice_codes = joint.obs[batch_key].cat.codes.to_numpy().astype(np.int64)
     timings["combine_s"] = time.perf_counter() - start

@@ -265,8 +265,8 @@ def test_inputs_without_slice_labels_are_named_after_their_files(tmp_path, capsy
     clashing = [str(tmp_path / stem / "sample.h5ad") for stem in ("left", "right")]
     assert main([*argv, *clashing, "--out", str(out)]) == 0  # one name for both: positional names, as before
     assert list(ad.read_h5ad(out).obs["batch"].cat.categories) == ["slice1", "slice2"]
-    assert main([*argv, paths[0], str(tmp_path / "left.h5ad"), "--out", str(out)]) == 0  # 'A' is labelled
-    assert list(ad.read_h5ad(out).obs["batch"].cat.categories) == ["A", "left"]
+    assert main([*argv, paths[1], str(tmp_path / "left.h5ad"), "--out", str(out)]) == 0  # 'B' is labelled
+    assert list(ad.read_h5ad(out).obs["batch"].cat.categories) == ["B", "left"]
 
 
 def test_align_to_an_unknown_slice_is_refused_before_training(tmp_path, capsys) -> None:

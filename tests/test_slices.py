@@ -72,6 +72,17 @@ def test_slice_names_are_the_names_the_join_gives() -> None:
         slice_names([_slice(GENES, batch="s1"), _slice(GENES, seed=1, batch="s1")])
 
 
+def test_the_same_slice_twice_is_refused_not_mixed_perfectly() -> None:
+    """A file given twice integrated with itself and reported perfect batch mixing."""
+    dense = _slice(GENES, 12, 0)
+    dense.X = dense.X.toarray()
+    with pytest.raises(InputError, match=r"slices 'slice1' and 'slice2' hold the same 12 spots .* given twice"):
+        concat_slices([_slice(GENES, 12, 0), dense])
+    moved = _slice(GENES, 12, 0)
+    moved.obsm["spatial"] = moved.obsm["spatial"] + 1.0  # a serial section with the same counts is still joined
+    assert concat_slices([_slice(GENES, 12, 0), moved]).n_obs == 24
+
+
 def test_joining_leaves_the_callers_counts_in_their_order() -> None:
     """Counts stored column-unsorted, as b[:, shared_genes] leaves them: the caller's matrix is not touched."""
     a, b = _slice(GENES, 12, 0), _slice(GENES, 9, 1)

@@ -233,6 +233,19 @@ def _check_labels(labels: list[str], batch_key: str) -> None:
         )
 
 
+def _check_distinct(parts: list[tuple[str, AnnData]]) -> None:
+    """Refuse two slices with the same spots (coordinates, genes and counts): the same file given twice would integrate
+    perfectly with itself and report perfect mixing."""
+    for first, (label_a, a) in enumerate(parts):
+        for label_b, b in parts[first + 1 :]:
+            same_genes = a.shape == b.shape and a.var_names.equals(b.var_names)
+            if same_genes and np.array_equal(a.obsm["spatial"], b.obsm["spatial"]) and (a.X != b.X).nnz == 0:
+                raise InputError(
+                    f"slices {label_a!r} and {label_b!r} hold the same {a.n_obs} spots (same coordinates and "
+                    "counts): the same file given twice? Give each section once"
+                )
+
+
 def slice_names(
     slices: Sequence[AnnData] | AnnData, names: Sequence[str] | str | None = None, *, batch_key: str = "batch"
 ) -> list[str]:
@@ -286,6 +299,7 @@ def concat_slices(
             split.update(label for label, _ in found)
     labels = [label for label, _ in parts]
     _check_labels(labels, batch_key)
+    _check_distinct(parts)
     keys, matched_by = _gene_keys(parts)
     shared = _shared_genes(keys)
     sizes = ", ".join(f"{label}: {adata.n_vars}" for label, adata in parts)

@@ -294,6 +294,19 @@ def test_validate_negative_counts(sparse: bool) -> None:
         validate_spatial(adata)
 
 
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_validate_refuses_counts_no_spot_can_hold(dtype: type) -> None:
+    """-1 written as uint32 reads as 4294967295, a whole positive number that passed every check."""
+    adata = _spatial_adata()
+    X = adata.X.astype(dtype)
+    X[3, 2] = np.iinfo(np.uint32).max if dtype is np.uint32 else 2**40
+    adata.X = X
+    with pytest.raises(InputError, match=r"1 values of 2\*\*31 or more in 1 spots.*'spot3'.*unsigned integer"):
+        validate_spatial(adata)
+    X[3, 2] = 2**31 - 128  # the largest count float32 keeps below 2**31 still passes
+    validate_spatial(adata)
+
+
 @pytest.mark.parametrize(
     ("stored", "fix"),
     [

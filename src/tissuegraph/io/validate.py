@@ -84,6 +84,12 @@ def check_counts(adata: AnnData, what: str = "input") -> sp.csr_matrix:
             "tissuegraph needs raw counts (>= 0), X looks normalised or scaled: "
             + _raw_counts_fix(adata, "put the raw counts (whole numbers before any normalisation) in X"),
         ),
+        (
+            "values of 2**31 or more",
+            X.data >= 2.0**31,
+            "no gene is counted that often in one spot: such values come from a negative count stored as an "
+            "unsigned integer (4294967295 is -1 as uint32) or from a corrupted file; check how the counts were written",
+        ),
     ):
         if bad.any():
             spots = adata.obs_names[_bad_spots(X, bad)]

@@ -119,6 +119,25 @@ def test_unnamed_slices_take_their_batch_value_or_position() -> None:
     assert list(joint.obs["batch"].cat.categories) == ["151673", "slice2"]
 
 
+def test_ensembl_versions_do_not_keep_one_gene_apart() -> None:
+    """ENSG00000141510.16 and ENSG00000141510.17 are one gene in two annotation releases: 0 shared genes before."""
+    a, b = _slice(GENES), _slice(GENES, seed=1)
+    a.var["gene_ids"] = [f"ENSG{i:011d}" for i in range(30)]
+    b.var["gene_ids"] = [f"ENSG{i:011d}.{i % 3 + 1}" for i in range(30)]
+    assert concat_slices([a, b], names=["a", "b"]).n_vars == 30
+    b.var["gene_ids"] = [f"ENSG{i // 2:011d}.{i}" for i in range(30)]  # not unique without versions: kept whole
+    with pytest.raises(InputError, match=r"share only 0 gene.*matched by var\['gene_ids'\] \(genes per slice"):
+        concat_slices([a, b], names=["a", "b"])
+
+
+def test_ids_from_another_annotation_point_to_the_names() -> None:
+    a, b = _slice(GENES), _slice(GENES, seed=1)
+    a.var["gene_ids"] = [f"ENSG{i:011d}" for i in range(30)]
+    b.var["gene_ids"] = [f"ENSMUSG{i:011d}" for i in range(30)]
+    with pytest.raises(InputError, match=r"by gene name they would share 30: .*del adata.var\['gene_ids'\]"):
+        concat_slices([a, b], names=["a", "b"])
+
+
 def test_slices_sharing_too_few_genes_are_rejected() -> None:
     with pytest.raises(InputError, match=r"share only 0 gene.*and species$"):
         concat_slices([_slice(GENES), _slice([f"ENSG{i}" for i in range(30)])])

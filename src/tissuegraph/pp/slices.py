@@ -25,6 +25,7 @@ from tissuegraph.pp.expression import hvg_ranks, select_hvgs
 MIN_SHARED_GENES = 20
 TRUTH_KEY = "ground_truth"  # the annotation metrics.score scores against
 GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene ids, e.g. Ensembl
+ENSEMBL_VERSION = r"^(ENS[A-Z]{0,6}G\d{11})\.\d+$"  # ENSG00000141510.16: the gene and its version
 HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, a column per slice
 
 
@@ -142,8 +143,8 @@ def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
 
 
 def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
-    """What each slice's genes are matched by: ``var['gene_ids']`` when every slice has complete, unique ids, else
-    the gene names.
+    """What each slice's genes are matched by: ``var['gene_ids']`` when every slice has complete, unique ids (their
+    Ensembl versions left out when the ids stay unique without them), else the gene names.
 
     Symbols repeat (two Ensembl genes are called HSPA14), and ``var_names_make_unique`` numbers the repeats in each
     file's own order, so 'HSPA14' in one file can be another gene than 'HSPA14' in the next; ids cannot.
@@ -154,6 +155,10 @@ def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
         if column is None or column.isna().any() or not column.is_unique:
             return [adata.var_names for _, adata in parts], "gene names"
         ids.append(pd.Index(column.astype(str)))
+    unversioned = [key.str.replace(ENSEMBL_VERSION, r"\1", regex=True) for key in ids]
+    versioned = any(not plain.equals(key) for plain, key in zip(unversioned, ids, strict=True))
+    if versioned and all(key.is_unique for key in unversioned):  # ENSG00000141510.16 and .17: one gene, two releases
+        return unversioned, f"var[{GENE_ID_KEY!r}] (Ensembl versions ignored)"
     return ids, f"var[{GENE_ID_KEY!r}]"
 
 
@@ -173,6 +178,19 @@ def _case_hint(keys: list[pd.Index], n_shared: int) -> str:
     return (
         f"; compared ignoring case they would share {folded} (e.g. 'Gapdh' vs 'GAPDH'): write the gene names in "
         "the same case in every slice"
+    )
+
+
+def _name_hint(parts: list[tuple[str, AnnData]], keys: list[pd.Index], shared: pd.Index) -> str:
+    """Advice when the gene names would match where the ids do not (ids from another annotation, say)."""
+    if keys[0] is parts[0][1].var_names:  # matched by names already
+        return ""
+    by_name = len(_shared_genes([adata.var_names for _, adata in parts]))
+    if by_name < 2 * max(len(shared), 1):
+        return ""
+    return (
+        f"; by gene name they would share {by_name}: to match by name, delete the ids first "
+        f"(del adata.var[{GENE_ID_KEY!r}] for each slice, then save it)"
     )
 
 
@@ -274,8 +292,8 @@ def concat_slices(
     ``slices`` is a list of AnnData, or one AnnData; an input whose ``obs[batch_key]`` names several slices is cut
     into them, in the order each first appears, so its spots are grouped by slice (each keeps its spots' order).
 
-    Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does), else by
-    name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice, in the order
+    Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does; Ensembl
+    versions such as the '.16' of ENSG00000141510.16 are ignored), else by name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice, in the order
     of ``obs[batch_key]``'s categories) keeps each shared gene's HVG rank among its slice's own genes, which the
     join would otherwise lose.
 
@@ -308,7 +326,7 @@ def concat_slices(
         raise InputError(
             f"the slices share only {len(shared)} gene(s) matched by {matched_by} (genes per slice: {sizes}); "
             f"integration needs at least {min_shared_genes}: check that every slice uses the same gene naming "
-            f"(symbols vs Ensembl ids) and species{_case_hint(keys, len(shared))}"
+            f"(symbols vs Ensembl ids) and species{_case_hint(keys, len(shared))}{_name_hint(parts, keys, shared)}"
         )
     if 2 * len(shared) < fewest:
         warnings.warn(

@@ -890,6 +890,14 @@ def test_read_tables_separators_by_name_and_one_per_table(tmp_path: Path) -> Non
         read_tables(tmp_path / "counts.txt", tmp_path / "xy.csv", sep=(" ", ",", ";"))
 
 
+def test_read_tables_coordinates_without_a_header_row(tmp_path: Path) -> None:
+    """The first spot became the header: 'its id is missing from the coordinates', though it was right there."""
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    pd.DataFrame({"x": [0.5, 1, 2, 3], "y": [7, 1, 2, 3]}, index=BARCODES).to_csv(tmp_path / "xy.csv", header=False)
+    with pytest.raises(InputError, match=r"'.*xy.csv' seems to have no header row: .* \(0.5, 7\) were read as column"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "xy.csv")
+
+
 def test_read_tables_unknown_extension(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.dat")
     with pytest.raises(InputError, match="separator.*sep="):

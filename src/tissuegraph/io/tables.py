@@ -58,6 +58,7 @@ def read_tables(
     counts_sep, coords_sep = _separators(sep)
     counts = _read_table(counts_path, counts_sep, "counts table")
     coords = _read_table(coords_path, coords_sep, "coordinates table")
+    _check_header(coords, coords_path)
     xy = _pick_xy(coords, coords_path, x, y)
     same_file = counts_path.resolve() == coords_path.resolve()
     counts = _without_coordinates(counts, counts_path, list(xy.columns), same_file=same_file)
@@ -199,6 +200,26 @@ def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, sam
             "or pass the same file as both tables when it holds the coordinates"
         )
     return counts
+
+
+def _check_header(coords: pd.DataFrame, path: Path) -> None:
+    """A coordinates table whose column names are all numbers has no header row: its first spot was read as one."""
+    names = [str(name) for name in coords.columns]
+    if names and all(_is_number(name) for name in names):
+        raise InputError(
+            f"coordinates table '{path}' seems to have no header row: the values of its first line "
+            f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) were read as column names; add a header "
+            "line naming the columns (e.g. spot,x,y). Space Ranger's tissue_positions_list.csv has none: give the "
+            "Space Ranger output folder itself instead"
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unused_name(names: list[str]) -> str:

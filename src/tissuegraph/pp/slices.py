@@ -293,9 +293,9 @@ def concat_slices(
     into them, in the order each first appears, so its spots are grouped by slice (each keeps its spots' order).
 
     Genes are matched by ``var['gene_ids']`` when every slice has unique ids (Space Ranger output does; Ensembl
-    versions such as the '.16' of ENSG00000141510.16 are ignored), else by name; the joint takes the first slice's gene names. ``varm['hvg_rank']`` (one column per slice, in the order
-    of ``obs[batch_key]``'s categories) keeps each shared gene's HVG rank among its slice's own genes, which the
-    join would otherwise lose.
+    versions such as the '.16' of ENSG00000141510.16 are ignored), else by name; the joint takes the first slice's
+    gene names. ``varm['hvg_rank']`` (one column per slice, in the order of ``obs[batch_key]``'s categories) keeps
+    each shared gene's HVG rank among its slice's own genes, which the join would otherwise lose.
 
     ``obs[batch_key]`` names each slice (``names``, else the slice's own batch value, else its position);
     spot ids become ``<id>-<slice>`` so the same barcode on two slices stays two spots (a joined file given again

@@ -542,6 +542,21 @@ def test_read_visium_without_images_or_scalefactors(tmp_path: Path) -> None:
     assert read_visium(folder).uns["spatial"]["s"] == {"images": {}, "scalefactors": {}}
 
 
+def test_read_visium_names_an_image_it_cannot_read(tmp_path: Path) -> None:
+    """A JPEG saved in place of Space Ranger's PNG was ignored without a word; its QC images are no stand-ins."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+    _write_spatial(folder, images=(), scalefactors=None)
+    Image.new("RGB", (8, 8)).save(folder / "spatial" / "aligned_fiducials.jpg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_visium(folder)
+    Image.new("RGB", (8, 8)).save(folder / "spatial" / "tissue_lowres_image.jpg")
+    with pytest.warns(UserWarning, match=r"holds tissue_lowres_image.jpg but no tissue_hires_image.png or tissue_lo"):
+        assert read_visium(folder).uns["spatial"]["s"]["images"] == {}
+
+
 def test_read_visium_counts_file(visium_dir: Path) -> None:
     (visium_dir / "filtered_feature_bc_matrix.h5").rename(visium_dir / "raw_feature_bc_matrix.h5")
     adata = read_visium(visium_dir, counts_file="raw_feature_bc_matrix.h5")

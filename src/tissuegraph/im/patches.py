@@ -286,7 +286,9 @@ def stored_image(
     raise InputError(
         f"uns['spatial'][{library!r}] has no usable image (images: {', '.join(images) or 'none'}; "
         f"scale factors: {', '.join(factors) or 'none'}); it needs 'hires' or 'lowres' with the matching "
-        "tissue_*_scalef, or pass image=... and scale=..."
+        "tissue_*_scalef (from a Space Ranger folder: spatial/tissue_hires_image.png or tissue_lowres_image.png "
+        "with scalefactors_json.json), or from Python pass image=... and scale=...; or run in gene mode "
+        "(--no-image, image=False)"
     )
 
 

@@ -37,6 +37,8 @@ _POSITION_COLUMNS = (
 _SCALEFACTORS_FILE = "scalefactors_json.json"
 _IMAGES = {"hires": "tissue_hires_image.png", "lowres": "tissue_lowres_image.png"}
 _GENE_EXPRESSION = "Gene Expression"
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png")  # an image saved under another name or format
+_QC_IMAGES = ("aligned_fiducials.jpg", "detected_tissue_image.jpg")  # Space Ranger's own, never the H&E to read
 _SIDE_TOLERANCE = 0.02  # hires and lowres scaled back to full resolution; Space Ranger rounds each image's side
 
 
@@ -236,6 +238,19 @@ def _read_positions(spatial: Path) -> pd.DataFrame:
 def _read_images(spatial: Path) -> dict[str, Any]:
     """Load the H&E images present, with the scale factors that map full-res pixels onto them."""
     images = {key: _read_png(spatial / name) for key, name in _IMAGES.items() if (spatial / name).is_file()}
+    others = sorted(
+        path.name
+        for path in spatial.glob("*")
+        if path.suffix.lower() in _OTHER_IMAGE_SUFFIXES and path.name not in _QC_IMAGES and path.is_file()
+    )
+    if not images and others:
+        warnings.warn(
+            f"'{spatial}' holds {', '.join(others[:3])} but no {' or '.join(_IMAGES.values())}, the images Space "
+            "Ranger writes and tissuegraph reads; image mode needs one of them: save the image as PNG under that "
+            "name (with scalefactors_json.json from the same run)",
+            UserWarning,
+            stacklevel=3,
+        )
     scalefactors_path = spatial / _SCALEFACTORS_FILE
     if scalefactors_path.is_file():
         scalefactors = _read_scalefactors(scalefactors_path)

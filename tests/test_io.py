@@ -913,6 +913,27 @@ def test_read_tables_coordinates_without_a_header_row(tmp_path: Path) -> None:
         read_tables(tmp_path / "counts.csv", tmp_path / "xy.csv")
 
 
+def test_read_tables_ids_in_another_column_are_named(tmp_path: Path) -> None:
+    """Seurat's coordinates without row names (x, y, cell) and a pandas 0..n index before a barcode column: the
+    first column was taken for the ids and the ids for a coordinate or a gene."""
+    _counts_table().to_csv(tmp_path / "counts.csv")
+    xy = pd.DataFrame({"x": [0, 1, 2, 3], "y": [0, 1, 2, 3], "cell": BARCODES})
+    xy.to_csv(tmp_path / "xy.csv", index=False)
+    with pytest.raises(
+        InputError, match=r"'.*xy.csv' has its spot ids in column 'cell', not in the first column \('x'\)"
+    ):
+        read_tables(tmp_path / "counts.csv", tmp_path / "xy.csv")
+    _counts_table().reset_index().rename(columns={"spot": "barcode"}).to_csv(tmp_path / "counts.csv")
+    xy.set_index("cell").to_csv(tmp_path / "xy.csv")
+    with pytest.raises(
+        InputError, match=r"counts table .* in column 'barcode', not in the first column \('Unnamed: 0'"
+    ):
+        read_tables(tmp_path / "counts.csv", tmp_path / "xy.csv")
+    _counts_table().to_csv(tmp_path / "counts.csv", index=False)
+    with pytest.raises(InputError, match=r"more than once .*the first column must hold the spot ids"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "xy.csv")
+
+
 def test_read_tables_unknown_extension(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.dat")
     with pytest.raises(InputError, match="separator.*sep="):

@@ -20,6 +20,8 @@ _NAMED_SEPARATORS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "
 #: Name given to the empty field a delimiter ending every data line (but not the header) leaves.
 _TRAILING = "__trailing_delimiter__"
 
+#: Column names that hold spot or cell ids: found anywhere but first, the table's layout is off.
+_ID_NAMES = ("barcode", "barcodes", "cell", "cell_id", "cells", "spot", "spot_id", "spots")
 #: Per-spot columns of Space Ranger's tissue_positions that are integers but no genes.
 SPOT_METADATA_NAMES = ("in_tissue", "array_row", "array_col")
 #: Per-cell annotations that exports of imaging platforms and Seurat put beside the genes: depth, field of view,
@@ -155,6 +157,13 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
         raise InputError(
             f"{what} '{path}' has {len(blank)} rows without a spot id (the first is data row {blank[0] + 1}); "
             "every row needs its spot id in the first column"
+        )
+    misplaced = [name for name in names[1:] if str(name).lower() in _ID_NAMES]
+    if misplaced:  # the first column would be taken for the ids, and the ids for a gene or a coordinate
+        raise InputError(
+            f"{what} '{path}' has its spot ids in column {misplaced[0]!r}, not in the first column ({names[0]!r}); "
+            f"spot ids must come first: move column {misplaced[0]!r} to the front (a leading 0, 1, 2, ... column "
+            "written by pandas can go)"
         )
     table = table.set_index(names[0]).rename_axis(None)
     trailing = [c for c in table.columns if str(c).startswith("Unnamed:") or c == _TRAILING]
@@ -304,7 +313,8 @@ def _check_same_spots(counts: pd.DataFrame, coords: pd.DataFrame, counts_path: P
         if len(duplicated):
             raise InputError(
                 f"{what} table '{path}' lists {len(duplicated)} spot ids more than once "
-                f"(e.g. {quote_examples(list(duplicated))}); give each spot one row"
+                f"(e.g. {quote_examples(list(duplicated))}); give each spot one row (the first column must hold the "
+                "spot ids: a table saved without them, e.g. pandas' index=False, has none)"
             )
     in_coords = counts.index.isin(coords.index)
     if not in_coords.any() and coords.index.isin(counts.columns.astype(str)).any():

@@ -934,6 +934,12 @@ def test_read_tables_ids_in_another_column_are_named(tmp_path: Path) -> None:
         read_tables(tmp_path / "counts.csv", tmp_path / "xy.csv")
 
 
+def test_read_tables_text_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / "counts.csv").write_bytes("spot,G\u00e8ne\nAAAC-1,3\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"counts table .* is not UTF-8 text .*save it as UTF-8"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "counts.csv")
+
+
 def test_read_tables_unknown_extension(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.dat")
     with pytest.raises(InputError, match="separator.*sep="):

@@ -143,6 +143,11 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
             )
     except InputError:
         raise
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{what} '{path}' is not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} at position "
+            f"{err.start}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8, or 'CSV UTF-8' in a spreadsheet)"
+        ) from err
     except pd.errors.EmptyDataError as err:
         raise InputError(
             f"{what} '{path}' has no rows (or is empty); it needs a header row and one row per spot"

@@ -94,6 +94,24 @@ def test_wrong_scale_factor_fails_before_training(monkeypatch) -> None:
         image_features(adata)
 
 
+def test_a_given_slide_for_a_slice_without_a_library_never_borrows_another_slices(monkeypatch) -> None:
+    """Slice 'b' stores no library: its spot size is estimated from its spots, not read from slice 'a' (the only
+    library stored, which spot_patches would otherwise take)."""
+    grid = [(20.0 + 2 * i, 30.0 + 2 * j) for i in range(3) for j in range(3)]  # 2 px = 4 units apart
+    a, b = _slide(_ramp_image(), grid), _slide(_ramp_image(), grid)
+    a.uns["spatial"] = {"a": a.uns["spatial"]["lib"]}
+    del b.uns["spatial"]
+    joint = ad.concat([a, b], index_unique="-", uns_merge="first")
+    joint.obs["batch"] = ["a"] * 9 + ["b"] * 9
+    asked: list[str | None] = []
+    diameter = patches_module.spot_diameter
+    monkeypatch.setattr(
+        patches_module, "spot_diameter", lambda adata, lib, xy: asked.append(lib) or diameter(adata, lib, xy)
+    )
+    image_features(joint, image={"a": _ramp_image(), "b": _ramp_image()}, scale=SCALE, epochs=0, n_comps=2, out_px=8)
+    assert asked == ["a", None]
+
+
 def _set_lowres(adata: ad.AnnData, image: np.ndarray) -> None:
     adata.uns["spatial"]["lib"]["images"]["lowres"] = image
 
@@ -110,6 +128,7 @@ def _set_lowres(adata: ad.AnnData, image: np.ndarray) -> None:
         (lambda a: _set_lowres(a, _ramp_image().astype(np.int16) - 100), r"int16 integers.*uint16"),
         (lambda a: _set_lowres(a, np.where(_ramp_image() == 7, np.nan, _ramp_image() / 255)), "NaN or infinite"),
         (lambda a: _set_lowres(a, np.full((60, 80, 3), np.inf)), "NaN or infinite"),
+        (lambda a: _set_lowres(a, np.full((60, 80, 3), "a")), "holds <U1 values, not pixel numbers"),
     ],
 )
 def test_unusable_images_are_refused(change, message: str) -> None:
@@ -244,6 +263,8 @@ def test_integer_images_of_8_and_16_bits_and_bool_are_scaled() -> None:
     expected = spot_patches(_slide(image, SPOTS), out_px=7)
     wide = spot_patches(_slide(image.astype(np.uint16) * 257, SPOTS), out_px=7)  # 0..65535: the same fractions
     np.testing.assert_allclose(wide, expected, atol=1e-6)
+    swapped = spot_patches(_slide((image.astype(np.uint16) * 257).astype(">u2"), SPOTS), out_px=7)  # was refused
+    np.testing.assert_array_equal(swapped, wide)
     mask = image[..., 1] >= 40  # the right half of the columns
     np.testing.assert_array_equal(spot_patches(_slide(mask, SPOTS), out_px=7)[..., 0], mask[_centre_blocks()])
 
@@ -484,7 +505,8 @@ def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
     tifffile.imwrite(tmp_path / "slide.tif", image, tile=(16, 16), compression="zlib")
     tifffile.imwrite(tmp_path / "planar.tiff", np.moveaxis(image, -1, 0), photometric="rgb", planarconfig="separate")
     monkeypatch.setattr(patches_module, "_BAND_BYTES", 80 * 3 * 12)  # 12-row bands: several windows per file
-    for name in ("slide.png", "slide.tif", "planar.tiff"):
+    tifffile.imwrite(tmp_path / "lzw.tif", image, tile=(16, 16), compression="lzw")  # as slide scanners write
+    for name in ("slide.png", "slide.tif", "planar.tiff", "lzw.tif"):
         got = spot_patches(adata, image=tmp_path / name, scale=SCALE, out_px=16)
         np.testing.assert_array_equal(got, expected)
     rgba = np.concatenate([image, np.full_like(image[..., :1], 255)], axis=-1)
@@ -493,6 +515,23 @@ def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(grey, np.repeat(expected[..., :1], 3, axis=-1))
     with pytest.raises(InputError, match="default scale.*full resolution"):
         spot_patches(adata, image=tmp_path / "slide.tif")
+
+
+def test_tiffs_whose_samples_are_not_the_colours_are_refused(tmp_path) -> None:
+    """Palette indices were read as grey levels, CMYK as RGB, inverted grey as grey: silently wrong patches. A JPEG
+    named .tif ended in tifffile's own error."""
+    image = _ramp_image()
+    adata = _slide(image, SPOTS)
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.concatenate([image, image[..., :1]], -1), photometric="separated")
+    tifffile.imwrite(tmp_path / "inverted.tif", image[..., 0], photometric="miniswhite")
+    palette = np.zeros((3, 256), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "palette.tif", image[..., 0], photometric="palette", colormap=palette)
+    for name, model in (("cmyk.tif", "SEPARATED"), ("inverted.tif", "MINISWHITE"), ("palette.tif", "PALETTE")):
+        with pytest.raises(InputError, match=f"stores its pixels as {model} \\(not RGB or grey values\\)"):
+            spot_patches(adata, image=tmp_path / name, scale=SCALE, out_px=16)
+    Image.fromarray(image).save(tmp_path / "photo.tif", format="JPEG")
+    with pytest.raises(InputError, match=r"photo.tif is not a TIFF file .*give a TIFF, PNG or JPEG named by its"):
+        spot_patches(adata, image=tmp_path / "photo.tif", scale=SCALE, out_px=16)
 
 
 def test_16_bit_grey_files_keep_their_range(tmp_path) -> None:

@@ -194,11 +194,13 @@ def image_features(
             if name not in image:
                 raise InputError(f"image has no entry for slice {name!r}; give one image per obs[{batch_key!r}] value")
             picked = image[name]
-            if library not in libraries:
-                library = None  # the slide is given, so the slice needs no stored library (its spot size is estimated)
         else:
             _check_slice_library(libraries, library, name, batch_key)
         part = adata if len(slices) == 1 else adata[rows]
+        if picked is not image and library not in libraries:
+            # the slide is given and the slice stores no library: its spot size is estimated from its own spots, never
+            # read from another slice's library (which spot_patches would otherwise pick as the only one stored)
+            part, library = AnnData(obs=part.obs, obsm={"spatial": part.obsm["spatial"]}), None
         patches[rows] = spot_patches(
             part, image=picked, library_id=library, scale=scale, size_factor=size_factor, out_px=out_px
         )

@@ -158,8 +158,13 @@ def to_unit_rgb(block: np.ndarray) -> np.ndarray:
     """
     if block.shape[-1] == 4:
         block = block[..., :3]
+    if block.dtype.kind not in "buif":  # bool: a mask, read as 0 and 1
+        raise InputError(
+            f"the image holds {block.dtype} values, not pixel numbers; give uint8 (0..255), uint16 (0..65535) or "
+            "floats in [0, 1]"
+        )
     if block.dtype.kind in "ui":
-        if block.dtype not in (np.uint8, np.uint16):
+        if not (block.dtype.kind == "u" and block.dtype.itemsize in (1, 2)):  # either byte order
             raise InputError(
                 f"the image holds {block.dtype} integers; integer images must be uint8 (0..255) or uint16 "
                 "(0..65535): convert it, e.g. image.astype(np.uint8) for values 0..255 or image.astype(np.uint16) "
@@ -183,10 +188,29 @@ def to_unit_rgb(block: np.ndarray) -> np.ndarray:
     return unit
 
 
+#: TIFF colour models whose samples are the pixels' grey or RGB values (YCbCr: JPEG tiles, decoded to RGB).
+_TIFF_PHOTOMETRICS = ("MINISBLACK", "RGB", "YCBCR")
+
+
 @contextmanager
 def _open_tiff(path: Path) -> Iterator[tuple[tuple[int, int], Reader]]:
-    """Image size and a window reader over level 0 of a TIFF; only the tiles or strips a window touches are read."""
-    with tifffile.TiffFile(path) as tif:
+    """Image size and a window reader over level 0 of a TIFF; only the tiles or strips a window touches are read.
+
+    Palette, CMYK and inverted-grey TIFFs are refused: their samples are not the colours, and reading them as such
+    would silently give wrong patches."""
+    try:
+        tif = tifffile.TiffFile(path)
+    except tifffile.TiffFileError as err:
+        raise InputError(f"{path} is not a TIFF file ({err}); give a TIFF, PNG or JPEG named by its format") from err
+    with tif:
+        if not len(tif.pages):
+            raise InputError(f"{path} holds no image (a TIFF without pages: truncated or unfinished?)")
+        photometric = tif.pages.first.photometric
+        if photometric is not None and photometric.name not in _TIFF_PHOTOMETRICS:
+            raise InputError(
+                f"{path} stores its pixels as {photometric.name} (not RGB or grey values); save the H&E as an RGB "
+                "(or greyscale) TIFF, PNG or JPEG"
+            )
         series = tif.series[0]
         array = zarr.open(series.aszarr(level=0), mode="r")
         index: list[int | slice] = []
@@ -210,7 +234,13 @@ def _open_tiff(path: Path) -> Iterator[tuple[tuple[int, int], Reader]]:
             window = list(index)
             window[series.axes.index("Y")] = slice(r0, r1)
             window[series.axes.index("X")] = slice(c0, c1)
-            block = np.transpose(np.asarray(array[tuple(window)]), order)
+            try:
+                block = np.transpose(np.asarray(array[tuple(window)]), order)
+            except (ValueError, KeyError, RuntimeError) as err:  # a codec missing or a damaged tile
+                raise InputError(
+                    f"{path} could not be decoded ({type(err).__name__}: {err}); re-save it as an uncompressed or "
+                    "deflate-compressed TIFF, or as PNG"
+                ) from err
             return block if block.ndim == 3 else block[..., None]
 
         yield (shape[order[0]], shape[order[1]]), read

@@ -543,6 +543,8 @@ def test_16_bit_grey_files_keep_their_range(tmp_path) -> None:
     for name in ("grey16.png", "grey16.pgm"):
         Image.fromarray(grey).save(tmp_path / name)
         np.testing.assert_array_equal(spot_patches(adata, image=tmp_path / name, scale=SCALE, out_px=7), expected)
+    unit = grey.astype(np.float32) / 65535  # 32-bit float grey ('F'): was clipped to 0 and 1, then called blank
+    np.testing.assert_allclose(patches_module._pillow_array(Image.fromarray(unit), tmp_path / "f.tif")[..., 0], unit)
     wide = Image.fromarray(np.array([[0, 70000]], dtype=np.int32))  # mode 'I' beyond 16 bits
     with pytest.raises(InputError, match="from 0 to 70000.*16-bit"):
         patches_module._pillow_array(wide, tmp_path / "wide.png")

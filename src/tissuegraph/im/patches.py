@@ -248,7 +248,10 @@ def _open_tiff(path: Path) -> Iterator[tuple[tuple[int, int], Reader]]:
 
 def _pillow_array(img: Image.Image, path: Path) -> np.ndarray:
     """The pixels of a Pillow image: 16-bit grey ('I;16*', or 'I' as newer Pillow reports 16-bit PNG) as uint16, so
-    it keeps its 0..65535 range (convert("RGB") would clip it to 255, i.e. white), anything else as 8-bit RGB."""
+    it keeps its 0..65535 range (convert("RGB") would clip it to 255, i.e. white), 32-bit float grey ('F') as
+    floats (judged as every float image is), anything else as 8-bit RGB."""
+    if img.mode == "F":
+        return np.asarray(img, dtype=np.float32)[..., None]
     if not img.mode.startswith("I"):
         return np.asarray(img.convert("RGB"))
     array = np.asarray(img)

@@ -146,6 +146,18 @@ def test_unlabelled_result_gets_label_free_scores_and_every_text_escaped(starmap
     assert "<i>slice</i>" not in text and "&lt;i&gt;slice&lt;/i&gt; &amp; co" in text
 
 
+@pytest.mark.realdata
+def test_a_result_made_with_another_slice_column_is_reported_by_slice(starmap_run, tmp_path) -> None:
+    """integrate(batch_key='section') was reported, scored and drawn as one slice: the report read obs['batch']."""
+    result = ad.read_h5ad(starmap_run[0])
+    result.obs = result.obs.rename(columns={"batch": "section"})
+    result.uns["tissuegraph"]["batch_key"] = "section"
+    text = check_self_contained(write_report(result, tmp_path / "r.html"))
+    assert "spots of 2 slices" in text and "Per slice" in text and "median iLISI" in text
+    assert all(f"spatial domains of slice {name}" in text for name in STARMAP_SLICES)
+    assert metrics.score(result)["median_ilisi"] == metrics.score(result, batch_key="section")["median_ilisi"]
+
+
 def test_input_that_is_not_a_result_is_refused_and_nothing_is_written(tmp_path) -> None:
     plain = ad.AnnData(X=np.ones((10, 3), dtype=np.float32))
     plain.obsm["spatial"] = np.random.default_rng(0).normal(size=(10, 2))

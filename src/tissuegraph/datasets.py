@@ -7,6 +7,8 @@ from importlib.resources import files
 import anndata as ad
 from anndata import AnnData
 
+from tissuegraph.metrics.summary import EXCLUDED_LABELS
+
 DEMO_N_DOMAINS = 11  # anatomical regions left after dropping 'Excluded'
 
 
@@ -20,7 +22,7 @@ def osmfish() -> AnnData:
         return ad.read_h5ad(handle)
 
 
-def scoring_labels(adata: AnnData, key: str = "ground_truth", excluded: tuple[str, ...] = ("Excluded",)):
+def scoring_labels(adata: AnnData, key: str = "ground_truth", excluded: tuple[str, ...] = EXCLUDED_LABELS):
     """Annotation with the given categories set to NaN, so metrics leave those spots out."""
     truth = adata.obs[key].astype(object)
     return truth.where(~truth.isin(excluded))

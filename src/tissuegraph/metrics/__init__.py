@@ -4,7 +4,7 @@ and how far the domains follow sequencing depth."""
 from tissuegraph.metrics.batch import batch_asw, batch_kl, ilisi, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
 from tissuegraph.metrics.depth import depth_explained, library_size, library_size_by_domain
-from tissuegraph.metrics.summary import format_scores, score
+from tissuegraph.metrics.summary import format_scores, recorded_batch_key, score
 
 __all__ = [
     "ari",
@@ -17,6 +17,7 @@ __all__ = [
     "batch_asw",
     "per_slice_scores",
     "score",
+    "recorded_batch_key",
     "format_scores",
     "depth_explained",
     "library_size",

@@ -3,13 +3,14 @@ there is none, batch mixing when there are several slices."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
-from tissuegraph.gr.spatial import slice_column
+from tissuegraph.gr.spatial import DEFAULT_BATCH_KEY, slice_column
 from tissuegraph.io.validate import quote_examples
 from tissuegraph.metrics.batch import batch_kl, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
@@ -17,6 +18,8 @@ from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
 #: Where the annotation and the embedding are looked for by default; either may be absent (nothing to score).
 TRUTH_KEY = "ground_truth"
 EMBEDDING_KEY = "X_tissuegraph"
+#: Annotation labels that mark spots outside every region, so they are scored as unannotated.
+EXCLUDED_LABELS = ("Excluded",)
 
 
 def _missing(where: str, key: str, holding: str, present: Iterable[str], fix: str) -> InputError:
@@ -25,21 +28,32 @@ def _missing(where: str, key: str, holding: str, present: Iterable[str], fix: st
     return InputError(f"{where} has no {key!r} holding {holding} (it has: {have}); {fix}")
 
 
+def recorded_batch_key(adata: AnnData) -> str:
+    """The column naming the slices of a tissuegraph result: the one its run was given (``batch_key=``), else
+    ``obs['batch']``; so a result made with ``batch_key='section'`` is never scored or drawn as one slice."""
+    run = adata.uns.get("tissuegraph")
+    return str(run.get("batch_key", DEFAULT_BATCH_KEY)) if isinstance(run, Mapping) else DEFAULT_BATCH_KEY
+
+
 def score(
     adata: AnnData,
     *,
     truth_key: str = TRUTH_KEY,
     domain_key: str = "domain",
-    batch_key: str = "batch",
+    batch_key: str | None = None,
     use_rep: str = EMBEDDING_KEY,
+    excluded: tuple[str, ...] = EXCLUDED_LABELS,
     seed: int = 0,
 ) -> dict:
     """Scores of ``obs[domain_key]``: ARI/NMI against ``obs[truth_key]`` (also per slice) when present, else
     silhouette and Davies-Bouldin on ``obsm[use_rep]``; median iLISI and batch KL when there are several slices.
 
     The default annotation and embedding may be absent (unlabelled data, domains from elsewhere); a ``truth_key``
-    or ``use_rep`` named on purpose must exist, so a typo never passes as unlabelled data.
+    or ``use_rep`` named on purpose must exist, so a typo never passes as unlabelled data. Spots annotated with an
+    ``excluded`` label (osmFISH's 'Excluded': cells its authors left out of every region) count as unannotated.
+    ``batch_key`` defaults to the slice column the result was made with (``recorded_batch_key``).
     """
+    batch_key = recorded_batch_key(adata) if batch_key is None else batch_key
     if domain_key not in adata.obs:
         raise _missing(
             "obs",
@@ -56,9 +70,12 @@ def score(
         raise _missing("obsm", use_rep, "the embedding", adata.obsm.keys(), "pass use_rep= the key that holds it")
     predicted = adata.obs[domain_key].to_numpy()
     out: dict = {}
-    labelled = truth_key in adata.obs and adata.obs[truth_key].notna().any()  # an all-NaN column is no annotation
+    truth = None
+    if truth_key in adata.obs:
+        column = adata.obs[truth_key].astype(object)
+        truth = column.where(~column.isin(excluded)).to_numpy()
+    labelled = truth is not None and not pd.isna(truth).all()  # an all-NaN column is no annotation
     if labelled:
-        truth = adata.obs[truth_key].to_numpy()
         out["ari"], out["nmi"] = ari(truth, predicted), nmi(truth, predicted)
     elif use_rep in adata.obsm:
         out["silhouette"] = silhouette(adata.obsm[use_rep], predicted, seed=seed)
@@ -70,7 +87,7 @@ def score(
         out["median_ilisi"] = median_ilisi(adata.obsm[use_rep], batches)
         out["batch_kl"] = batch_kl(adata.obsm[use_rep], batches, seed=seed)
     if labelled and several_slices:  # per-slice agreement needs only labels, no embedding
-        out["per_slice"] = per_slice_scores(adata.obs[truth_key].to_numpy(), predicted, batches)
+        out["per_slice"] = per_slice_scores(truth, predicted, batches)
     return out
 
 

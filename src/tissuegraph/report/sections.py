@@ -62,7 +62,7 @@ def run_settings(run: Mapping) -> Section:
 
 def data_summary(adata: AnnData) -> Section:
     """Spots, genes and, per slice, how many spots, annotated spots and whether an H&E image came with it."""
-    groups = slices(adata, "batch")
+    groups = slices(adata, metrics.recorded_batch_key(adata))
     truth = adata.obs["ground_truth"] if "ground_truth" in adata.obs else None
     rows = []
     for name, index in groups:
@@ -87,7 +87,7 @@ def domain_maps(adata: AnnData) -> Section:
     figure takes its colours from the whole result, so a domain has one colour in every slice (a slice's view
     drops the domains it lacks, which would shift the colours of the rest).
     """
-    groups = slices(adata, "batch")
+    groups = slices(adata, metrics.recorded_batch_key(adata))
     palette = pl.domain_palette(adata)
     truth = adata.obs["ground_truth"] if "ground_truth" in adata.obs else None
     caption = "Domains on the tissue"
@@ -114,10 +114,11 @@ def domain_maps(adata: AnnData) -> Section:
 
 def umap_plots(adata: AnnData) -> Section:
     """The embedding by domain, and by slice when there are several (well mixed slices overlap)."""
-    several = len(slices(adata, "batch")) > 1
+    several = len(slices(adata, metrics.recorded_batch_key(adata))) > 1
     caption = "UMAP of obsm['X_tissuegraph'] coloured by domain" + (" and by slice." if several else ".")
     seed = int(adata.uns["tissuegraph"].get("seed", 0))
-    return "umap", "UMAP", figure(png_uri(pl.umap(adata, seed=seed)), "UMAP of the embedding", caption)
+    umap = pl.umap(adata, seed=seed, batch_key=metrics.recorded_batch_key(adata))
+    return "umap", "UMAP", figure(png_uri(umap), "UMAP of the embedding", caption)
 
 
 def scores(adata: AnnData) -> Section:
@@ -131,8 +132,14 @@ def scores(adata: AnnData) -> Section:
         rows += [("silhouette", _score(found["silhouette"]), "no annotation: domain separation, higher is better")]
         rows += [("Davies-Bouldin", _score(found["davies_bouldin"]), "no annotation: lower is better")]
     if "median_ilisi" in found:
-        n = len(slices(adata, "batch"))
-        rows += [("median iLISI", _score(found["median_ilisi"]), f"slice mixing, 1 = unmixed, {n} = fully mixed")]
+        n = len(slices(adata, metrics.recorded_batch_key(adata)))
+        rows += [
+            (
+                "median iLISI",
+                _score(found["median_ilisi"]),
+                f"slice mixing, 1 = unmixed, up to {n} when slices of equal size mix fully",
+            )
+        ]
         rows += [("batch KL", _score(found["batch_kl"]), "slice mixing, 0 = fully mixed")]
     body = table(("metric", "value", "meaning"), rows)
     if "per_slice" in found:
@@ -144,6 +151,7 @@ def scores(adata: AnnData) -> Section:
 def library_size(adata: AnnData) -> Section:
     """Sequencing depth per domain: a domain set apart mainly by depth may be technical, not a tissue region."""
     per_domain = metrics.library_size_by_domain(adata)
+    key = metrics.recorded_batch_key(adata)
     rows = [
         (name, f"{int(row.spots):,}", f"{row.median_library_size:,.0f}", f"{row.median_genes_detected:,.0f}")
         for name, row in per_domain.iterrows()
@@ -151,19 +159,19 @@ def library_size(adata: AnnData) -> Section:
     text = (
         f"Library size: {library_size_source(library_sizes(adata))}; genes detected: among the genes in X. Share of "
         "the variance of log library size within slices that the domains explain (eta squared, 0 = none, 1 = all): "
-        f"{_score(metrics.depth_explained(adata))}"
+        f"{_score(metrics.depth_explained(adata, batch_key=key))}"
     )
     if "ground_truth" in adata.obs and adata.obs["ground_truth"].notna().any():
         annotated = adata[adata.obs["ground_truth"].notna().to_numpy()]
         text += (
-            f"; on the annotated spots, domains {_score(metrics.depth_explained(annotated))} and ground truth "
-            f"{_score(metrics.depth_explained(annotated, domain_key='ground_truth'))}"
+            f"; on the annotated spots, domains {_score(metrics.depth_explained(annotated, batch_key=key))} and "
+            f"ground truth {_score(metrics.depth_explained(annotated, domain_key='ground_truth', batch_key=key))}"
         )
     text += (
         ". Tissue regions differ in depth too, so no value is wrong in itself: a domain that stands out here "
         "without marker genes of its own may follow capture efficiency rather than tissue."
     )
-    body = '<div class="row">' + figure(png_uri(pl.library_sizes(adata)), "library size per domain")
+    body = '<div class="row">' + figure(png_uri(pl.library_sizes(adata, batch_key=key)), "library size per domain")
     body += table(("domain", "spots", "median library size", "median genes detected"), rows, numeric=True)
     return "depth", "Library size", body + "</div>" + note(text)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from anndata import AnnData
 
+from tissuegraph import metrics
 from tissuegraph.errors import InputError
 from tissuegraph.io.validate import check_embedding
 from tissuegraph.io.write import write_atomically
@@ -46,7 +47,7 @@ def write_report(adata: AnnData, path: str | Path, *, title: str | None = None) 
 
     check_result(adata)
     run = adata.uns["tissuegraph"]
-    n_slices = len(sections.slices(adata, "batch"))
+    n_slices = len(sections.slices(adata, metrics.recorded_batch_key(adata)))
     method, mode = sections.plain(run.get("method", "?")), sections.plain(run.get("mode", "?"))
     subtitle = (
         f"{adata.obs['domain'].nunique()} domains in {adata.n_obs:,} spots of {n_slices} "

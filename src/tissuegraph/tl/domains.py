@@ -327,6 +327,7 @@ def domains(
         "refine": bool(refine),
         "device": str(pick_device(device)),
         "n_slices": 1 if slices is None else int(slices.max() + 1),
+        "batch_key": batch_key,
         "settings": settings.to_dict(),
         "library_size": library_size_source(library_size),
         "loss": np.asarray(trained.losses, dtype=np.float32),

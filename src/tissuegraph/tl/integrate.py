@@ -277,6 +277,7 @@ def integrate(
         "refine": bool(refine),
         "device": str(pick_device(device)),
         "n_slices": int(slice_codes.max() + 1),
+        "batch_key": batch_key,
         "slices": [str(name) for name in joint.obs[batch_key].cat.categories],
         "genes": genes,
         "settings": settings,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from scipy import sparse
 
 from tissuegraph import pl
@@ -262,6 +263,20 @@ def test_plots_refuse_what_they_cannot_draw_and_draw_tiny_results() -> None:
     assert len(pl.domains(unlabelled).axes) == len(pl.domains(two_slices(), truth_key=None).axes)
     three = two_slices()[:3].copy()
     assert np.isfinite(embedding.umap_coordinates(three)).all()  # the spectral start needs four spots
+
+
+def test_names_with_dollar_signs_are_drawn_as_written() -> None:
+    """A slice called '$\\foo$' made saving the report fail in matplotlib's math parser; 'a$b$c' turned italic."""
+    joint = two_slices()
+    joint.obs["batch"] = joint.obs["batch"].cat.rename_categories(["$\\foo$", "a$b$c"])
+    for fig in (pl.domains(joint), pl.umap(joint)):  # the slice names are panel titles and a legend
+        FigureCanvasAgg(fig).draw()  # raised ValueError: Unknown symbol: \\foo
+        named = [text for text in fig.findobj(Text) if "foo$" in text.get_text() or "a$b$c" in text.get_text()]
+        assert named and not any(text.get_parse_math() for text in named)
+    nothing = two_slices()
+    nothing.obs["domain"] = pd.Series(np.nan, index=nothing.obs_names, dtype=object)
+    with pytest.raises(InputError, match=r"obs\['domain'\] labels no spot"):
+        pl.library_sizes(nothing)
 
 
 def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> None:

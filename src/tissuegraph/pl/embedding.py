@@ -24,6 +24,7 @@ from tissuegraph.io.validate import check_embedding
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pl.palette import batch_palette, domain_palette, spot_colours
 from tissuegraph.pl.spatial import label_legend, legend_inches, slices
+from tissuegraph.pl.text import literal_text
 
 CACHE_KEY = "tissuegraph_umap"
 
@@ -136,6 +137,7 @@ def _colour_keys(adata: AnnData, color: str | Sequence[str], batch_key: str) -> 
     return out
 
 
+@literal_text
 def umap(
     adata: AnnData,
     *,

@@ -10,12 +10,14 @@ from scipy import sparse
 
 from tissuegraph.errors import InputError
 from tissuegraph.labels import labels_as_text
+from tissuegraph.pl.text import literal_text
 from tissuegraph.tl.markers import log_normalised, marker_store
 
 #: Marker area (points^2) of a dot for a gene expressed in every spot of a domain.
 MAX_DOT = 220.0
 
 
+@literal_text
 def marker_dotplot(
     adata: AnnData, *, n_genes: int = 5, domain_key: str = "domain", standard_scale: bool = False
 ) -> Figure:

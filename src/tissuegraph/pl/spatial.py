@@ -21,6 +21,7 @@ from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
 from tissuegraph.metrics.summary import TRUTH_KEY
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
+from tissuegraph.pl.text import literal_text
 
 #: Image resolutions tried, best fit for a figure first, with the scale factor that maps coordinates onto each.
 _IMAGES = (("lowres", "tissue_lowres_scalef"), ("hires", "tissue_hires_scalef"))
@@ -135,6 +136,7 @@ def draw_tissue(
     ax.set_yticks([])
 
 
+@literal_text
 def domains(
     adata: AnnData,
     *,

@@ -7,8 +7,10 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 
 from tissuegraph.errors import InputError
+from tissuegraph.pl.text import literal_text
 
 
+@literal_text
 def loss_curve(adata: AnnData) -> Figure:
     """Loss per epoch from ``uns['tissuegraph']['loss']``; for STAligner a line marks where triplets start."""
     run = adata.uns.get("tissuegraph")

@@ -605,6 +605,14 @@ def test_read_visium_no_positions(visium_dir: Path) -> None:
         read_visium(visium_dir)
 
 
+def test_read_visium_positions_saved_with_semicolons(visium_dir: Path) -> None:
+    """A spreadsheet in a European locale saves CSV with ';': the message said 'no header' though one was there."""
+    path = visium_dir / "spatial" / "tissue_positions.csv"
+    pd.read_csv(path).to_csv(path, sep=";", index=False)
+    with pytest.raises(InputError, match=r"has 1 columns .*not separated by commas.*save it again as CSV with commas"):
+        read_visium(visium_dir)
+
+
 @pytest.mark.parametrize("header", [True, False])
 def test_read_visium_barcodes_that_look_like_numbers(tmp_path: Path, header: bool) -> None:
     """Barcodes '0001' ... in the matrix and the positions match as text (read as numbers they became '1')."""

@@ -193,9 +193,15 @@ def _read_positions(spatial: Path) -> pd.DataFrame:
         ) from err
     if not has_header:
         if table.shape[1] != len(_POSITION_COLUMNS):
+            resaved = (
+                " (one column: its fields are not separated by commas; a spreadsheet may have saved it with ';' or "
+                "tabs: save it again as CSV with commas)"
+                if table.shape[1] == 1
+                else ""
+            )
             raise InputError(
                 f"'{path}' has {table.shape[1]} columns and no header; expected the {len(_POSITION_COLUMNS)} "
-                f"Space Ranger columns {', '.join(_POSITION_COLUMNS)}"
+                f"Space Ranger columns {', '.join(_POSITION_COLUMNS)}{resaved}"
             )
         table.columns = list(_POSITION_COLUMNS)
     missing = [c for c in _POSITION_COLUMNS if c not in table.columns]

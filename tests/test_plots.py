@@ -15,7 +15,14 @@ from tissuegraph import pl
 from tissuegraph.errors import InputError
 from tissuegraph.labels import sorted_labels
 from tissuegraph.pl import embedding
-from tissuegraph.pl.palette import MISSING_COLOUR, colour_sequence, domain_palette, match_labels, matched_palette
+from tissuegraph.pl.palette import (
+    MISSING_COLOUR,
+    batch_palette,
+    colour_sequence,
+    domain_palette,
+    match_labels,
+    matched_palette,
+)
 from tissuegraph.tl.markers import marker_table, markers
 
 #: Ground-truth names of the synthetic domains: a permutation, so truth order differs from domain order.
@@ -196,6 +203,12 @@ def test_palette_is_stable_across_subsets_and_sorted_naturally() -> None:
     assert len({tuple(np.round(c, 4)) for c in many}) == 120
     # no domain is drawn in a grey like that of unannotated spots (domain 17 was (0.78, 0.78, 0.78))
     assert min(max(c[:3]) - min(c[:3]) for c in many) > 0.05
+    # the fixed maps' near-twins are left out: domains 0 and 38 were #1f77b4 and #3182bd (0.07 apart at most)
+    rgb = np.array([c[:3] for c in many[:37]])
+    gaps = np.abs(rgb[:, None] - rgb[None]).max(axis=-1)
+    assert gaps[np.triu_indices(37, k=1)].min() > 0.08
+    slices = np.array([c[:3] for c in batch_palette([str(i) for i in range(17)]).values()])
+    assert np.ptp(slices, axis=1).min() > 0.05  # Set1's and Dark2's greys were slices 8 and 17
 
 
 def test_umap_panels_cache_and_colours(monkeypatch) -> None:

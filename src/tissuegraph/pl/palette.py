@@ -26,6 +26,8 @@ RGBA = tuple[float, float, float, float]
 MISSING_COLOUR: RGBA = (0.82, 0.82, 0.82, 1.0)
 #: Colours whose channels differ by no more than this are greys, kept for ``MISSING_COLOUR``.
 GREY_CHROMA = 0.05
+#: Two colours of the fixed maps closer than this in every channel read as one in a figure.
+MIN_CHANNEL_GAP = 0.08
 
 
 def _reordered(name: str, n_hues: int, n_shades: int) -> list[RGBA]:
@@ -38,9 +40,19 @@ def colour_sequence(n: int) -> list[RGBA]:
     """``n`` distinct colours, always the same for the same position: tab20 (strong shades first), then
     tab20b and tab20c, then golden-angle hues for very many labels. Their greys are left out: grey means a spot
     without a label (``MISSING_COLOUR``), and a domain drawn in grey would look unannotated."""
-    maps = _reordered("tab20", 10, 2) + _reordered("tab20b", 5, 4) + _reordered("tab20c", 5, 4)
-    base = [colour for colour in maps if max(colour[:3]) - min(colour[:3]) > GREY_CHROMA]
+    base = _distinct(_reordered("tab20", 10, 2) + _reordered("tab20b", 5, 4) + _reordered("tab20c", 5, 4))
     return base[:n] + [_golden(j) for j in range(max(0, n - len(base)))]
+
+
+def _distinct(colours: list[RGBA]) -> list[RGBA]:
+    """The colours that are no grey and differ from every colour kept before them by more than
+    ``MIN_CHANNEL_GAP`` in some channel (tab20c's dark shades repeat tab10's colours almost exactly)."""
+    kept: list[RGBA] = []
+    for colour in colours:
+        rgb = np.asarray(colour[:3])
+        if np.ptp(rgb) > GREY_CHROMA and all(np.abs(rgb - other[:3]).max() > MIN_CHANNEL_GAP for other in kept):
+            kept.append(colour)
+    return kept
 
 
 def _golden(j: int) -> RGBA:
@@ -54,6 +66,7 @@ def _golden(j: int) -> RGBA:
 def batch_palette(names: list[str]) -> dict[str, RGBA]:
     """Slice colours in the given order, from a set (Dark2, then Set1) apart from the domain colours."""
     base = [tuple(float(v) for v in colormaps[name](i)) for name, n in (("Dark2", 8), ("Set1", 9)) for i in range(n)]
+    base = _distinct(base)
     colours = base[: len(names)] + [_golden(1000 + j) for j in range(max(0, len(names) - len(base)))]
     return dict(zip(names, colours, strict=True))
 

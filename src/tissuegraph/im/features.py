@@ -197,7 +197,7 @@ def image_features(
         else:
             _check_slice_library(libraries, library, name, batch_key)
         part = adata if len(slices) == 1 else adata[rows]
-        if picked is not image and library not in libraries:
+        if isinstance(image, Mapping) and library not in libraries:
             # the slide is given and the slice stores no library: its spot size is estimated from its own spots, never
             # read from another slice's library (which spot_patches would otherwise pick as the only one stored)
             part, library = AnnData(obs=part.obs, obsm={"spatial": part.obsm["spatial"]}), None

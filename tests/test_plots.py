@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -290,6 +292,21 @@ def test_names_with_dollar_signs_are_drawn_as_written() -> None:
     nothing.obs["domain"] = pd.Series(np.nan, index=nothing.obs_names, dtype=object)
     with pytest.raises(InputError, match=r"obs\['domain'\] labels no spot"):
         pl.library_sizes(nothing)
+
+
+def test_long_slice_names_are_shortened_in_titles_and_legends() -> None:
+    """Two 206-character slice names collapsed the layout (matplotlib: 'axes sizes collapsed to zero'), the domain
+    and truth titles ran into each other and the slice legend ran off the figure."""
+    joint = two_slices()
+    long_names = ["x" * 200 + "_left", "x" * 200 + "_right"]
+    joint.obs["batch"] = joint.obs["batch"].cat.rename_categories(long_names)
+    for fig in (pl.domains(joint), pl.umap(joint)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the collapsed layout was a UserWarning
+            FigureCanvasAgg(fig).draw()
+        texts = [text.get_text() for text in fig.findobj(Text)]
+        assert max(map(len, texts)) <= 60 and any("x…x" in text and "_right" in text for text in texts)
+        assert not any(name in text for text in texts for name in long_names)
 
 
 def test_dotplot_has_one_row_per_domain_and_dots_from_the_stored_markers() -> None:

@@ -21,7 +21,7 @@ from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
 from tissuegraph.metrics.summary import TRUTH_KEY
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
-from tissuegraph.pl.text import literal_text
+from tissuegraph.pl.text import literal_text, shortened
 
 #: Image resolutions tried, best fit for a figure first, with the scale factor that maps coordinates onto each.
 _IMAGES = (("lowres", "tissue_lowres_scalef"), ("hires", "tissue_hires_scalef"))
@@ -99,7 +99,16 @@ def label_legend(ax: Axes, palette: Mapping[str, RGBA], names: list[str], *, mis
     wrapped into columns of LEGEND_ROWS entries."""
     entries = [(name, palette[name]) for name in names] + ([("unannotated", MISSING_COLOUR)] if missing else [])
     handles = [
-        Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor=colour, markeredgewidth=0, label=name)
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markersize=7,
+            markerfacecolor=colour,
+            markeredgewidth=0,
+            label=shortened(name),
+        )
         for name, colour in entries
     ]
     ax.legend(
@@ -206,7 +215,7 @@ def domains(
         row, col = divmod(i, slices_per_row)
         background = tissue_image(adata, name, len(groups)) if image else None
         labels = adata.obs[domain_key].iloc[rows]
-        prefix = "" if name is None else f"{name}: "
+        prefix = "" if name is None else f"{shortened(name)}: "
         title = f"{prefix}{domain_key}"
         if with_truth and adata.obs[truth_key].iloc[rows].notna().any():
             title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels):.2f})"

@@ -22,3 +22,17 @@ def literal_text(draw: Callable[P, R]) -> Callable[P, R]:
             return draw(*args, **kwargs)
 
     return drawn
+
+
+#: Longest name drawn whole in a title or legend; a longer one (a 200-character slice name) pushed the panels
+#: out of the figure.
+MAX_LABEL_CHARS = 40
+
+
+def shortened(name: str) -> str:
+    """``name``, or its start and end around an ellipsis when longer than ``MAX_LABEL_CHARS``: names of one run
+    often differ only at the end ('..._slice1', '..._slice2'), so the end is kept."""
+    if len(name) <= MAX_LABEL_CHARS:
+        return name
+    head = (MAX_LABEL_CHARS - 1) // 2
+    return f"{name[:head]}…{name[-(MAX_LABEL_CHARS - 1 - head) :]}"

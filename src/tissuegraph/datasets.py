@@ -7,7 +7,9 @@ from importlib.resources import files
 import anndata as ad
 from anndata import AnnData
 
-from tissuegraph.metrics.summary import EXCLUDED_LABELS
+from tissuegraph.metrics.summary import scoring_labels
+
+__all__ = ["DEMO_N_DOMAINS", "osmfish", "scoring_labels"]  # scoring_labels: the metrics' rule, offered beside the data
 
 DEMO_N_DOMAINS = 11  # anatomical regions left after dropping 'Excluded'
 
@@ -20,9 +22,3 @@ def osmfish() -> AnnData:
     """
     with files("tissuegraph").joinpath("data/osmfish_sscortex.h5ad").open("rb") as handle:
         return ad.read_h5ad(handle)
-
-
-def scoring_labels(adata: AnnData, key: str = "ground_truth", excluded: tuple[str, ...] = EXCLUDED_LABELS):
-    """Annotation with the given categories set to NaN, so metrics leave those spots out."""
-    truth = adata.obs[key].astype(object)
-    return truth.where(~truth.isin(excluded))

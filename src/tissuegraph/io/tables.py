@@ -65,9 +65,11 @@ def read_tables(
     same_file = counts_path.resolve() == coords_path.resolve()
     counts = _without_coordinates(counts, counts_path, list(xy.columns), same_file=same_file)
     _check_numeric(counts, counts_path)
+    values = counts.to_numpy(dtype=np.float32)
+    _check_whole(values, counts.columns, counts_path)
     _check_same_spots(counts, coords, counts_path, coords_path)
     adata = AnnData(
-        sp.csr_matrix(counts.to_numpy(dtype=np.float32)),
+        sp.csr_matrix(values),
         obs=pd.DataFrame(index=counts.index),
         var=pd.DataFrame(index=counts.columns.astype(str)),
     )
@@ -251,18 +253,15 @@ def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
                 "spots x genes with the spot id in the first column and only counts after it: drop "
                 "annotation columns, or pass sep= (--sep) if the columns were split wrongly"
             )
-    values = counts.to_numpy(dtype=np.float64)
-    fractional = [
-        name
-        for name, bad in zip(
-            counts.columns, (np.isfinite(values) & (values != np.rint(values))).any(axis=0), strict=True
-        )
-        if bad
-    ]
-    if fractional:  # named here: the check on the AnnData can only name spots
+
+
+def _check_whole(values: np.ndarray, columns: pd.Index, path: Path) -> None:
+    """Name the columns holding fractions (a cell volume, say): the check on the AnnData can only name spots."""
+    fractional = columns[(np.isfinite(values) & (values != np.rint(values))).any(axis=0)]
+    if len(fractional):
         raise InputError(
-            f"counts table '{path}' has non-integer values in {len(fractional)} of its {counts.shape[1]} columns "
-            f"({quote_examples(fractional, n=4)}); counts are whole numbers: drop annotation columns (areas, "
+            f"counts table '{path}' has non-integer values in {len(fractional)} of its {len(columns)} columns "
+            f"({quote_examples(list(fractional), n=4)}); counts are whole numbers: drop annotation columns (areas, "
             "volumes, scores), or give the raw counts if the table holds normalised values"
         )
 

@@ -28,6 +28,12 @@ def _missing(where: str, key: str, holding: str, present: Iterable[str], fix: st
     return InputError(f"{where} has no {key!r} holding {holding} (it has: {have}); {fix}")
 
 
+def scoring_labels(adata: AnnData, key: str = TRUTH_KEY, excluded: tuple[str, ...] = EXCLUDED_LABELS) -> pd.Series:
+    """Annotation with the given categories set to NaN, so metrics leave those spots out."""
+    truth = adata.obs[key].astype(object)
+    return truth.where(~truth.isin(excluded))
+
+
 def recorded_batch_key(adata: AnnData) -> str:
     """The column naming the slices of a tissuegraph result: the one its run was given (``batch_key=``), else
     ``obs['batch']``; so a result made with ``batch_key='section'`` is never scored or drawn as one slice."""
@@ -70,10 +76,7 @@ def score(
         raise _missing("obsm", use_rep, "the embedding", adata.obsm.keys(), "pass use_rep= the key that holds it")
     predicted = adata.obs[domain_key].to_numpy()
     out: dict = {}
-    truth = None
-    if truth_key in adata.obs:
-        column = adata.obs[truth_key].astype(object)
-        truth = column.where(~column.isin(excluded)).to_numpy()
+    truth = scoring_labels(adata, truth_key, excluded).to_numpy() if truth_key in adata.obs else None
     labelled = truth is not None and not pd.isna(truth).all()  # an all-NaN column is no annotation
     if labelled:
         out["ari"], out["nmi"] = ari(truth, predicted), nmi(truth, predicted)

@@ -25,6 +25,7 @@ from tissuegraph.pp.expression import hvg_ranks, select_hvgs
 MIN_SHARED_GENES = 20
 TRUTH_KEY = "ground_truth"  # the annotation metrics.score scores against
 GENE_ID_KEY = "gene_ids"  # Space Ranger's (and scanpy's) column of stable gene ids, e.g. Ensembl
+NAMES_MATCH = "gene names"  # how slices are matched when some slice lacks complete, unique gene ids
 ENSEMBL_VERSION = r"^(ENS[A-Z]{0,6}G\d{11})\.\d+$"  # ENSG00000141510.16: the gene and its version
 HVG_RANK_KEY = "hvg_rank"  # varm: each shared gene's seurat_v3 rank among its slice's own genes, a column per slice
 
@@ -153,7 +154,7 @@ def _gene_keys(parts: list[tuple[str, AnnData]]) -> tuple[list[pd.Index], str]:
     for _, adata in parts:
         column = adata.var.get(GENE_ID_KEY)
         if column is None or column.isna().any() or not column.is_unique:
-            return [adata.var_names for _, adata in parts], "gene names"
+            return [adata.var_names for _, adata in parts], NAMES_MATCH
         ids.append(pd.Index(column.astype(str)))
     unversioned = [key.str.replace(ENSEMBL_VERSION, r"\1", regex=True) for key in ids]
     versioned = any(not plain.equals(key) for plain, key in zip(unversioned, ids, strict=True))
@@ -181,9 +182,9 @@ def _case_hint(keys: list[pd.Index], n_shared: int) -> str:
     )
 
 
-def _name_hint(parts: list[tuple[str, AnnData]], keys: list[pd.Index], shared: pd.Index) -> str:
+def _name_hint(parts: list[tuple[str, AnnData]], matched_by: str, shared: pd.Index) -> str:
     """Advice when the gene names would match where the ids do not (ids from another annotation, say)."""
-    if keys[0] is parts[0][1].var_names:  # matched by names already
+    if matched_by == NAMES_MATCH:
         return ""
     by_name = len(_shared_genes([adata.var_names for _, adata in parts]))
     if by_name < 2 * max(len(shared), 1):
@@ -326,7 +327,8 @@ def concat_slices(
         raise InputError(
             f"the slices share only {len(shared)} gene(s) matched by {matched_by} (genes per slice: {sizes}); "
             f"integration needs at least {min_shared_genes}: check that every slice uses the same gene naming "
-            f"(symbols vs Ensembl ids) and species{_case_hint(keys, len(shared))}{_name_hint(parts, keys, shared)}"
+            f"(symbols vs Ensembl ids) and species{_case_hint(keys, len(shared))}"
+            + _name_hint(parts, matched_by, shared)
         )
     if 2 * len(shared) < fewest:
         warnings.warn(

@@ -823,6 +823,16 @@ def test_read_tables_tsv_gz_columns_named_by_caller(tmp_path: Path) -> None:
         read_tables(tmp_path / "counts.tsv.gz", tmp_path / "coords.txt", x="col")
 
 
+@pytest.mark.parametrize("compression", [".bz2", ".xz", ".zip"])
+def test_read_tables_compressed_tables_keep_their_separator(tmp_path: Path, compression: str) -> None:
+    """Only .gz was looked through: 'counts.csv.bz2' got 'cannot tell the column separator'."""
+    _counts_table().to_csv(tmp_path / f"counts.csv{compression}")
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / f"coords.tsv{compression}", sep="\t")
+    adata = read_tables(tmp_path / f"counts.csv{compression}", tmp_path / f"coords.tsv{compression}")
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"][:, 0], range(4))
+
+
 @pytest.mark.parametrize(
     "columns",
     [
@@ -1131,10 +1141,28 @@ def test_read_tables_missing_looking_ids_stay_distinct(tmp_path: Path) -> None:
 def test_read_tables_refuses_ambiguous_columns(tmp_path: Path) -> None:
     _counts_table().to_csv(tmp_path / "counts.csv")
     pd.DataFrame({"x": range(4), "X": [9] * 4, "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
-    with pytest.raises(InputError, match=r"columns \['x', 'X'\] that differ only in case"):
+    with pytest.raises(InputError, match=r"columns \['x', 'X'\] for one coordinate \(names are matched ignoring case"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    rows = "".join(f"{b},{i},{9 - i},{i}\n" for i, b in enumerate(BARCODES))
+    (tmp_path / "coords.csv").write_text("spot,x,x,y\n" + rows)
+    with pytest.raises(InputError, match=r"columns \['x', 'x'\] for one coordinate"):  # pandas renamed one 'x.1'
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    with pytest.raises(InputError, match=r"has 2 columns named 'x', so x and y are ambiguous"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv", x="x", y="y")
     with pytest.raises(InputError, match=r"x= and y= \(--x, --y\) both name column 'x'"):
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv", x="x", y="x")
+
+
+def test_read_tables_keeps_a_gene_written_twice_and_says_so(tmp_path: Path) -> None:
+    """pandas renamed a repeated gene 'G.1' without a word; the repeat is now named and numbered as anndata does."""
+    header = "spot,g1,g2,g1,g3\n"
+    rows = "".join(f"{b},{i},1,{10 + i},2\n" for i, b in enumerate(BARCODES))
+    (tmp_path / "counts.csv").write_text(header + rows)
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    with pytest.warns(UserWarning, match=r"names 1 genes in more than one column \('g1'\); each column is kept"):
+        adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+    assert list(adata.var_names) == ["g1", "g2", "g1-1", "g3"]
+    np.testing.assert_array_equal(adata[:, "g1-1"].X.toarray().ravel(), [10, 11, 12, 13])
 
 
 def test_read_tables_data_rows_longer_than_the_header(tmp_path: Path) -> None:

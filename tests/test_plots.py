@@ -99,6 +99,24 @@ def test_legends_list_the_domains_and_the_truth_labels() -> None:
     assert legend_texts(fig.axes[1]) == ["L1", "L2", "WM", "unannotated"]
 
 
+def test_excluded_cells_are_drawn_and_scored_in_titles_as_unannotated() -> None:
+    """osmFISH's 'Excluded' cells were drawn as a region of their own and counted in the panel's ARI."""
+    from tissuegraph import metrics
+
+    joint = two_slices()
+    truth = joint.obs["ground_truth"].astype(object)
+    truth[(joint.obs["domain"] == "0").to_numpy() | (np.arange(joint.n_obs) % 5 == 0)] = "Excluded"
+    joint.obs["ground_truth"] = truth
+    fig = pl.domains(joint)
+    assert legend_texts(fig.axes[1]) == ["L1", "L2", "unannotated"]
+    rows = (joint.obs["batch"] == "A").to_numpy()
+    assert metrics.ari(truth[rows], joint.obs["domain"][rows]) < 0.9  # 'Excluded' as a region spans all domains
+    assert metrics.score(joint[rows])["ari"] == 1.0 and "(ARI 1.00)" in fig.axes[0].get_title()
+    excluded = np.flatnonzero(truth[rows].to_numpy() == "Excluded")
+    colours = fig.axes[1].collections[0].get_facecolors()[excluded]
+    np.testing.assert_allclose(colours, np.tile(MISSING_COLOUR, (len(excluded), 1)))
+
+
 def test_long_legends_wrap_into_columns_and_sparse_cells_stay_visible() -> None:
     from tissuegraph.pl.spatial import default_spot_size
 

@@ -305,3 +305,17 @@ def test_a_stored_image_image_mode_would_refuse_is_left_out_of_the_report_with_o
     assert len(image_warnings) == 1 and reason in str(image_warnings[0].message)
     assert all(title in text for title in SECTIONS)
     assert re.search(r"\(one slice\)</td>(<td[^>]*>[^<]*</td>){2}<td[^>]*>no<", text)
+
+
+def test_excluded_cells_count_as_unannotated_in_the_data_table_and_the_depth_note(tmp_path) -> None:
+    """osmFISH's 'Excluded' cells were counted as annotated and grouped as a truth region in the depth note."""
+    result = _small_result()
+    truth = np.array(["L1", "L2", "WM"], dtype=object)[result.obs["domain"].astype(int).to_numpy()]
+    truth[:30] = "Excluded"
+    result.obs["ground_truth"] = truth
+    text = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert re.search(r"\(one slice\)</td><td[^>]*>100</td><td[^>]*>70<", text)
+    scored = result[30:]
+    depth = metrics.depth_explained(scored, domain_key="ground_truth")
+    assert depth != pytest.approx(metrics.depth_explained(result, domain_key="ground_truth"), abs=1e-3)
+    assert f"ground truth {depth:.3f}" in text

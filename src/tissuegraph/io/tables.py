@@ -15,6 +15,8 @@ from tissuegraph.errors import InputError
 from tissuegraph.io.validate import COORDINATE_NAMES, NUMERIC_KINDS, quote_examples, validate_spatial
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+#: Compressions pandas reads by extension (zstandard would need an extra package).
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
 #: Separators by name, and a tab as typed in a shell ('\t' arrives as a backslash and a t).
 _NAMED_SEPARATORS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}
 #: Name given to the empty field a delimiter ending every data line (but not the header) leaves.
@@ -49,12 +51,13 @@ def read_tables(
     given, else a pair with a well-known name (x/y, pxl_col_in_fullres/pxl_row_in_fullres, center_x/center_y,
     x_centroid/y_centroid, ..., col/row: x is the column), else the only two numeric columns, in file order;
     anything else is refused rather than guessed. The separator comes from the extension (.csv comma, .tsv/.txt
-    tab, optionally .gz) unless ``sep`` is given: one character (or its name: tab, comma, semicolon, space,
-    pipe) for both tables, or a pair (counts, coordinates). Spots keep the counts' order; every spot must be in
-    both tables so that nothing is dropped silently. One file may serve as both tables (spot id, x, y, then the
-    genes): its coordinate columns, and Space Ranger's in_tissue / array_row / array_col, are then not read as
-    genes, nor are per-cell annotations (z, fov, nCount_*, nFeature_*, total_counts, area, volume, ...: left out with a
-    warning); a separate counts table holding any of those is refused.
+    tab, optionally compressed: .gz, .bz2, .xz, .zip) unless ``sep`` is given: one character (or its name: tab,
+    comma, semicolon, space, pipe) for both tables, or a pair (counts, coordinates). Spots keep the counts' order;
+    every spot must be in both tables so that nothing is dropped silently. One file may serve as both tables (spot
+    id, x, y, then the genes): its coordinate columns, and Space Ranger's in_tissue / array_row / array_col, are
+    then not read as genes, nor are per-cell annotations (z, fov, nCount_*, nFeature_*, total_counts, area, volume,
+    ...: left out with a warning); a separate counts table holding any of those is refused. A gene named in two
+    columns is kept twice, the repeat renamed NAME-1, with a warning.
     """
     counts_path, coords_path = Path(counts_path), Path(coords_path)
     counts_sep, coords_sep = _separators(sep)
@@ -65,6 +68,7 @@ def read_tables(
     same_file = counts_path.resolve() == coords_path.resolve()
     counts = _without_coordinates(counts, counts_path, list(xy.columns), same_file=same_file)
     _check_numeric(counts, counts_path)
+    _warn_repeated_genes(counts.columns, counts_path)
     values = counts.to_numpy(dtype=np.float32)
     _check_whole(values, counts.columns, counts_path)
     _check_same_spots(counts, coords, counts_path, coords_path)
@@ -100,15 +104,15 @@ def _separators(sep: str | Sequence[str] | None) -> tuple[str | None, str | None
 
 
 def _separator(path: Path) -> str:
-    """Infer the separator from the extension, ignoring a trailing .gz."""
+    """Infer the separator from the extension, ignoring a trailing compression (.gz, .bz2, .xz, .zip)."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
+    if suffixes and suffixes[-1] in _COMPRESSED:
         suffixes.pop()
     if suffixes and suffixes[-1] in _SEPARATORS:
         return _SEPARATORS[suffixes[-1]]
     raise InputError(
         f"cannot tell the column separator of '{path}' from its extension; name it .csv or .tsv "
-        "(optionally .gz) or pass sep=',' / sep='\\t' (--sep on the command line)"
+        "(optionally .gz, .bz2, .xz or .zip) or pass sep=',' / sep='\\t' (--sep on the command line)"
     )
 
 
@@ -123,6 +127,9 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
     options = {"sep": sep, "skipinitialspace": True}
     try:
         names = list(pd.read_csv(path, nrows=0, **options).columns)
+        written = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **options).iloc[0]
+        # pandas numbers a name written twice ('G', 'G.1'); map back to the header as written
+        repeated = {name: str(raw) for name, raw in zip(names, written, strict=True) if raw and name != raw}
         first_row = pd.read_csv(path, header=None, skiprows=1, nrows=1, **options)
         fields, ends_empty = first_row.shape[1], first_row.iloc[0].isna().iloc[-1]
         if fields == len(names) + 1 and not ends_empty:
@@ -186,6 +193,8 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
             f"{sep!r}, or pass sep= (--sep) with the separator the file uses"
         )
     table.index = table.index.astype(str)
+    if repeated:  # kept as written, so a repeated gene is named, then made unique as anywhere else
+        table.columns = [repeated.get(c, c) for c in table.columns]
     return table
 
 
@@ -255,6 +264,20 @@ def _check_numeric(counts: pd.DataFrame, path: Path) -> None:
             )
 
 
+def _warn_repeated_genes(columns: pd.Index, path: Path) -> None:
+    """Gene names written more than once (symbols of different Ensembl genes, or columns pasted twice) are kept as
+    separate genes; say so, since their names change ('G', 'G-1', as anndata makes names unique)."""
+    repeated = columns[columns.duplicated()].unique()
+    if len(repeated):
+        warnings.warn(
+            f"counts table '{path}' names {len(repeated)} genes in more than one column "
+            f"({quote_examples(list(repeated), n=4)}); each column is kept as a gene of its own, the repeats renamed "
+            "NAME-1, NAME-2, ...: if a column was pasted twice, drop the copy",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _check_whole(values: np.ndarray, columns: pd.Index, path: Path) -> None:
     """Name the columns holding fractions (a cell volume, say): the check on the AnnData can only name spots."""
     fractional = columns[(np.isfinite(values) & (values != np.rint(values))).any(axis=0)]
@@ -288,8 +311,9 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
         clash = [] if known is None else [by_name[n] for n in known if len(by_name[n]) > 1]
         if clash:
             raise InputError(
-                f"coordinates table '{path}' has columns {clash[0]} that differ only in case; pass the "
-                "coordinate columns as x='<column>', y='<column>' (--x, --y)"
+                f"coordinates table '{path}' has columns {clash[0]} for one coordinate (names are matched ignoring "
+                "case): rename or drop all but one, or pass the coordinate columns as x='<column>', y='<column>' "
+                "(--x, --y) if they are named apart"
             )
         numeric = [c for c in coords.columns if coords[c].dtype.kind in NUMERIC_KINDS]
         if known is not None:
@@ -302,6 +326,12 @@ def _pick_xy(coords: pd.DataFrame, path: Path, x: str | None, y: str | None) -> 
                 f"and it has {len(numeric)} numeric columns ({', '.join(map(str, numeric)) or 'none'}); name the "
                 "coordinate columns x and y, or pass x='<column>', y='<column>' (--x, --y)"
             )
+    repeated = [name for name in pair if (coords.columns == name).sum() > 1]
+    if repeated:
+        raise InputError(
+            f"coordinates table '{path}' has {(coords.columns == repeated[0]).sum()} columns named {repeated[0]!r}, "
+            "so x and y are ambiguous; rename or drop all but one"
+        )
     xy = coords[pair]
     if any(xy[c].dtype.kind not in NUMERIC_KINDS for c in xy.columns):
         raise InputError(

@@ -4,7 +4,7 @@ and how far the domains follow sequencing depth."""
 from tissuegraph.metrics.batch import batch_asw, batch_kl, ilisi, median_ilisi, per_slice_scores
 from tissuegraph.metrics.clustering import ari, davies_bouldin, nmi, silhouette
 from tissuegraph.metrics.depth import depth_explained, library_size, library_size_by_domain
-from tissuegraph.metrics.summary import format_scores, recorded_batch_key, score
+from tissuegraph.metrics.summary import TRUTH_KEY, format_scores, recorded_batch_key, score, scoring_labels
 
 __all__ = [
     "ari",
@@ -18,6 +18,8 @@ __all__ = [
     "per_slice_scores",
     "score",
     "recorded_batch_key",
+    "scoring_labels",
+    "TRUTH_KEY",
     "format_scores",
     "depth_explained",
     "library_size",

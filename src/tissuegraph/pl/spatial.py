@@ -19,7 +19,7 @@ from tissuegraph.im.patches import check_pixels, spatial_libraries, stored_image
 from tissuegraph.io.validate import check_coordinates, quote_examples
 from tissuegraph.labels import sorted_labels
 from tissuegraph.metrics.clustering import ari
-from tissuegraph.metrics.summary import TRUTH_KEY
+from tissuegraph.metrics.summary import TRUTH_KEY, scoring_labels
 from tissuegraph.pl.palette import MISSING_COLOUR, RGBA, domain_palette, matched_palette, spot_colours
 from tissuegraph.pl.text import literal_text, shortened
 
@@ -163,7 +163,8 @@ def domains(
     Over the slice's H&E image (``uns['spatial'][slice]``, spots placed with the image's scale factor) when
     ``image`` and there is one; a spot map with equal axes and y pointing down (as in an image) otherwise.
     Domain colours come from ``domain_palette`` (the same in every figure); ground-truth labels take the
-    colour of the domain they are matched to, so agreement shows as matching colours. ``spot_size`` is the
+    colour of the domain they are matched to, so agreement shows as matching colours; spots annotated 'Excluded'
+    are drawn as unannotated, as ``metrics.score`` scores them. ``spot_size`` is the
     marker area in points^2; by default neighbouring spots about touch. Drawing a subset of a result (a view
     drops the domains it lacks), pass ``palette=domain_palette(result)`` to keep each domain's colour, and
     ``truth_palette=matched_palette(result truth, result domains, palette)`` to keep each truth label's (matched on
@@ -183,18 +184,15 @@ def domains(
             f"obs[{truth_key!r}] not found, so there is no annotation to draw beside the domains; name an existing "
             "column as truth_key, or truth_key=None for the domains alone"
         )
-    with_truth = (
-        truth_key is not None
-        and truth_key != domain_key
-        and truth_key in adata.obs
-        and adata.obs[truth_key].notna().any()
-    )
+    with_truth = truth_key is not None and truth_key != domain_key and truth_key in adata.obs
+    truth = scoring_labels(adata, truth_key) if with_truth else None  # 'Excluded' drawn and scored as unannotated
+    with_truth = with_truth and truth.notna().any()
     truth_colours = {}
     if with_truth and truth_palette is None:
-        truth_colours = matched_palette(adata.obs[truth_key], adata.obs[domain_key], palette)
+        truth_colours = matched_palette(truth, adata.obs[domain_key], palette)
     elif with_truth:
         truth_colours = dict(truth_palette)
-        uncoloured = [name for name in sorted_labels(adata.obs[truth_key]) if name not in truth_colours]
+        uncoloured = [name for name in sorted_labels(truth) if name not in truth_colours]
         if uncoloured:
             raise InputError(
                 f"truth_palette has no colour for {truth_key} {quote_examples(uncoloured)}; pass the matched_palette "
@@ -205,7 +203,7 @@ def domains(
     slices_per_row = max(1, 4 // per_slice)
     n_rows = -(-len(groups) // slices_per_row)
     n_cols = per_slice * min(len(groups), slices_per_row)
-    columns = [adata.obs[domain_key]] + ([adata.obs[truth_key]] if with_truth else [])
+    columns = [adata.obs[domain_key]] + ([truth] if with_truth else [])
     legend = legend_inches(max(len(sorted_labels(column)) + 1 for column in columns))  # + 1: 'unannotated'
     fig = Figure(figsize=(n_cols * (panel_inches + legend), n_rows * panel_inches), layout="constrained")
     grid = fig.add_gridspec(n_rows, n_cols)
@@ -217,11 +215,11 @@ def domains(
         labels = adata.obs[domain_key].iloc[rows]
         prefix = "" if name is None else f"{shortened(name)}: "
         title = f"{prefix}{domain_key}"
-        if with_truth and adata.obs[truth_key].iloc[rows].notna().any():
-            title += f" (ARI {ari(adata.obs[truth_key].iloc[rows], labels):.2f})"
+        if with_truth and truth.iloc[rows].notna().any():
+            title += f" (ARI {ari(truth.iloc[rows], labels):.2f})"
         panels = [(labels, palette, title, domain_key)]
         if with_truth:
-            panels.append((adata.obs[truth_key].iloc[rows], truth_colours, f"{prefix}{truth_key}", truth_key))
+            panels.append((truth.iloc[rows], truth_colours, f"{prefix}{truth_key}", truth_key))
         for offset, (values, colours, panel_title, legend_title) in enumerate(panels):
             ax = fig.add_subplot(grid[row, col * per_slice + offset])
             draw_tissue(

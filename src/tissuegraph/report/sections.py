@@ -46,6 +46,11 @@ def plain(value: object) -> str:
     return str(value)
 
 
+def _truth(adata: AnnData) -> pd.Series | None:
+    """The annotation as it is scored ('Excluded' as unannotated), so counts and maps agree with the metrics."""
+    return metrics.scoring_labels(adata) if metrics.TRUTH_KEY in adata.obs else None
+
+
 def _score(value: float) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:.3f}"
 
@@ -63,7 +68,7 @@ def run_settings(run: Mapping) -> Section:
 def data_summary(adata: AnnData) -> Section:
     """Spots, genes and, per slice, how many spots, annotated spots and whether an H&E image came with it."""
     groups = slices(adata, metrics.recorded_batch_key(adata))
-    truth = adata.obs["ground_truth"] if "ground_truth" in adata.obs else None
+    truth = _truth(adata)
     rows = []
     for name, index in groups:
         image = tissue_image(adata, name, len(groups)) is not None
@@ -89,7 +94,7 @@ def domain_maps(adata: AnnData) -> Section:
     """
     groups = slices(adata, metrics.recorded_batch_key(adata))
     palette = pl.domain_palette(adata)
-    truth = adata.obs["ground_truth"] if "ground_truth" in adata.obs else None
+    truth = _truth(adata)
     caption = "Domains on the tissue"
     truth_palette = None
     if truth is not None and truth.notna().any():  # matched on the whole result: one colour per label in every slice
@@ -161,8 +166,9 @@ def library_size(adata: AnnData) -> Section:
         "the variance of log library size within slices that the domains explain (eta squared, 0 = none, 1 = all): "
         f"{_score(metrics.depth_explained(adata, batch_key=key))}"
     )
-    if "ground_truth" in adata.obs and adata.obs["ground_truth"].notna().any():
-        annotated = adata[adata.obs["ground_truth"].notna().to_numpy()]
+    truth = _truth(adata)
+    if truth is not None and truth.notna().any():
+        annotated = adata[truth.notna().to_numpy()]  # without 'Excluded', so it is no region of the truth
         text += (
             f"; on the annotated spots, domains {_score(metrics.depth_explained(annotated, batch_key=key))} and "
             f"ground truth {_score(metrics.depth_explained(annotated, domain_key='ground_truth', batch_key=key))}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from contextlib import contextmanager
 
 import anndata as ad
 import numpy as np
@@ -65,6 +66,15 @@ def test_patches_match_hand_computed_crops_with_edge_padding() -> None:
     corner = pixels[2]
     assert (corner[0, :, 0] == 0).all() and (corner[1, :, 0] == 0).all()  # rows -1 repeats the edge row 0
     assert (corner[:, -3:, 1] == 79).all()  # columns 79..81 repeat the edge column 79
+
+
+def test_a_centre_a_float_step_below_half_a_pixel_gets_seven_consecutive_rows() -> None:
+    """Each row was rounded on its own: for a centre at row 3.4999999999999996 row 4 was skipped and row 7 taken."""
+    below_half = np.nextafter(3.5, 0.0)
+    patches = spot_patches(_slide(_ramp_image(), [*SPOTS, (below_half, 30.0), (30.0, below_half)]), out_px=7)
+    pixels = np.rint(patches * 255).astype(int)
+    np.testing.assert_array_equal(pixels[4, :, 3, 0], np.arange(7))  # the block centred on row 3, its nearest
+    np.testing.assert_array_equal(pixels[5, 3, :, 1], np.arange(7))
 
 
 def test_resampled_patches_keep_their_centre() -> None:
@@ -515,6 +525,37 @@ def test_image_files_equal_the_in_memory_image(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(grey, np.repeat(expected[..., :1], 3, axis=-1))
     with pytest.raises(InputError, match="default scale.*full resolution"):
         spot_patches(adata, image=tmp_path / "slide.tif")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_tiff_bands_stay_within_their_byte_budget_for_wide_pixels(tmp_path, monkeypatch, dtype) -> None:
+    """Bands were sized for 3-byte pixels: a 16-bit RGB TIFF read twice the budget per window, a float one four
+    times."""
+    image = _ramp_image()
+    adata = _slide(image, SPOTS)
+    expected = spot_patches(adata, image=image, scale=SCALE, out_px=16)
+    wide = image.astype(dtype) * (257 if dtype == np.uint16 else np.float32(1 / 255))
+    tifffile.imwrite(tmp_path / "wide.tif", wide, tile=(16, 16))
+    budget = 80 * 3 * 12
+    monkeypatch.setattr(patches_module, "_BAND_BYTES", budget)
+    read_bytes: list[int] = []
+    real_open = patches_module._open_tiff
+
+    @contextmanager
+    def counting_open(path):
+        with real_open(path) as source:
+
+            def read(*window: int) -> np.ndarray:
+                block = source.read(*window)
+                read_bytes.append(block.nbytes)
+                return block
+
+            yield source._replace(read=read)
+
+    monkeypatch.setattr(patches_module, "_open_tiff", counting_open)
+    got = spot_patches(adata, image=tmp_path / "wide.tif", scale=SCALE, out_px=16)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert len(read_bytes) > 2 and max(read_bytes) <= budget
 
 
 def test_tiffs_whose_samples_are_not_the_colours_are_refused(tmp_path) -> None:

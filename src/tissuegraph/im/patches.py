@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import tifffile
@@ -31,6 +31,18 @@ from tissuegraph.io.validate import check_coordinates, check_image_cover, quote_
 
 ImageInput = str | Path | np.ndarray | Image.Image
 Reader = Callable[[int, int, int, int], np.ndarray]
+
+
+class _Source(NamedTuple):
+    """An open image: (height, width), a window reader (rows r0:r1, columns c0:c1 -> H x W x samples), whether
+    the whole image is in memory, and the bytes one pixel takes as read (samples x sample size), which sets how
+    many rows a band of at most _BAND_BYTES holds."""
+
+    shape: tuple[int, int]
+    read: Reader
+    in_memory: bool
+    pixel_bytes: int
+
 
 MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too coarse or the scale too small
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf"}
@@ -193,8 +205,8 @@ _TIFF_PHOTOMETRICS = ("MINISBLACK", "RGB", "YCBCR")
 
 
 @contextmanager
-def _open_tiff(path: Path) -> Iterator[tuple[tuple[int, int], Reader]]:
-    """Image size and a window reader over level 0 of a TIFF; only the tiles or strips a window touches are read.
+def _open_tiff(path: Path) -> Iterator[_Source]:
+    """A window reader over level 0 of a TIFF; only the tiles or strips a window touches are read.
 
     Palette, CMYK and inverted-grey TIFFs are refused: their samples are not the colours, and reading them as such
     would silently give wrong patches."""
@@ -243,7 +255,8 @@ def _open_tiff(path: Path) -> Iterator[tuple[tuple[int, int], Reader]]:
                 ) from err
             return block if block.ndim == 3 else block[..., None]
 
-        yield (shape[order[0]], shape[order[1]]), read
+        samples = int(np.prod([shape[i] for i in order[2:]]))
+        yield _Source((shape[order[0]], shape[order[1]]), read, False, samples * series.dtype.itemsize)
 
 
 def _pillow_array(img: Image.Image, path: Path) -> np.ndarray:
@@ -264,14 +277,14 @@ def _pillow_array(img: Image.Image, path: Path) -> np.ndarray:
 
 
 @contextmanager
-def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bool]]:
-    """Size, window reader and whether the whole image is in memory (then it is gathered in one pass)."""
+def _open_image(image: ImageInput) -> Iterator[_Source]:
+    """The image as a window reader: over an array in memory, or over a TIFF file read window by window."""
     if isinstance(image, Image.Image):  # a Pillow image: its pixels, as a file of it would give them
         image = _pillow_array(image, Path("the given Pillow image"))
     if isinstance(image, np.ndarray):
         _check_layout(image.shape, "the image")
         array = image if image.ndim == 3 else image[..., None]
-        yield array.shape[:2], lambda r0, r1, c0, c1: array[r0:r1, c0:c1], True
+        yield _in_memory(array)
         return
     if not isinstance(image, str | os.PathLike):
         raise InputError(
@@ -282,8 +295,8 @@ def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bo
     if not path.is_file():
         raise InputError(f"image file {path} does not exist; check the path")
     if path.suffix.lower() in _TIFF_SUFFIXES:
-        with _open_tiff(path) as (shape, read):
-            yield shape, read, False
+        with _open_tiff(path) as source:
+            yield source
         return
     try:
         with Image.open(path) as img:
@@ -294,7 +307,12 @@ def _open_image(image: ImageInput) -> Iterator[tuple[tuple[int, int], Reader, bo
         ) from err
     except OSError as err:
         raise InputError(f"{path} could not be read as an image ({err}); give a TIFF, PNG or JPEG file") from err
-    yield array.shape[:2], lambda r0, r1, c0, c1: array[r0:r1, c0:c1], True
+    yield _in_memory(array)
+
+
+def _in_memory(array: np.ndarray) -> _Source:
+    """An H x W x samples array, gathered in one pass."""
+    return _Source(array.shape[:2], lambda r0, r1, c0, c1: array[r0:r1, c0:c1], True, array.shape[2] * array.itemsize)
 
 
 def stored_image(
@@ -334,40 +352,44 @@ def _marked_under_tissue(adata: AnnData) -> np.ndarray:
     return marks == 1
 
 
-def _thumbnail(read: Reader, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+def _thumbnail(source: _Source) -> tuple[np.ndarray, int]:
     """Every step-th pixel of the image as float32 RGB in [0, 1], at most THUMBNAIL_PX on its longest side, read in
     bands of rows; with the step, so that thumbnail pixel (r, c) is image pixel (r * step, c * step)."""
-    height, width = shape
+    height, width = source.shape
     step = max(1, -(-max(height, width) // THUMBNAIL_PX))
-    rows_per_band = max(step, (_BAND_BYTES // max(1, width * 3)) // step * step)
+    rows_per_band = max(step, (_BAND_BYTES // max(1, width * source.pixel_bytes)) // step * step)
     bands = [
-        to_unit_rgb(read(r0, min(r0 + rows_per_band, height), 0, width)[::step, ::step])
+        to_unit_rgb(source.read(r0, min(r0 + rows_per_band, height), 0, width)[::step, ::step])
         for r0 in range(0, height, rows_per_band)
     ]
     return np.concatenate(bands, axis=0), step
 
 
-def _gather(
-    read: Reader, shape: tuple[int, int], xy: np.ndarray, side: int, out_px: int, in_memory: bool
-) -> np.ndarray:
-    """All patches: edge-clipped index blocks gathered band by band (one band in memory), then resampled."""
-    height, width = shape
-    offsets = np.arange(side) - (side - 1) / 2
-    rows = np.clip(np.floor(xy[:, 1, None] + offsets + 0.5).astype(np.int64), 0, height - 1)
-    cols = np.clip(np.floor(xy[:, 0, None] + offsets + 0.5).astype(np.int64), 0, width - 1)
+def _gather(source: _Source, xy: np.ndarray, side: int, out_px: int) -> np.ndarray:
+    """All patches: edge-clipped index blocks gathered band by band (one band in memory; an image already in
+    memory in one pass), then resampled."""
+    height, width = source.shape
+    # the block's first pixel, then side consecutive ones: rounding each pixel apart could skip a row or column
+    first = np.floor(xy - (side - 1) / 2 + 0.5).astype(np.int64)
+    rows = np.clip(first[:, 1, None] + np.arange(side), 0, height - 1)
+    cols = np.clip(first[:, 0, None] + np.arange(side), 0, width - 1)
     order = np.argsort(rows[:, 0], kind="stable")
     first_rows = rows[order, 0]
     span = int(cols[:, -1].max() - cols[:, 0].min() + 1)
-    band = max(side, _BAND_BYTES // (span * 3))
+    band = max(side, _BAND_BYTES // (span * source.pixel_bytes))
     chunk = max(1, _CHUNK_BYTES // (side * side * 3 * 4))
     out = np.empty((len(xy), out_px, out_px, 3), dtype=np.float32)
     start = 0
     while start < len(order):
-        stop = len(order) if in_memory else int(np.searchsorted(first_rows, first_rows[start] + band - side, "right"))
+        stop = (
+            len(order)
+            if source.in_memory
+            else int(np.searchsorted(first_rows, first_rows[start] + band - side, "right"))
+        )
         group = order[start:stop]
         r0, r1 = int(rows[group, 0].min()), int(rows[group, -1].max()) + 1
         c0, c1 = int(cols[group, 0].min()), int(cols[group, -1].max()) + 1
-        window = read(r0, r1, c0, c1)
+        window = source.read(r0, r1, c0, c1)
         for i in range(0, len(group), chunk):
             spots = group[i : i + chunk]
             block = window[(rows[spots] - r0)[:, :, None], (cols[spots] - c0)[:, None, :]]
@@ -430,7 +452,8 @@ def spot_patches(
     xy = coords * scale
     width_px = size_factor * diameter * scale
     how = f"spot diameter {diameter:g} ({diameter_source}) x size_factor {size_factor:g} x {scale_name} = {scale:g}"
-    with _open_image(image) as (shape, read, in_memory):
+    with _open_image(image) as source:
+        shape = source.shape
         outside = check_image_cover(
             xy,
             shape,
@@ -453,9 +476,9 @@ def spot_patches(
                 f"patches would be {side} px wide: {how}; the scale factor is too small for this image or the "
                 "image too coarse: check scale=..., or raise size_factor"
             )
-        thumb, step = _thumbnail(read, shape)
+        thumb, step = _thumbnail(source)
         under = _marked_under_tissue(adata)
         check_spots_on_tissue(
             thumb, xy[under] / step, diameter * scale / step, f"obsm['spatial'] x {scale_name} = {scale:g}"
         )
-        return _gather(read, shape, xy, side, out_px, in_memory)
+        return _gather(source, xy, side, out_px)

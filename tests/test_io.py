@@ -601,8 +601,42 @@ def test_read_visium_incomplete_mtx(tmp_path: Path) -> None:
 
 def test_read_visium_no_positions(visium_dir: Path) -> None:
     (visium_dir / "spatial" / "tissue_positions.csv").unlink()
-    with pytest.raises(InputError, match="no spot positions.*tissue_positions.csv and tissue_positions_list.csv"):
+    with pytest.raises(InputError, match="no spot positions.*tissue_positions.csv, tissue_positions_list.csv"):
         read_visium(visium_dir)
+
+
+def _visium_hd(tmp_path: Path) -> Path:
+    """A Visium HD output: outs/binned_outputs/<bin>/ as Space Ranger 3 writes it, positions in Parquet."""
+    outs = tmp_path / "brain_hd" / "outs"
+    for name in ("square_002um", "square_008um", "square_016um"):
+        folder = outs / "binned_outputs" / name
+        folder.mkdir(parents=True)
+        _write_10x_h5(folder / "filtered_feature_bc_matrix.h5")
+        _write_spatial(folder)
+        csv = folder / "spatial" / "tissue_positions.csv"
+        pd.read_csv(csv, dtype={"barcode": str}).to_parquet(csv.with_suffix(".parquet"), index=False)
+        csv.unlink()
+    return outs
+
+
+def test_read_visium_hd_bin_folder(tmp_path: Path, visium_dir: Path) -> None:
+    """Visium HD keeps its positions in Parquet: a bin folder reads as a Visium folder, named by sample and bin."""
+    outs = _visium_hd(tmp_path)
+    adata = read_visium(outs / "binned_outputs" / "square_016um")
+    expected = read_visium(visium_dir)
+    np.testing.assert_array_equal(adata.obsm["spatial"], expected.obsm["spatial"])
+    np.testing.assert_array_equal(adata.X.toarray(), expected.X.toarray())
+    assert list(adata.obs_names) == list(expected.obs_names) and list(adata.uns["spatial"]) == ["brain_hd_square_016um"]
+    np.testing.assert_array_equal(adata.obs["array_row"], expected.obs["array_row"])
+    with pytest.raises(
+        InputError,
+        match=r"is a Visium HD output.*\(square_002um, square_008um, square_016um\); pass one "
+        r"bin size's folder, e.g. '.*binned_outputs/square_016um'",
+    ):
+        read_visium(outs)
+    (outs / "binned_outputs" / "square_008um" / "spatial" / "tissue_positions.parquet").write_bytes(b"PAR1 cut")
+    with pytest.raises(InputError, match=r"cannot read .*tissue_positions.parquet.*the Parquet file Space Ranger"):
+        read_visium(outs / "binned_outputs" / "square_008um")
 
 
 def test_read_visium_positions_saved_with_semicolons(visium_dir: Path) -> None:

@@ -1,5 +1,8 @@
 """Read a 10x Visium Space Ranger output folder (counts, spot positions, images, scale factors).
 
+Visium HD writes one such folder per bin size (``outs/binned_outputs/square_016um`` ...), with the positions in
+``tissue_positions.parquet``; a bin folder reads like a Visium folder, each bin a spot.
+
 The result follows scanpy's layout so images and coordinates line up the same way they do in scanpy:
 obsm['spatial'] = (pxl_col_in_fullres, pxl_row_in_fullres) = (x, y) in full-resolution pixels and
 uns['spatial'][library_id] = {'images': {...}, 'scalefactors': {...}}.
@@ -25,7 +28,8 @@ from tissuegraph.errors import InputError
 from tissuegraph.io.validate import check_image_cover, quote_examples, validate_spatial
 
 _COUNTS_CANDIDATES = ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix")
-_POSITIONS_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
+_POSITIONS_FILES = ("tissue_positions.csv", "tissue_positions_list.csv", "tissue_positions.parquet")
+_HD_BINS = "binned_outputs"  # Visium HD: one Space Ranger folder per bin size inside
 _POSITION_COLUMNS = (
     "barcode",
     "in_tissue",
@@ -43,12 +47,14 @@ _SIDE_TOLERANCE = 0.02  # hires and lowres scaled back to full resolution; Space
 
 
 def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnData:
-    """Read the Space Ranger ``outs`` folder ``folder`` into a validated AnnData.
+    """Read the Space Ranger ``outs`` folder ``folder`` (for Visium HD: one bin size's folder, such as
+    ``outs/binned_outputs/square_016um``) into a validated AnnData.
 
     ``counts_file`` (relative to ``folder``) picks another count matrix, an ``.h5`` file or an mtx folder,
     e.g. ``raw_feature_bc_matrix.h5``; by default the filtered matrix is used. Spots keep the counts'
     barcode order; only 'Gene Expression' features are kept. library_id is the folder name (the parent's
-    name when the folder is called ``outs``, so several slices do not all end up as 'outs').
+    name when the folder is called ``outs``, so several slices do not all end up as 'outs'; a Visium HD bin
+    folder is named after its sample and bin size, e.g. 'sample_square_016um').
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -86,8 +92,11 @@ def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnDat
 
 
 def library_id(folder: Path) -> str:
-    """Name the slice after its folder; Space Ranger's generic ``outs`` says nothing, so use its parent."""
+    """Name the slice after its folder; Space Ranger's generic ``outs`` says nothing, so use its parent, and a
+    Visium HD bin folder (``square_016um``) says only the bin size, so put its sample's name before it."""
     folder = folder.resolve()
+    if folder.parent.name == _HD_BINS:
+        return f"{library_id(folder.parent.parent)}_{folder.name}"
     return folder.parent.name if folder.name == "outs" else folder.name
 
 
@@ -97,6 +106,14 @@ def _find_counts(folder: Path, counts_file: str | None) -> Path:
     for name in candidates:
         if (folder / name).exists():
             return folder / name
+    if counts_file is None and (folder / _HD_BINS).is_dir():
+        bins = sorted(p.name for p in (folder / _HD_BINS).iterdir() if p.is_dir())
+        example = next((name for name in bins if "016" in name), bins[0] if bins else "square_016um")
+        raise InputError(
+            f"'{folder}' is a Visium HD output, whose counts are kept per bin size in {_HD_BINS}/ "
+            f"({', '.join(bins) or 'empty'}); pass one bin size's folder, e.g. '{folder / _HD_BINS / example}'. "
+            "16 um bins suit finding domains on a CPU; 8 um bins are four times as many spots"
+        )
     h5_files = sorted(p.name for p in folder.glob("*.h5"))
     hint = f" (.h5 files found there: {', '.join(h5_files)})" if h5_files else ""
     raise InputError(
@@ -176,20 +193,26 @@ def _read_mtx(folder: Path) -> AnnData:
 
 
 def _read_positions(spatial: Path) -> pd.DataFrame:
-    """Read spot positions (with header since Space Ranger 2.0, without before), indexed by barcode."""
+    """Read spot positions (CSV with a header since Space Ranger 2.0, without before; Parquet for Visium HD),
+    indexed by barcode."""
     path = next((spatial / n for n in _POSITIONS_FILES if (spatial / n).is_file()), None)
     if path is None:
         raise InputError(
-            f"no spot positions in '{spatial}': looked for {' and '.join(_POSITIONS_FILES)}; copy the "
+            f"no spot positions in '{spatial}': looked for {', '.join(_POSITIONS_FILES)}; copy the "
             "spatial/ folder of the Space Ranger output next to the count matrix"
         )
+    has_header = True
     try:
-        has_header = "barcode" in pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].str.strip().tolist()
-        table = pd.read_csv(path, header=0 if has_header else None, dtype=str)  # barcodes as text, as in the matrix
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            has_header = "barcode" in pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].str.strip().tolist()
+            table = pd.read_csv(path, header=0 if has_header else None, dtype=str)  # barcodes as text, as in counts
     except Exception as err:
+        written = "the Parquet file" if path.suffix == ".parquet" else "the comma-separated UTF-8 file"
         raise InputError(
-            f"cannot read '{path}' ({type(err).__name__}: {err}); it must be the comma-separated UTF-8 file "
-            "Space Ranger writes: re-copy it (or save it again as CSV UTF-8)"
+            f"cannot read '{path}' ({type(err).__name__}: {err}); it must be {written} Space Ranger writes: re-copy "
+            "it" + ("" if path.suffix == ".parquet" else " (or save it again as CSV UTF-8)")
         ) from err
     if not has_header:
         if table.shape[1] != len(_POSITION_COLUMNS):

@@ -491,8 +491,19 @@ def test_real_slide_passes_and_a_shrunk_one_is_refused(dlpfc_151673) -> None:
     """On the real 151673 H&E almost every spot sits on tissue, and a window cropped inside the section (no glass to
     judge by) passes too; the coordinates halved (a scale factor of another resolution) or mapped to a third put most
     spots on glass or the fiducial frame."""
-    spot_patches(dlpfc_151673, out_px=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as given: no orientation fits better
+        spot_patches(dlpfc_151673, out_px=8)
     image, scale, _ = patches_module.stored_image(dlpfc_151673, "151673")
+    height = np.asarray(image).shape[0] / scale  # full-resolution pixels
+    for name, xy, share in (
+        ("x and y swapped", dlpfc_151673.obsm["spatial"][:, ::-1], 86),
+        ("y mirrored", np.c_[dlpfc_151673.obsm["spatial"][:, 0], height - dlpfc_151673.obsm["spatial"][:, 1]], 91),
+    ):
+        turned = dlpfc_151673.copy()
+        turned.obsm["spatial"] = xy
+        with pytest.warns(UserWarning, match=f"with {name}, 98% of the spots would sit on tissue.*against {share}% as"):
+            spot_patches(turned, out_px=8)
     r0, c0, width = 370, 190, 60  # a 1.3 mm window inside the section: tissue only, its textures split by Otsu
     xy = dlpfc_151673.obsm["spatial"] * scale - [c0, r0]
     inside = ((xy >= 0) & (xy < width)).all(axis=1)

@@ -1199,6 +1199,25 @@ def test_read_tables_keeps_a_gene_written_twice_and_says_so(tmp_path: Path) -> N
     np.testing.assert_array_equal(adata[:, "g1-1"].X.toarray().ravel(), [10, 11, 12, 13])
 
 
+def test_read_tables_merscope_layout_leaves_out_control_probes(tmp_path: Path) -> None:
+    """MERSCOPE's cell_by_gene.csv counts blank barcodes beside the genes; they were read as genes."""
+    genes = pd.DataFrame(COUNTS[:, :3], index=pd.Index(BARCODES, name="cell"), columns=["Gad1", "Slc17a7", "Sst"])
+    genes.assign(**{"Blank-0": [1, 0, 0, 2], "Blank-1": [0, 0, 1, 0]}).to_csv(tmp_path / "cell_by_gene.csv")
+    metadata = pd.DataFrame(  # its first header field is empty, as MERSCOPE writes it
+        {"fov": [0, 0, 1, 1], "volume": [512.5, 300.1, 410.0, 380.2], "center_x": [0.5, 1.5, 2.5, 3.5]},
+        index=BARCODES,
+    ).assign(center_y=[10.0, 11.0, 12.0, 13.0], min_x=[0.0, 1.0, 2.0, 3.0])
+    metadata.to_csv(tmp_path / "cell_metadata.csv")
+    with pytest.warns(UserWarning, match=r"2 columns are control probes, not genes \('Blank-0', 'Blank-1'\)"):
+        adata = read_tables(tmp_path / "cell_by_gene.csv", tmp_path / "cell_metadata.csv")
+    assert list(adata.var_names) == ["Gad1", "Slc17a7", "Sst"]
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
+    genes[[]].assign(NegControlProbe_0=[0, 1, 0, 0]).to_csv(tmp_path / "probes.csv")
+    with pytest.raises(InputError, match="holds only control probes .*'NegControlProbe_0'.*no genes"):
+        read_tables(tmp_path / "probes.csv", tmp_path / "cell_metadata.csv")
+
+
 def test_read_tables_data_rows_longer_than_the_header(tmp_path: Path) -> None:
     """A delimiter ending only the data lines is harmless; a value under no header field is refused."""
     rows = [",".join([b, *map(str, r)]) for b, r in zip(BARCODES, COUNTS[:, :3], strict=True)]

@@ -34,6 +34,12 @@ CELL_METADATA_NAMES = (
     "volume", "cell_volume",
 )  # fmt: skip
 _CELL_METADATA_PREFIXES = ("ncount_", "nfeature_")  # Seurat's nCount_RNA, nFeature_Spatial, ...
+#: Control probes that imaging platforms count beside the genes (MERSCOPE's Blank-*, Xenium's NegControlProbe_* and
+#: UnassignedCodeword_*, CosMx's NegPrb* and FalseCode*): they measure background, not expression.
+CONTROL_PROBE_PREFIXES = (
+    "blank-", "blank_", "negcontrol", "negprb", "falsecode", "systemcontrol", "unassignedcodeword",
+    "deprecatedcodeword",
+)  # fmt: skip
 
 
 def read_tables(
@@ -56,8 +62,9 @@ def read_tables(
     every spot must be in both tables so that nothing is dropped silently. One file may serve as both tables (spot
     id, x, y, then the genes): its coordinate columns, and Space Ranger's in_tissue / array_row / array_col, are
     then not read as genes, nor are per-cell annotations (z, fov, nCount_*, nFeature_*, total_counts, area, volume,
-    ...: left out with a warning); a separate counts table holding any of those is refused. A gene named in two
-    columns is kept twice, the repeat renamed NAME-1, with a warning.
+    ...: left out with a warning); a separate counts table holding any of those is refused. Control probes
+    (Blank-*, NegControlProbe_*, NegPrb*, ...) are left out with a warning. A gene named in two columns is kept
+    twice, the repeat renamed NAME-1, with a warning.
     """
     counts_path, coords_path = Path(counts_path), Path(coords_path)
     counts_sep, coords_sep = _separators(sep)
@@ -67,6 +74,7 @@ def read_tables(
     xy = _pick_xy(coords, coords_path, x, y)
     same_file = counts_path.resolve() == coords_path.resolve()
     counts = _without_coordinates(counts, counts_path, list(xy.columns), same_file=same_file)
+    counts = _without_control_probes(counts, counts_path)
     _check_numeric(counts, counts_path)
     _warn_repeated_genes(counts.columns, counts_path)
     values = counts.to_numpy(dtype=np.float32)
@@ -225,6 +233,21 @@ def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, sam
             "or pass the same file as both tables when it holds the coordinates"
         )
     return counts
+
+
+def _without_control_probes(counts: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The counts without control-probe columns, which would be read as genes of pure background, with a warning."""
+    probes = [c for c in counts.columns if str(c).lower().startswith(CONTROL_PROBE_PREFIXES)]
+    if len(probes) == counts.shape[1]:
+        raise InputError(f"counts table '{path}' holds only control probes ({quote_examples(probes)}); it has no genes")
+    if probes:
+        warnings.warn(
+            f"'{path}': {len(probes)} columns are control probes, not genes ({quote_examples(probes, n=4)}); "
+            "they are left out of the counts",
+            UserWarning,
+            stacklevel=3,
+        )
+    return counts.drop(columns=probes)
 
 
 def _check_header(coords: pd.DataFrame, path: Path) -> None:

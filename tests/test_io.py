@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from PIL import Image
 
 from tissuegraph.errors import InputError
-from tissuegraph.io import read, read_h5ad, read_tables, read_visium, validate_spatial, write_h5ad
+from tissuegraph.io import read, read_h5ad, read_tables, read_visium, read_xenium, validate_spatial, write_h5ad
 
 from conftest import real_data, unsorted_csr
 
@@ -637,6 +637,49 @@ def test_read_visium_hd_bin_folder(tmp_path: Path, visium_dir: Path) -> None:
     (outs / "binned_outputs" / "square_008um" / "spatial" / "tissue_positions.parquet").write_bytes(b"PAR1 cut")
     with pytest.raises(InputError, match=r"cannot read .*tissue_positions.parquet.*the Parquet file Space Ranger"):
         read_visium(outs / "binned_outputs" / "square_008um")
+
+
+def _xenium(folder: Path, cells_file: str = "cells.csv.gz") -> Path:
+    """A Xenium output: the cell feature matrix (non-gene features marked by type) and the cells with centroids
+    in microns, listed in another order than the matrix."""
+    folder.mkdir()
+    _write_10x_h5(folder / "cell_feature_matrix.h5")
+    cells = pd.DataFrame(
+        {
+            "cell_id": BARCODES[::-1],
+            "x_centroid": [40.5, 30.5, 20.5, 10.5],
+            "y_centroid": [4.0, 3.0, 2.0, 1.0],
+            "transcript_counts": [9, 9, 9, 9],
+            "cell_area": [50.2, 61.0, 48.3, 70.1],
+        }
+    )
+    if cells_file.endswith(".parquet"):
+        cells["cell_id"] = [b.encode() for b in cells["cell_id"]]  # older Xenium parquet files store bytes
+        cells.to_parquet(folder / cells_file, index=False)
+    else:
+        cells.to_csv(folder / cells_file, index=False)
+    return folder
+
+
+@pytest.mark.parametrize("cells_file", ["cells.csv.gz", "cells.parquet"])
+def test_read_xenium_folder(tmp_path: Path, cells_file: str) -> None:
+    adata = read(_xenium(tmp_path / "xenium", cells_file))
+    assert list(adata.obs_names) == BARCODES and list(adata.var_names) == EXPECTED_GENES
+    np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[10.5, 1.0], [20.5, 2.0], [30.5, 3.0], [40.5, 4.0]])
+
+
+def test_read_xenium_refuses_cells_without_a_centroid(tmp_path: Path) -> None:
+    folder = _xenium(tmp_path / "xenium")
+    cells = pd.read_csv(folder / "cells.csv.gz")
+    cells.iloc[1:].to_csv(folder / "cells.csv.gz", index=False)
+    with pytest.raises(InputError, match=r"1 of 4 cells of cell_feature_matrix.h5 have no row in cells.csv.gz"):
+        read_xenium(folder)
+    cells.drop(columns="y_centroid").to_csv(folder / "cells.csv.gz", index=False)
+    with pytest.raises(InputError, match=r"lacks columns \['y_centroid'\].*cell_id, x_centroid and y_centroid"):
+        read_xenium(folder)
+    with pytest.raises(InputError, match="is not a Xenium output folder"):
+        read_xenium(tmp_path)
 
 
 def test_read_visium_positions_saved_with_semicolons(visium_dir: Path) -> None:

@@ -87,9 +87,10 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
 
 
 def _name_after_files(slices: list[AnnData], paths: list[str]) -> None:
-    """Name each input without slice labels in ``obs['batch']`` after its file (a Space Ranger folder after its
-    library id), so that ``--align-to`` and the result speak of 'sample_a', not 'slice1'. Names that would clash
-    with each other or with another input's labels are not used: such inputs keep their positional names."""
+    """Name each input without slice labels in ``obs['batch']`` after its file (a Space Ranger or Xenium folder
+    after its library id), so that ``--align-to`` and the result speak of 'sample_a', not 'slice1'. Names that
+    would clash with each other or with another input's labels are not used: such inputs keep their positional
+    names."""
     unlabelled = [i for i, adata in enumerate(slices) if "batch" not in adata.obs or adata.obs["batch"].isna().all()]
     from_files = [
         tg.io.spaceranger.library_id(Path(paths[i])) if Path(paths[i]).is_dir() else Path(paths[i]).stem
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {tg.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dom = sub.add_parser("domains", help="find spatial domains of one slice (STAIG)")
-    dom.add_argument("input", help="an .h5ad file or a Space Ranger output folder")
+    dom.add_argument("input", help="an .h5ad file, a Space Ranger output folder or a Xenium output folder")
     dom.add_argument("--n-domains", type=int, required=True, help="number of domains K")
     dom.add_argument("--out", required=True, help="result .h5ad (written atomically)")
     dom.add_argument("--report", default=None, metavar="HTML", help="also write the HTML report of the result")
@@ -311,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     integ.add_argument(
         "inputs",
         nargs="+",
-        help="two or more .h5ad files or Space Ranger folders (or one file whose obs['batch'] names several slices)",
+        help="two or more .h5ad files, Space Ranger or Xenium folders (or one file whose obs['batch'] names several "
+        "slices)",
     )
     integ.add_argument("--method", choices=INTEGRATION_METHODS, default="staig")
     integ.add_argument("--n-domains", type=int, required=True, help="number of domains K shared by the slices")

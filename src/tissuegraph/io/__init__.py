@@ -16,15 +16,25 @@ from tissuegraph.io.spaceranger import read_visium
 from tissuegraph.io.tables import read_tables
 from tissuegraph.io.validate import validate_spatial
 from tissuegraph.io.write import check_writable, write_h5ad
+from tissuegraph.io.xenium import is_xenium, read_xenium
 
-__all__ = ["read", "read_h5ad", "read_tables", "read_visium", "validate_spatial", "write_h5ad", "check_writable"]
+__all__ = [
+    "read",
+    "read_h5ad",
+    "read_tables",
+    "read_visium",
+    "read_xenium",
+    "validate_spatial",
+    "write_h5ad",
+    "check_writable",
+]
 
 
 def read(path: str | Path) -> AnnData:
-    """Read one slice from a Space Ranger folder or an .h5ad file, chosen by what ``path`` is."""
+    """Read one slice from a Space Ranger or Xenium output folder or an .h5ad file, chosen by what ``path`` is."""
     path = Path(path)
     if path.is_dir():
-        return read_visium(path)
+        return read_xenium(path) if is_xenium(path) else read_visium(path)
     if path.suffix.lower() == ".h5ad":
         return read_h5ad(path)
     if not path.exists():
@@ -35,7 +45,7 @@ def read(path: str | Path) -> AnnData:
         else ""
     )
     raise InputError(
-        f"cannot read '{path}': supported inputs are an .h5ad file with obsm['spatial'] or a Space Ranger "
-        "output folder; turn counts + coordinates text tables into one with `tissuegraph read-tables COUNTS COORDS "
-        "--out slice.h5ad` (Python: tissuegraph.io.read_tables)" + hint
+        f"cannot read '{path}': supported inputs are an .h5ad file with obsm['spatial'], a Space Ranger output "
+        "folder or a Xenium output folder; turn counts + coordinates text tables into one with `tissuegraph "
+        "read-tables COUNTS COORDS --out slice.h5ad` (Python: tissuegraph.io.read_tables)" + hint
     )

@@ -63,7 +63,7 @@ def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnDat
             f"Space Ranger folder '{folder}' {state}; pass the folder that holds "
             "filtered_feature_bc_matrix.h5 and spatial/ (usually <sample>/outs)"
         )
-    adata = _read_counts(_find_counts(folder, counts_file))
+    adata = read_10x_matrix(_find_counts(folder, counts_file))
     positions = _read_positions(folder / "spatial")
     unplaced = adata.obs_names[~adata.obs_names.isin(positions.index)]
     if len(unplaced):
@@ -122,8 +122,9 @@ def _find_counts(folder: Path, counts_file: str | None) -> Path:
     )
 
 
-def _read_counts(path: Path) -> AnnData:
-    """Read a 10x count matrix (.h5 or mtx folder) into spots x genes."""
+def read_10x_matrix(path: Path) -> AnnData:
+    """Read a 10x count matrix (.h5 or mtx folder, as Space Ranger and Xenium write them) into spots x genes,
+    'Gene Expression' features only."""
     with warnings.catch_warnings():
         # 10x matrices often repeat gene symbols; validate_spatial makes them unique, so anndata's advice
         # to do so would only confuse

@@ -80,11 +80,13 @@ def read_tables(
     values = counts.to_numpy(dtype=np.float32)
     _check_whole(values, counts.columns, counts_path)
     _check_same_spots(counts, coords, counts_path, coords_path)
-    adata = AnnData(
-        sp.csr_matrix(values),
-        obs=pd.DataFrame(index=counts.index),
-        var=pd.DataFrame(index=counts.columns.astype(str)),
-    )
+    with warnings.catch_warnings():  # repeated genes were named above; validate_spatial makes them unique
+        warnings.filterwarnings("ignore", message="Variable names are not unique")
+        adata = AnnData(
+            sp.csr_matrix(values),
+            obs=pd.DataFrame(index=counts.index),
+            var=pd.DataFrame(index=counts.columns.astype(str)),
+        )
     adata.obsm["spatial"] = xy.loc[counts.index].to_numpy(dtype=np.float64)
     return validate_spatial(adata, what=f"counts table '{counts_path}'")
 

@@ -497,13 +497,31 @@ def test_real_slide_passes_and_a_shrunk_one_is_refused(dlpfc_151673) -> None:
     image, scale, _ = patches_module.stored_image(dlpfc_151673, "151673")
     height = np.asarray(image).shape[0] / scale  # full-resolution pixels
     for name, xy, share in (
-        ("x and y swapped", dlpfc_151673.obsm["spatial"][:, ::-1], 86),
-        ("y mirrored", np.c_[dlpfc_151673.obsm["spatial"][:, 0], height - dlpfc_151673.obsm["spatial"][:, 1]], 91),
+        (r"x and y swapped \(x <-> y\)", dlpfc_151673.obsm["spatial"][:, ::-1], 86),
+        (
+            r"y mirrored \(y -> H - y\)",
+            np.c_[dlpfc_151673.obsm["spatial"][:, 0], height - dlpfc_151673.obsm["spatial"][:, 1]],
+            91,
+        ),
     ):
         turned = dlpfc_151673.copy()
         turned.obsm["spatial"] = xy
-        with pytest.warns(UserWarning, match=f"with {name}, 98% of the spots would sit on tissue.*against {share}% as"):
+        with pytest.warns(
+            UserWarning, match=f"^{share}% of the spots sit on tissue .*slice '151673'.*; with {name}, 98%"
+        ):
             spot_patches(turned, out_px=8)
+    y = dlpfc_151673.obsm["spatial"][:, 1]
+    with warnings.catch_warnings():  # half a section: a mirror lays its pale half onto stained tissue, but covers half
+        warnings.simplefilter("error")
+        spot_patches(dlpfc_151673[y < np.median(y)].copy(), out_px=8)
+    wider = np.ones((600, 900, 3), np.float32) * np.median(np.asarray(image)[:5].reshape(-1, 3), axis=0)
+    wider[:, 100:700] = np.asarray(image)  # a wider scan: swapped, fewer than half of the spots land on tissue
+    swapped = dlpfc_151673.copy()
+    swapped.obsm["spatial"] = (dlpfc_151673.obsm["spatial"] + [100 / scale, 0])[:, ::-1]
+    with pytest.raises(
+        InputError, match=r"only 47% of the spots sit on tissue.*; with x and y swapped \(x <-> y\), 98%"
+    ):
+        spot_patches(swapped, image=wider, scale=scale, out_px=8)
     r0, c0, width = 370, 190, 60  # a 1.3 mm window inside the section: tissue only, its textures split by Otsu
     xy = dlpfc_151673.obsm["spatial"] * scale - [c0, r0]
     inside = ((xy >= 0) & (xy < width)).all(axis=1)

@@ -172,8 +172,8 @@ def cmd_image_features(args: argparse.Namespace) -> None:
         tg.tl.image_domains(adata, args.n_domains, seed=args.seed)
     tg.io.write_h5ad(adata, out)
     print(f"wrote obsm['X_image'] ({adata.obsm['X_image'].shape[1]} dimensions) for {adata.n_obs} spots to {out}")
-    if args.n_domains is not None and "ground_truth" in adata.obs:
-        truth = adata.obs["ground_truth"]
+    if args.n_domains is not None and "ground_truth" in adata.obs:  # scored as score() does: 'Excluded' left out
+        truth = tg.metrics.scoring_labels(adata)
         print(f"image-only domains: ARI {tg.metrics.ari(truth, adata.obs['image_domain']):.3f}")
 
 

@@ -478,7 +478,8 @@ def spot_patches(
             )
         thumb, step = _thumbnail(source)
         under = _marked_under_tissue(adata)
+        of_slice = "" if library is None else f" of slice '{library}'"
         check_spots_on_tissue(
-            thumb, xy[under] / step, diameter * scale / step, f"obsm['spatial'] x {scale_name} = {scale:g}"
+            thumb, xy[under] / step, diameter * scale / step, f"obsm['spatial']{of_slice} x {scale_name} = {scale:g}"
         )
         return _gather(source, xy, side, out_px)

@@ -630,11 +630,16 @@ def test_read_visium_hd_bin_folder(tmp_path: Path, visium_dir: Path) -> None:
     np.testing.assert_array_equal(adata.obs["array_row"], expected.obs["array_row"])
     with pytest.raises(
         InputError,
-        match=r"is a Visium HD output.*\(square_002um, square_008um, square_016um\); pass one "
+        match=r"is \(part of\) a Visium HD output.*\(square_002um, square_008um, square_016um\); pass one "
         r"bin size's folder, e.g. '.*binned_outputs/square_016um'",
     ):
         read_visium(outs)
     (outs / "binned_outputs" / "square_008um" / "spatial" / "tissue_positions.parquet").write_bytes(b"PAR1 cut")
+    with pytest.raises(InputError, match=r"is \(part of\) a Visium HD output.*e.g. '.*binned_outputs/square_016um'"):
+        read_visium(outs / "binned_outputs")  # the outs folder's error used to send users back to outs
+    (outs / "segmented_outputs").mkdir()
+    with pytest.raises(InputError, match=r"Visium HD's cell segmentation.*pass a bin folder instead"):
+        read_visium(outs / "segmented_outputs")
     with pytest.raises(InputError, match=r"cannot read .*tissue_positions.parquet.*the Parquet file Space Ranger"):
         read_visium(outs / "binned_outputs" / "square_008um")
 
@@ -678,8 +683,13 @@ def test_read_xenium_refuses_cells_without_a_centroid(tmp_path: Path) -> None:
     cells.drop(columns="y_centroid").to_csv(folder / "cells.csv.gz", index=False)
     with pytest.raises(InputError, match=r"lacks columns \['y_centroid'\].*cell_id, x_centroid and y_centroid"):
         read_xenium(folder)
-    with pytest.raises(InputError, match="is not a Xenium output folder"):
+    with pytest.raises(
+        InputError, match="is not a complete Xenium output folder.*zarr.zip files are for Xenium Explorer"
+    ):
         read_xenium(tmp_path)
+    (folder / "cells.csv.gz").unlink()  # a Xenium folder missing its cells: named as such, not as Space Ranger's
+    with pytest.raises(InputError, match=r"not a complete Xenium output folder: it needs cell_feature_matrix.h5"):
+        read(folder)
 
 
 def test_read_visium_positions_saved_with_semicolons(visium_dir: Path) -> None:
@@ -1230,6 +1240,23 @@ def test_read_tables_refuses_ambiguous_columns(tmp_path: Path) -> None:
         read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv", x="x", y="x")
 
 
+def test_read_tables_cosmx_and_blank_names_are_named(tmp_path: Path) -> None:
+    """CosMx's exprMat starts with fov, and its cell_ID restarts in every fov: moving cell_ID first, as the generic
+    message advised, led to two more errors. A quoted blank header name became a gene called ' '."""
+    pd.DataFrame({"x": range(4), "y": range(4)}, index=BARCODES).to_csv(tmp_path / "coords.csv")
+    (tmp_path / "exprMat_file.csv").write_text("fov,cell_ID,Gad1,NegPrb1\n1,0,3,0\n1,1,2,1\n2,1,5,0\n2,2,1,0\n")
+    with pytest.raises(
+        InputError,
+        match=r"looks like a CosMx export: its cell_ID counts cells within each fov.*"
+        r"--x CenterX_global_px --y CenterY_global_px",
+    ):
+        read_tables(tmp_path / "exprMat_file.csv", tmp_path / "coords.csv")
+    rows = "".join(f"{b},1,2,3\n" for b in BARCODES)
+    (tmp_path / "counts.csv").write_text('spot,G," ",H\n' + rows)
+    with pytest.raises(InputError, match=r"has a blank name in its header \(column 3\)"):
+        read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
+
+
 def test_read_tables_keeps_a_gene_written_twice_and_says_so(tmp_path: Path) -> None:
     """pandas renamed a repeated gene 'G.1' without a word; the repeat is now named and numbered as anndata does."""
     header = "spot,g1,g2,g1,g3\n"
@@ -1240,7 +1267,7 @@ def test_read_tables_keeps_a_gene_written_twice_and_says_so(tmp_path: Path) -> N
         warnings.simplefilter("always")
         adata = read_tables(tmp_path / "counts.csv", tmp_path / "coords.csv")
     messages = [str(w.message) for w in caught]  # ours alone, without anndata's advice to make names unique
-    assert len(messages) == 1 and "names 1 genes in more than one column ('g1'); each column is kept" in messages[0]
+    assert len(messages) == 1 and "names 1 gene in more than one column ('g1'); each column is kept" in messages[0]
     assert list(adata.var_names) == ["g1", "g2", "g1-1", "g3"]
     np.testing.assert_array_equal(adata[:, "g1-1"].X.toarray().ravel(), [10, 11, 12, 13])
 
@@ -1254,11 +1281,17 @@ def test_read_tables_merscope_layout_leaves_out_control_probes(tmp_path: Path) -
         index=BARCODES,
     ).assign(center_y=[10.0, 11.0, 12.0, 13.0], min_x=[0.0, 1.0, 2.0, 3.0])
     metadata.to_csv(tmp_path / "cell_metadata.csv")
-    with pytest.warns(UserWarning, match=r"2 columns are control probes, not genes \('Blank-0', 'Blank-1'\)"):
+    with pytest.warns(UserWarning, match=r"2 columns of control probes, not genes \('Blank-0', 'Blank-1'\), left out"):
         adata = read_tables(tmp_path / "cell_by_gene.csv", tmp_path / "cell_metadata.csv")
     assert list(adata.var_names) == ["Gad1", "Slc17a7", "Sst"]
     np.testing.assert_array_equal(adata.X.toarray(), EXPECTED_X)
     np.testing.assert_array_equal(adata.obsm["spatial"], [[0.5, 10], [1.5, 11], [2.5, 12], [3.5, 13]])
+    probes = {"antisense_PROKR2": [0, 1, 0, 0], "Intergenic_Region_12": [1, 0, 0, 0]}  # Xenium 1.x, Xenium Prime
+    genes.assign(**probes).to_csv(tmp_path / "xenium_counts.csv")
+    with pytest.warns(UserWarning, match=r"2 columns of control probes, not genes \('antisense_PROKR2', 'Inter"):
+        assert list(read_tables(tmp_path / "xenium_counts.csv", tmp_path / "cell_metadata.csv").var_names) == list(
+            genes
+        )
     genes[[]].assign(NegControlProbe_0=[0, 1, 0, 0]).to_csv(tmp_path / "probes.csv")
     with pytest.raises(InputError, match="holds only control probes .*'NegControlProbe_0'.*no genes"):
         read_tables(tmp_path / "probes.csv", tmp_path / "cell_metadata.csv")

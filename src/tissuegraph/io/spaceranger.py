@@ -106,13 +106,19 @@ def _find_counts(folder: Path, counts_file: str | None) -> Path:
     for name in candidates:
         if (folder / name).exists():
             return folder / name
-    if counts_file is None and (folder / _HD_BINS).is_dir():
-        bins = sorted(p.name for p in (folder / _HD_BINS).iterdir() if p.is_dir())
+    bins_folder = folder if folder.name == _HD_BINS else folder / _HD_BINS
+    if counts_file is None and bins_folder.is_dir():
+        bins = sorted(p.name for p in bins_folder.iterdir() if p.is_dir())
         example = next((name for name in bins if "016" in name), bins[0] if bins else "square_016um")
         raise InputError(
-            f"'{folder}' is a Visium HD output, whose counts are kept per bin size in {_HD_BINS}/ "
-            f"({', '.join(bins) or 'empty'}); pass one bin size's folder, e.g. '{folder / _HD_BINS / example}'. "
+            f"'{folder}' is (part of) a Visium HD output, whose counts are kept per bin size in {_HD_BINS}/ "
+            f"({', '.join(bins) or 'empty'}); pass one bin size's folder, e.g. '{bins_folder / example}'. "
             "16 um bins suit finding domains on a CPU; 8 um bins are four times as many spots"
+        )
+    if counts_file is None and folder.name == "segmented_outputs":
+        raise InputError(
+            f"'{folder}' holds Visium HD's cell segmentation, which has no spatial/ folder to read; pass a bin "
+            f"folder instead, e.g. '{folder.parent / _HD_BINS / 'square_016um'}'"
         )
     h5_files = sorted(p.name for p in folder.glob("*.h5"))
     hint = f" (.h5 files found there: {', '.join(h5_files)})" if h5_files else ""
@@ -135,8 +141,8 @@ def read_10x_matrix(path: Path) -> AnnData:
             return sc.read_10x_h5(path)  # keeps only 'Gene Expression' features (gex_only=True)
         except Exception as err:
             raise InputError(
-                f"cannot read '{path}' as a 10x count matrix ({type(err).__name__}: {err}); use the "
-                "filtered_feature_bc_matrix.h5 written by Space Ranger (re-copy it if it may be truncated)"
+                f"cannot read '{path}' as a 10x count matrix ({type(err).__name__}: {err}); give the {path.name} "
+                "the instrument's software wrote (re-copy it if it may be truncated)"
             ) from err
 
 
@@ -159,7 +165,7 @@ def _read_mtx(folder: Path) -> AnnData:
     if matrix is None or barcodes is None or features is None:
         raise InputError(
             f"incomplete mtx folder '{folder}': needs matrix.mtx(.gz), barcodes.tsv(.gz) and "
-            "features.tsv(.gz) (or genes.tsv); copy the whole filtered_feature_bc_matrix folder"
+            f"features.tsv(.gz) (or genes.tsv); copy the whole {folder.name} folder"
         )
     try:
         counts = sp.csr_matrix(scipy.io.mmread(matrix).T)
@@ -169,12 +175,12 @@ def _read_mtx(folder: Path) -> AnnData:
     except pd.errors.EmptyDataError as err:
         raise InputError(
             f"the mtx folder '{folder}' has an empty barcodes.tsv or features.tsv: the slice has no spots or no "
-            "genes; re-copy the filtered_feature_bc_matrix folder from the Space Ranger output"
+            f"genes; re-copy the {folder.name} folder from the instrument's output"
         ) from err
     except Exception as err:
         raise InputError(
-            f"cannot read the mtx folder '{folder}' ({type(err).__name__}: {err}); re-copy the "
-            "filtered_feature_bc_matrix folder from the Space Ranger output"
+            f"cannot read the mtx folder '{folder}' ({type(err).__name__}: {err}); re-copy the {folder.name} folder "
+            "from the instrument's output"
         ) from err
     if counts.shape != (len(barcode_ids), len(feature_table)):
         raise InputError(

@@ -34,11 +34,12 @@ CELL_METADATA_NAMES = (
     "volume", "cell_volume",
 )  # fmt: skip
 _CELL_METADATA_PREFIXES = ("ncount_", "nfeature_")  # Seurat's nCount_RNA, nFeature_Spatial, ...
-#: Control probes that imaging platforms count beside the genes (MERSCOPE's Blank-*, Xenium's NegControlProbe_* and
-#: UnassignedCodeword_*, CosMx's NegPrb* and FalseCode*): they measure background, not expression.
+#: Control probes that imaging platforms count beside the genes (MERSCOPE's Blank-*; Xenium's NegControlProbe_*,
+#: UnassignedCodeword_*, antisense_* and Intergenic_Region_*; CosMx's NegPrb* and FalseCode*): they measure
+#: background, not expression.
 CONTROL_PROBE_PREFIXES = (
     "blank-", "blank_", "negcontrol", "negprb", "falsecode", "systemcontrol", "unassignedcodeword",
-    "deprecatedcodeword",
+    "deprecatedcodeword", "antisense_", "intergenic_region",
 )  # fmt: skip
 
 
@@ -183,11 +184,24 @@ def _read_table(path: Path, sep: str | None, what: str) -> pd.DataFrame:
             "every row needs its spot id in the first column"
         )
     misplaced = [name for name in names[1:] if str(name).lower() in _ID_NAMES]
+    if "cell_ID" in misplaced and "fov" in names:  # CosMx: cell_ID counts within each field of view
+        raise InputError(
+            f"{what} '{path}' looks like a CosMx export: its cell_ID counts cells within each fov, so it is no spot "
+            "id; give each cell one id made of both (e.g. df.index = df.fov.astype(str) + '_' + "
+            "df.cell_ID.astype(str), or AtoMx's 'cell' column) in the first column of both tables, drop the fov and "
+            "cell_ID columns from the counts and the cell_ID 0 rows (transcripts outside cells); coordinates: "
+            "--x CenterX_global_px --y CenterY_global_px"
+        )
     if misplaced:  # the first column would be taken for the ids, and the ids for a gene or a coordinate
         raise InputError(
             f"{what} '{path}' has its spot ids in column {misplaced[0]!r}, not in the first column ({names[0]!r}); "
             f"spot ids must come first: move column {misplaced[0]!r} to the front (a leading 0, 1, 2, ... column "
             "written by pandas can go)"
+        )
+    blank = [i for i, name in enumerate(names[1:], start=2) if isinstance(name, str) and name and not name.strip()]
+    if blank:  # a quoted " " in the header: no name, but not empty to pandas either
+        raise InputError(
+            f"{what} '{path}' has a blank name in its header (column {blank[0]}); give every column a name"
         )
     table = table.set_index(names[0]).rename_axis(None)
     trailing = [c for c in table.columns if str(c).startswith("Unnamed:") or c == _TRAILING]
@@ -244,8 +258,8 @@ def _without_control_probes(counts: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise InputError(f"counts table '{path}' holds only control probes ({quote_examples(probes)}); it has no genes")
     if probes:
         warnings.warn(
-            f"'{path}': {len(probes)} columns are control probes, not genes ({quote_examples(probes, n=4)}); "
-            "they are left out of the counts",
+            f"'{path}': {_count(len(probes), 'column')} of control probes, not genes ({quote_examples(probes, n=4)}), "
+            "left out of the counts",
             UserWarning,
             stacklevel=3,
         )
@@ -295,12 +309,17 @@ def _warn_repeated_genes(columns: pd.Index, path: Path) -> None:
     repeated = columns[columns.duplicated()].unique()
     if len(repeated):
         warnings.warn(
-            f"counts table '{path}' names {len(repeated)} genes in more than one column "
-            f"({quote_examples(list(repeated), n=4)}); each column is kept as a gene of its own, the repeats renamed "
-            "NAME-1, NAME-2, ...: if a column was pasted twice, drop the copy",
+            f"counts table '{path}' names {_count(len(repeated), 'gene')} in more than one column "
+            f"({quote_examples(list(repeated), n=4)}); each column is kept as a gene of its own, the repeats numbered "
+            "as anndata's var_names_make_unique does (NAME-1, NAME-2, ... unless those names are taken): if a column "
+            "was pasted twice, drop the copy",
             UserWarning,
             stacklevel=3,
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_whole(values: np.ndarray, columns: pd.Index, path: Path) -> None:

@@ -23,11 +23,13 @@ CELLS_FILES = ("cells.parquet", "cells.csv.gz", "cells.csv")
 _CENTROIDS = ["x_centroid", "y_centroid"]
 
 
+#: Files only a Xenium output holds: any of them sends a folder to read_xenium, whose error names what is missing.
+_MARKERS = ("experiment.xenium", *MATRIX_FILES, "cell_feature_matrix.zarr.zip", *CELLS_FILES, "cells.zarr.zip")
+
+
 def is_xenium(folder: Path) -> bool:
-    """Whether ``folder`` looks like a Xenium output: a cell feature matrix and a cells table."""
-    return any((folder / name).exists() for name in MATRIX_FILES) and any(
-        (folder / name).is_file() for name in CELLS_FILES
-    )
+    """Whether ``folder`` looks like a Xenium output (holds any file only Xenium writes)."""
+    return any((folder / name).exists() for name in _MARKERS)
 
 
 def read_xenium(folder: str | Path) -> AnnData:
@@ -38,8 +40,9 @@ def read_xenium(folder: str | Path) -> AnnData:
     cells_path = next((folder / name for name in CELLS_FILES if (folder / name).is_file()), None)
     if matrix is None or cells_path is None:
         raise InputError(
-            f"'{folder}' is not a Xenium output folder: it needs {' or '.join(MATRIX_FILES)} and one of "
-            f"{', '.join(CELLS_FILES)}; pass the Xenium output folder itself"
+            f"'{folder}' is not a complete Xenium output folder: it needs {' or '.join(MATRIX_FILES)} and one of "
+            f"{', '.join(CELLS_FILES)} (the .zarr.zip files are for Xenium Explorer and are not read); copy them "
+            "from the Xenium output"
         )
     adata = read_10x_matrix(matrix)
     cells = _read_cells(cells_path)

@@ -489,3 +489,68 @@ def test_read_tables_turns_text_tables_into_an_input_the_other_commands_take(tmp
     argv = ["read-tables", str(tmp_path / "counts.csv"), str(tmp_path / "xy.tsv"), "--out", str(out)]
     assert main([*argv, "--sep", "comma", "\\t"]) == 0  # one per table; a tab as a shell passes '\t'
     np.testing.assert_array_equal(tg.io.read(out).X.toarray(), demo.X.toarray())
+
+
+def _write_10x_h5(path, adata: ad.AnnData, controls: int = 0) -> None:
+    """Counts in the 10x h5 layout Space Ranger and Xenium write; ``controls`` extra features typed as negative control
+    probes, as Xenium's matrix holds them."""
+    import h5py
+    from scipy import sparse
+
+    counts = sparse.hstack([sparse.csr_matrix(adata.X), sparse.csr_matrix((adata.n_obs, controls))]).tocsr()
+    names = [*adata.var_names, *(f"NegControlProbe_{i:05d}" for i in range(controls))]
+    types = ["Gene Expression"] * adata.n_vars + ["Negative Control Probe"] * controls
+    with h5py.File(path, "w") as f:
+        matrix = f.create_group("matrix")
+        matrix["barcodes"] = np.array(adata.obs_names, dtype="S")
+        matrix["data"] = counts.data.astype(np.int32)
+        matrix["indices"] = counts.indices.astype(np.int64)
+        matrix["indptr"] = counts.indptr.astype(np.int64)
+        matrix["shape"] = np.array([len(names), adata.n_obs], dtype=np.int32)
+        features = matrix.create_group("features")
+        features["id"] = np.array(names, dtype="S")
+        features["name"] = np.array(names, dtype="S")
+        features["feature_type"] = np.array(types, dtype="S")
+        features["genome"] = np.array(["GRCh38"] * len(names), dtype="S")
+
+
+@pytest.mark.realdata
+def test_domains_reads_a_visium_hd_bin_folder_and_a_xenium_folder(tmp_path, dlpfc_151673, starmap) -> None:
+    """Real counts laid out as Space Ranger writes a Visium HD bin and Xenium its output run end to end, every spot
+    kept in order with its counts and coordinates."""
+    import json
+
+    import pandas as pd
+    from PIL import Image
+
+    slide = dlpfc_151673
+    bins = tmp_path / "dlpfc_hd" / "outs" / "binned_outputs" / "square_016um"
+    (bins / "spatial").mkdir(parents=True)
+    _write_10x_h5(bins / "filtered_feature_bc_matrix.h5", slide)
+    positions = slide.obs[["in_tissue", "array_row", "array_col"]].assign(
+        pxl_row_in_fullres=slide.obsm["spatial"][:, 1], pxl_col_in_fullres=slide.obsm["spatial"][:, 0]
+    )
+    positions.rename_axis("barcode").reset_index().to_parquet(bins / "spatial" / "tissue_positions.parquet")
+    library = slide.uns["spatial"]["151673"]
+    lowres = np.rint(np.asarray(library["images"]["lowres"]) * 255).astype(np.uint8)
+    Image.fromarray(lowres).save(bins / "spatial" / "tissue_lowres_image.png")
+    (bins / "spatial" / "scalefactors_json.json").write_text(json.dumps(library["scalefactors"]))
+
+    cells = starmap[starmap.obs["batch"] == starmap.obs["batch"].cat.categories[0]].copy()
+    xenium = tmp_path / "xenium_run"
+    xenium.mkdir()
+    _write_10x_h5(xenium / "cell_feature_matrix.h5", cells, controls=3)
+    order = np.random.default_rng(0).permutation(cells.n_obs)  # the cells table in its own order
+    table = pd.DataFrame({"cell_id": cells.obs_names, "x_centroid": cells.obsm["spatial"][:, 0]})
+    table.assign(y_centroid=cells.obsm["spatial"][:, 1]).iloc[order].to_parquet(xenium / "cells.parquet")
+
+    for folder, source, k in ((bins, slide, "7"), (xenium, cells, "4")):
+        out = tmp_path / f"{folder.name}.h5ad"
+        argv = ["domains", str(folder), "--n-domains", k, "--epochs", "5", "--no-image", "--quiet", "--out", str(out)]
+        assert main(argv) == 0
+        result = ad.read_h5ad(out)
+        assert list(result.obs_names) == list(source.obs_names) and list(result.var_names) == list(source.var_names)
+        np.testing.assert_array_equal(result.X.toarray(), np.asarray(source.X.todense()))
+        np.testing.assert_allclose(result.obsm["spatial"], source.obsm["spatial"])
+        assert result.obs["domain"].nunique() == int(k)
+    assert list(ad.read_h5ad(tmp_path / "square_016um.h5ad").uns["spatial"]) == ["dlpfc_hd_square_016um"]

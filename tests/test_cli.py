@@ -554,3 +554,41 @@ def test_domains_reads_a_visium_hd_bin_folder_and_a_xenium_folder(tmp_path, dlpf
         np.testing.assert_allclose(result.obsm["spatial"], source.obsm["spatial"])
         assert result.obs["domain"].nunique() == int(k)
     assert list(ad.read_h5ad(tmp_path / "square_016um.h5ad").uns["spatial"]) == ["dlpfc_hd_square_016um"]
+
+
+@pytest.mark.realdata
+def test_read_gem_bins_real_molecules_back_into_their_cells(tmp_path, starmap, capsys) -> None:
+    """Real STARmap counts written as a Stereo-seq GEM, one DNB per cell, come back cell for cell in bins of one
+    DNB, and the result runs through `domains`."""
+    import gzip
+
+    import pandas as pd
+    from scipy import sparse
+
+    cells = starmap[starmap.obs["batch"] == starmap.obs["batch"].cat.categories[0]].copy()
+    dnb = np.rint(cells.obsm["spatial"]).astype(np.int64)
+    assert len(np.unique(dnb, axis=0)) == cells.n_obs  # one cell per DNB, so bins of one DNB are the cells
+    entries = sparse.coo_matrix(cells.X)
+    rows = pd.DataFrame(
+        {
+            "geneID": cells.var_names[entries.col],
+            "x": dnb[entries.row, 0],
+            "y": dnb[entries.row, 1],
+            "MIDCount": entries.data.astype(np.int64),
+        }
+    ).sample(frac=1.0, random_state=0)  # GEM rows in no particular order
+    gem = tmp_path / "chip.gem.gz"
+    with gzip.open(gem, "wt") as handle:
+        handle.write("#FileFormat=GEMv0.1\n#BinSize=1\n")
+        rows.to_csv(handle, sep="\t", index=False)
+    binned = tmp_path / "binned.h5ad"
+    assert main(["read-gem", str(gem), "--bin-size", "1", "--out", str(binned)]) == 0
+    assert f"wrote {cells.n_obs} bins of 1 x 1 DNBs" in capsys.readouterr().out
+    result = ad.read_h5ad(binned)
+    order = pd.MultiIndex.from_arrays(dnb.T).get_indexer(pd.MultiIndex.from_arrays((result.obsm["spatial"] - 0.5).T))
+    assert (order >= 0).all()
+    expected = cells[order, result.var_names]
+    np.testing.assert_array_equal(result.X.toarray(), np.asarray(expected.X.todense()))
+    out = tmp_path / "domains.h5ad"
+    argv = ["domains", str(binned), "--n-domains", "4", "--epochs", "5", "--quiet", "--out", str(out)]
+    assert main(argv) == 0 and ad.read_h5ad(out).obs["domain"].nunique() == 4

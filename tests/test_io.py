@@ -20,7 +20,16 @@ import scipy.sparse as sp
 from PIL import Image
 
 from tissuegraph.errors import InputError
-from tissuegraph.io import read, read_h5ad, read_tables, read_visium, read_xenium, validate_spatial, write_h5ad
+from tissuegraph.io import (
+    read,
+    read_gem,
+    read_h5ad,
+    read_tables,
+    read_visium,
+    read_xenium,
+    validate_spatial,
+    write_h5ad,
+)
 
 from conftest import real_data, unsorted_csr
 
@@ -690,6 +699,51 @@ def test_read_xenium_refuses_cells_without_a_centroid(tmp_path: Path) -> None:
     (folder / "cells.csv.gz").unlink()  # a Xenium folder missing its cells: named as such, not as Space Ranger's
     with pytest.raises(InputError, match=r"not a complete Xenium output folder: it needs cell_feature_matrix.h5"):
         read(folder)
+
+
+GEM_ROWS = [  # geneID, x, y, MIDCount, ExonCount: DNBs of two genes in three 10-DNB bins
+    ("Gad1", 3, 4, 2, 2), ("Gad1", 9, 9, 1, 1), ("Sst", 5, 0, 4, 3), ("Gad1", 12, 3, 5, 5), ("Sst", 31, 25, 1, 0),
+    ("Sst", 38, 21, 2, 2),
+]  # fmt: skip
+
+
+def _write_gem(path: Path, rows: list[tuple] = GEM_ROWS, count: str = "MIDCount") -> Path:
+    lines = ["#FileFormat=GEMv0.1", "#SortedBy=None", "#OffsetX=0", "#OffsetY=0", f"geneID\tx\ty\t{count}\tExonCount"]
+    text = "\n".join(lines + ["\t".join(map(str, row)) for row in rows]) + "\n"
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "wt") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["chip.gem", "chip.gem.gz"])
+def test_read_gem_sums_dnbs_into_bins(tmp_path: Path, name: str) -> None:
+    adata = read(_write_gem(tmp_path / name))  # tg.read: bins of 50 DNBs
+    assert adata.n_obs == 1 and list(adata.var_names) == ["Gad1", "Sst"]
+    np.testing.assert_array_equal(adata.X.toarray(), [[8, 7]])
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[25, 25]])
+    adata = read_gem(tmp_path / name, bin_size=10)
+    assert list(adata.obs_names) == ["0_0", "1_0", "3_2"]
+    np.testing.assert_array_equal(adata.X.toarray(), [[3, 4], [5, 0], [0, 3]])
+    np.testing.assert_array_equal(adata.obsm["spatial"], [[5, 5], [15, 5], [35, 25]])
+    older = read_gem(_write_gem(tmp_path / "older.gem", count="MIDCounts"), bin_size=10)
+    np.testing.assert_array_equal(older.X.toarray(), adata.X.toarray())
+
+
+def test_read_gem_refuses_what_is_no_gem(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"lacks GEM columns \['MIDCount'\].*geneID, x, y and MIDCount"):
+        read_gem(_write_gem(tmp_path / "a.gem", count="reads"))
+    with pytest.raises(InputError, match=r"has 1 row without a gene, with a coordinate or count that is missing, neg"):
+        read_gem(_write_gem(tmp_path / "b.gem", [*GEM_ROWS, ("Sst", 4, -1, 1, 1)]))
+    with pytest.raises(InputError, match=r"has 1 row .*not whole"):
+        read_gem(_write_gem(tmp_path / "c.gem", [*GEM_ROWS, ("Sst", 4, 1, 1.5, 1)]))
+    with pytest.raises(InputError, match="bin_size must be a whole number of DNBs, at least 1"):
+        read_gem(tmp_path / "b.gem", bin_size=0)
+    (tmp_path / "d.gem").write_text("#FileFormat=GEMv0.1\ngeneID\tx\ty\tMIDCount\n")
+    with pytest.raises(InputError, match="holds no counts"):
+        read_gem(tmp_path / "d.gem")
 
 
 def test_read_visium_positions_saved_with_semicolons(visium_dir: Path) -> None:

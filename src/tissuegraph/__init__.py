@@ -18,18 +18,19 @@ from tissuegraph.errors import InputError
 
 if TYPE_CHECKING:
     from tissuegraph import cluster, datasets, gr, im, io, metrics, nn, pl, pp, report, tl
-    from tissuegraph.io import read, read_h5ad, read_tables, read_visium, read_xenium, write_h5ad
+    from tissuegraph.io import read, read_gem, read_h5ad, read_tables, read_visium, read_xenium, write_h5ad
 
 __version__ = version("tissuegraph")  # pyproject.toml is the one place the version is written
 
 _SUBMODULES = ("pp", "gr", "im", "tl", "pl", "cluster", "metrics", "datasets", "report", "io", "nn")
-_READERS = ("read", "read_h5ad", "read_visium", "read_xenium", "read_tables", "write_h5ad")
+_READERS = ("read", "read_h5ad", "read_visium", "read_xenium", "read_gem", "read_tables", "write_h5ad")
 
 __all__ = [
     "read",
     "read_h5ad",
     "read_visium",
     "read_xenium",
+    "read_gem",
     "read_tables",
     "write_h5ad",
     "io",

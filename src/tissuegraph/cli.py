@@ -232,6 +232,16 @@ def cmd_read_tables(args: argparse.Namespace) -> None:
     print(f"wrote {adata.n_obs} spots x {adata.n_vars} genes to {out}; run `tissuegraph domains {out} ...` on it")
 
 
+def cmd_read_gem(args: argparse.Namespace) -> None:
+    out = _check_out(args.out, [args.gem])
+    adata = tg.io.read_gem(args.gem, bin_size=args.bin_size)
+    tg.io.write_h5ad(adata, out)
+    print(
+        f"wrote {adata.n_obs} bins of {args.bin_size} x {args.bin_size} DNBs x {adata.n_vars} genes to {out}; run "
+        f"`tissuegraph domains {out} ...` on it"
+    )
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     html = _check_report(args.out, option="--out")
     adata = tg.io.read_h5ad(args.result)
@@ -302,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {tg.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dom = sub.add_parser("domains", help="find spatial domains of one slice (STAIG)")
-    dom.add_argument("input", help="an .h5ad file, a Space Ranger output folder or a Xenium output folder")
+    dom.add_argument(
+        "input", help="an .h5ad file, a Space Ranger or Xenium output folder, or a Stereo-seq .gem(.gz) (bins of 50)"
+    )
     dom.add_argument("--n-domains", type=int, required=True, help="number of domains K")
     dom.add_argument("--out", required=True, help="result .h5ad (written atomically)")
     dom.add_argument("--report", default=None, metavar="HTML", help="also write the HTML report of the result")
@@ -391,6 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
         "semicolon, space, pipe (default: from the extension, .csv or .tsv)",
     )
     tables.set_defaults(func=cmd_read_tables)
+    gem = sub.add_parser("read-gem", help="sum a Stereo-seq GEM file into square bins, written as a checked .h5ad")
+    gem.add_argument("gem", help="the .gem or .gem.gz file (geneID, x, y, MIDCount)")
+    gem.add_argument(
+        "--bin-size", type=int, default=50, help="bin side in DNBs, 500 nm apart (default: 50, i.e. 25 um)"
+    )
+    gem.add_argument("--out", required=True, help="the .h5ad to write (atomically)")
+    gem.set_defaults(func=cmd_read_gem)
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result .h5ad")
     rep.add_argument("result", help="an .h5ad written by `tissuegraph domains` or `tissuegraph integrate`")
     rep.add_argument("--out", required=True, help="the report .html (one file, images inline, written atomically)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
+from tissuegraph.io.gem import is_gem, read_gem
 from tissuegraph.io.h5ad import read_h5ad
 from tissuegraph.io.spaceranger import read_visium
 from tissuegraph.io.tables import read_tables
@@ -24,6 +25,7 @@ __all__ = [
     "read_tables",
     "read_visium",
     "read_xenium",
+    "read_gem",
     "validate_spatial",
     "write_h5ad",
     "check_writable",
@@ -31,12 +33,15 @@ __all__ = [
 
 
 def read(path: str | Path) -> AnnData:
-    """Read one slice from a Space Ranger or Xenium output folder or an .h5ad file, chosen by what ``path`` is."""
+    """Read one slice from a Space Ranger or Xenium output folder, an .h5ad file or a Stereo-seq GEM file (in bins of
+    50 DNBs: ``read_gem`` for another size), chosen by what ``path`` is."""
     path = Path(path)
     if path.is_dir():
         return read_xenium(path) if is_xenium(path) else read_visium(path)
     if path.suffix.lower() == ".h5ad":
         return read_h5ad(path)
+    if is_gem(path):
+        return read_gem(path)
     if not path.exists():
         raise InputError(f"'{path}' not found; check the path")
     hint = (
@@ -46,6 +51,6 @@ def read(path: str | Path) -> AnnData:
     )
     raise InputError(
         f"cannot read '{path}': supported inputs are an .h5ad file with obsm['spatial'], a Space Ranger output "
-        "folder or a Xenium output folder; turn counts + coordinates text tables into one with `tissuegraph "
-        "read-tables COUNTS COORDS --out slice.h5ad` (Python: tissuegraph.io.read_tables)" + hint
+        "folder, a Xenium output folder or a Stereo-seq .gem(.gz) file; turn counts + coordinates text tables into "
+        "one with `tissuegraph read-tables COUNTS COORDS --out slice.h5ad` (Python: tissuegraph.io.read_tables)" + hint
     )

@@ -64,13 +64,15 @@ def read_gem(path: str | Path, *, bin_size: int = DEFAULT_BIN_SIZE) -> AnnData:
     try:
         for chunk in reader:
             parts.append(_binned(chunk, count, bin_size, genes, path))
+            if sum(len(part) for part in parts) > 2 * _CHUNK_ROWS:  # fold the sums so far: a bin's genes recur
+                parts = [_summed(pd.concat(parts), sort=False)]
     except InputError:
         raise
     except Exception as err:
         raise InputError(f"cannot read '{path}' as a GEM file ({type(err).__name__}: {err})") from err
     if not parts or sum(len(part) for part in parts) == 0:
         raise InputError(f"GEM file '{path}' holds no counts")
-    summed = pd.concat(parts).groupby(["bx", "by", "gene"], sort=True)["count"].sum().reset_index()
+    summed = _summed(pd.concat(parts), sort=True)
     bins = summed[["bx", "by"]].drop_duplicates().reset_index(drop=True)
     row = pd.MultiIndex.from_frame(bins).get_indexer(pd.MultiIndex.from_frame(summed[["bx", "by"]]))
     counts = sp.csr_matrix(
@@ -123,4 +125,9 @@ def _binned(chunk: pd.DataFrame, count: str, bin_size: int, genes: dict[str, int
             "count": values[:, 2],
         }
     )
-    return frame.groupby(["bx", "by", "gene"], sort=False)["count"].sum().reset_index()
+    return _summed(frame, sort=False)
+
+
+def _summed(frame: pd.DataFrame, *, sort: bool) -> pd.DataFrame:
+    """One row per (bin, gene) with its total count."""
+    return frame.groupby(["bx", "by", "gene"], sort=sort)["count"].sum().reset_index()

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import torch
 from PIL import Image
 from scipy.spatial.distance import pdist
 
@@ -924,6 +925,29 @@ def test_byol_refuses_a_batch_size_below_two_by_name() -> None:
     for bad in (0, 1):
         with pytest.raises(InputError, match=rf"batch_size must be a whole number >= 2 \(got {bad}\)"):
             train_byol(patches, batch_size=bad, epochs=1)
+
+
+def test_byol_epochs_train_on_a_bounded_fresh_draw_of_patches(monkeypatch) -> None:
+    """An epoch over every patch made BYOL on a 150k-bin Visium HD slide forty times as long as on a Visium slice;
+    each epoch now trains on at most patches_per_epoch patches, a new draw each time, and fewer are all used."""
+    from tissuegraph.im import byol
+
+    patches = np.random.default_rng(0).random((100, 8, 8, 3)).astype(np.float32)
+    seen: list[torch.Tensor] = []
+    real_augment = byol.augment
+
+    def counting(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        seen.append(batch[:, 0, 0, 0].clone())  # the pixel that tells the patches apart
+        return real_augment(batch, generator)
+
+    monkeypatch.setattr(byol, "augment", counting)
+    train_byol(patches, epochs=2, batch_size=8, patches_per_epoch=32, widths=(4, 8), seed=0)
+    per_epoch = [torch.cat(seen[i : i + 8 : 2]) for i in (0, 8)]  # two views per batch, four batches per epoch
+    assert len(seen) == 16 and all(len(drawn) == 32 for drawn in per_epoch)
+    assert set(per_epoch[0].tolist()) != set(per_epoch[1].tolist())  # a fresh draw each epoch
+    seen.clear()
+    train_byol(patches, epochs=1, batch_size=8, patches_per_epoch=1000, widths=(4, 8), seed=0)
+    assert len(seen) == 24 and sorted(torch.cat(seen[::2]).tolist()) == sorted(patches[:, 0, 0, 0].tolist())
 
 
 def test_the_image_pca_keeps_no_constant_component_with_few_spots() -> None:

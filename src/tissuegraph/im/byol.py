@@ -29,6 +29,10 @@ from tissuegraph.options import check_whole
 _GREY = (0.299, 0.587, 0.114)  # luma weights of R, G, B
 _LAYOUT = torch.channels_last  # NHWC: about twice as fast for these small convolutions on a CPU
 DEFAULT_EPOCHS = 15  # 22-43 s of BYOL for a 3,600-spot Visium slice on 2 CPU cores
+#: Patches one epoch trains on at most (a fresh random draw each epoch): 4.5 Visium slices' worth. The encoder learns
+#: the slide's textures, which a few thousand patches already show, so a 150k-bin Visium HD slide trains about as long
+#: as five Visium slices instead of forty; every patch is still embedded.
+PATCHES_PER_EPOCH = 16_384
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -161,17 +165,20 @@ def train_byol(
     momentum: float = 0.99,
     widths: tuple[int, ...] = (16, 32, 64, 128),
     encoder: Encoder | None = None,
+    patches_per_epoch: int = PATCHES_PER_EPOCH,
     seed: int = 0,
     device: str | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> ByolResult:
     """Train a patch encoder with BYOL on (N, H, W, 3) patches in [0, 1] (Adam, mini-batches of about
-    ``batch_size``); a seed fixes the result on a given device.
+    ``batch_size``); a seed fixes the result on a given device. Each epoch trains on at most ``patches_per_epoch``
+    patches, drawn afresh (all of them, reshuffled, when there are fewer).
 
     The encoder is a new ``PatchEncoder(widths)`` trained from scratch, or ``encoder`` (e.g. a
     ``PretrainedEncoder``) fine-tuned in place from its current weights."""
     epochs = check_whole(epochs, "epochs", 0)
     batch_size = check_whole(batch_size, "batch_size", 2)  # batch normalisation needs two patches per batch
+    patches_per_epoch = check_whole(patches_per_epoch, "patches_per_epoch", 2)
     if patches.ndim != 4 or patches.shape[-1] != 3 or len(patches) < 2:
         raise InputError(
             f"patches have shape {patches.shape}; BYOL needs at least 2 patches as (N, H, W, 3) from spot_patches"
@@ -188,14 +195,15 @@ def train_byol(
         target = nn.Sequential(copy.deepcopy(encoder), copy.deepcopy(online["projector"])).requires_grad_(False)
         online_params = list(online["encoder"].parameters()) + list(online["projector"].parameters())
         optimiser = torch.optim.Adam(online.parameters(), lr=lr, weight_decay=1e-6)
-        n_batches = max(1, len(images) // batch_size)
+        used = min(len(images), patches_per_epoch)
+        n_batches = max(1, used // batch_size)
         total_steps, step = epochs * n_batches, 0
         losses: list[float] = []
         online.train()
         target.train()
         for epoch in range(epochs):
             epoch_loss = 0.0
-            order = torch.randperm(len(images), generator=generator, device=dev)
+            order = torch.randperm(len(images), generator=generator, device=dev)[:used]
             for rows in torch.tensor_split(order, n_batches):
                 batch = images[rows]
                 with torch.no_grad():

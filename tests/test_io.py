@@ -733,17 +733,50 @@ def test_read_gem_sums_dnbs_into_bins(tmp_path: Path, name: str) -> None:
 
 
 def test_read_gem_refuses_what_is_no_gem(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"lacks GEM columns \['MIDCount'\].*geneID, x, y and MIDCount"):
+    with pytest.raises(InputError, match=r"lacks GEM columns \['MIDCount'\].*geneID, x, y and MIDCount \(or MIDCounts"):
         read_gem(_write_gem(tmp_path / "a.gem", count="reads"))
-    with pytest.raises(InputError, match=r"has 1 row without a gene, with a coordinate or count that is missing, neg"):
+    with pytest.raises(InputError, match=r"has rows without a gene, .*\(1 of its data rows 1-7, e.g. row 7: .*'y': -1"):
         read_gem(_write_gem(tmp_path / "b.gem", [*GEM_ROWS, ("Sst", 4, -1, 1, 1)]))
-    with pytest.raises(InputError, match=r"has 1 row .*not whole"):
-        read_gem(_write_gem(tmp_path / "c.gem", [*GEM_ROWS, ("Sst", 4, 1, 1.5, 1)]))
-    with pytest.raises(InputError, match="bin_size must be a whole number of DNBs, at least 1"):
+    for bad in (("Sst", 4, 1, 1.5, 1), ("Sst", 4.5, 1, 1, 1), ("", 4, 1, 1, 1)):  # fractions; a row without a gene
+        with pytest.raises(InputError, match=r"1 of its data rows 1-7, e.g. row 7"):
+            read_gem(_write_gem(tmp_path / "c.gem", [*GEM_ROWS, bad]))
+    with pytest.raises(InputError, match=r"bin_size \(--bin-size\) must be a whole number of DNBs, at least 1"):
         read_gem(tmp_path / "b.gem", bin_size=0)
     (tmp_path / "d.gem").write_text("#FileFormat=GEMv0.1\ngeneID\tx\ty\tMIDCount\n")
     with pytest.raises(InputError, match="holds no counts"):
         read_gem(tmp_path / "d.gem")
+    (tmp_path / "e.gem").write_text("#FileFormat=GEMv0.1\n")
+    with pytest.raises(InputError, match="holds no column header and no rows after its '#' lines"):
+        read_gem(tmp_path / "e.gem")
+    whole = _write_gem(tmp_path / "f.gem.gz").read_bytes()
+    for cut in (40, len(whole) - 20):  # cut off in the '#' lines, and in the rows: no bare EOFError
+        (tmp_path / "cut.gem.gz").write_bytes(whole[:cut])
+        with pytest.raises(InputError, match=r"is damaged or cut off \(EOFError"):
+            read_gem(tmp_path / "cut.gem.gz")
+    with pytest.raises(InputError, match="is a folder; give the GEM file itself"):
+        read_gem(tmp_path)
+
+
+def test_read_gem_reads_the_variants_files_come_in(tmp_path: Path, monkeypatch) -> None:
+    """A BOM or blank lines among the '#' lines, a gzip named .gem, geneName beside geneID, a gene called NA, and
+    sums carried over many chunks: each gave a false error, Ensembl ids as names, or a bare traceback."""
+    from tissuegraph.io import gem as gem_module
+
+    expected = read_gem(_write_gem(tmp_path / "plain.gem"), bin_size=10)
+    text = (tmp_path / "plain.gem").read_text()
+    (tmp_path / "bom.gem").write_text("\ufeff#Stereo-seqChip=A1\n\n" + text.replace("#OffsetX=0\n", "\n#OffsetX=0\n"))
+    with gzip.open(tmp_path / "zipped.gem", "wt") as handle:  # a gzip without .gz
+        handle.write(text)
+    monkeypatch.setattr(gem_module, "_CHUNK_ROWS", 2)  # four chunks, folded as they come
+    for name in ("bom.gem", "zipped.gem"):
+        got = read_gem(tmp_path / name, bin_size=10)
+        assert list(got.obs_names) == list(expected.obs_names) and list(got.var_names) == ["Gad1", "Sst"]
+        np.testing.assert_array_equal(got.X.toarray(), expected.X.toarray())
+    named = text.replace("geneID\tx", "geneID\tgeneName\tx").replace("Gad1\t", "ENSMUSG01\tGad1\t")
+    (tmp_path / "named.gem").write_text(named.replace("Sst\t", "ENSMUSG02\tNA\t"))
+    got = read_gem(tmp_path / "named.gem", bin_size=10)
+    assert list(got.var_names) == ["Gad1", "NA"] and list(got.var["gene_ids"]) == ["ENSMUSG01", "ENSMUSG02"]
+    np.testing.assert_array_equal(got.X.toarray(), expected.X.toarray())
 
 
 def test_read_visium_positions_saved_with_semicolons(visium_dir: Path) -> None:

@@ -53,8 +53,8 @@ def read_gem(path: str | Path, *, bin_size: int = DEFAULT_BIN_SIZE) -> AnnData:
         raise InputError(f"GEM file '{path}' not found; check the path")
     with path.open("rb") as handle:  # by content: a gzip named .gem, or plain text named .gem.gz, both happen
         compression = "gzip" if handle.read(2) == _GZIP_MAGIC else None
-    options = {"sep": "\t", "skiprows": _header_lines(path, compression), "compression": compression}
     with _reading(path):
+        options = {"sep": "\t", "skiprows": _header_lines(path, compression), "compression": compression}
         names = list(pd.read_csv(path, nrows=0, **options).columns)
     count = next((name for name in _COUNT_NAMES if name in names), None)
     missing = [name for name in ("geneID", "x", "y") if name not in names] + ([] if count else ["MIDCount"])
@@ -123,18 +123,11 @@ def _header_lines(path: Path, compression: str | None) -> int:
     """How many '#' (and blank) lines open the file: Stereo-seq writes its chip, offsets and format there."""
     opener = gzip.open if compression == "gzip" else open
     lines = 0
-    try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:
-            for line in handle:
-                if line.strip() and not line.startswith("#"):
-                    break
-                lines += 1
-    except _DAMAGED as err:
-        raise InputError(
-            f"'{path}' is damaged or cut off ({type(err).__name__}: {err}); download or copy it again"
-        ) from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read '{path}' as a GEM file ({type(err).__name__}: {err})") from err
+    with opener(path, "rt", encoding="utf-8-sig") as handle:
+        for line in handle:
+            if line.strip() and not line.startswith("#"):
+                break
+            lines += 1
     return lines
 
 

@@ -15,14 +15,12 @@ import pandas as pd
 from anndata import AnnData
 
 from tissuegraph.errors import InputError
-from tissuegraph.io.spaceranger import read_10x_matrix
+from tissuegraph.io.matrix10x import read_10x_matrix
 from tissuegraph.io.validate import quote_examples, validate_spatial
 
 MATRIX_FILES = ("cell_feature_matrix.h5", "cell_feature_matrix")
 CELLS_FILES = ("cells.parquet", "cells.csv.gz", "cells.csv")
 _CENTROIDS = ["x_centroid", "y_centroid"]
-
-
 #: Files only a Xenium output holds: any of them sends a folder to read_xenium, whose error names what is missing.
 _MARKERS = ("experiment.xenium", *MATRIX_FILES, "cell_feature_matrix.zarr.zip", *CELLS_FILES, "cells.zarr.zip")
 

@@ -196,6 +196,15 @@ def test_a_gene_constant_after_normalisation_is_not_blown_up_to_the_clip() -> No
     np.testing.assert_allclose(features[:, 2], np.log1p(5 * 1e4 / 1000), rtol=1e-6)
 
 
+def test_unit_variance_holds_to_float32_rounding_at_visium_hd_size() -> None:
+    """numpy's float32 std adds 150k rows one at a time (relative error near 1e-3); the scaling must not drift."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.uniform(0.2, 5.0, 8), (150_000, 8)).astype(np.float32)
+    counts[:, 0] += 1  # no empty spot
+    features = normalise_log_scale(sparse.csr_matrix(counts), np.ones(8, dtype=bool), clip=np.inf)
+    np.testing.assert_allclose(features.astype(np.float64).std(axis=0, ddof=1), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_a_library_size_that_is_not_finite_is_refused(bad: float) -> None:
     adata = ad.AnnData(X=sparse.csr_matrix(np.random.default_rng(0).poisson(3.0, (50, 30)).astype(np.float32)))

@@ -86,6 +86,14 @@ def _run_domains(adata, args: argparse.Namespace) -> None:
         )
 
 
+def _file_stem(path: Path) -> str:
+    """A file's name without its format and compression suffixes: 'chip_a' for chip_a.gem.gz, not 'chip_a.gem'."""
+    name = path.name
+    for suffix in (".gz", ".gem", ".h5ad"):
+        name = name[: -len(suffix)] if name.lower().endswith(suffix) and len(name) > len(suffix) else name
+    return name
+
+
 def _name_after_files(slices: list[AnnData], paths: list[str]) -> None:
     """Name each input without slice labels in ``obs['batch']`` after its file (a Space Ranger or Xenium folder
     after its library id), so that ``--align-to`` and the result speak of 'sample_a', not 'slice1'. Names that
@@ -93,7 +101,7 @@ def _name_after_files(slices: list[AnnData], paths: list[str]) -> None:
     names."""
     unlabelled = [i for i, adata in enumerate(slices) if "batch" not in adata.obs or adata.obs["batch"].isna().all()]
     from_files = [
-        tg.io.spaceranger.library_id(Path(paths[i])) if Path(paths[i]).is_dir() else Path(paths[i]).stem
+        tg.io.spaceranger.library_id(Path(paths[i])) if Path(paths[i]).is_dir() else _file_stem(Path(paths[i]))
         for i in unlabelled
     ]
     labelled = {str(b) for i, a in enumerate(slices) if i not in unlabelled for b in a.obs["batch"].dropna().unique()}
@@ -324,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     integ.add_argument(
         "inputs",
         nargs="+",
-        help="two or more .h5ad files, Space Ranger or Xenium folders (or one file whose obs['batch'] names several "
-        "slices)",
+        help="two or more .h5ad files, Space Ranger or Xenium folders, Stereo-seq .gem(.gz) files (bins of 50), or "
+        "one file whose obs['batch'] names several slices",
     )
     integ.add_argument("--method", choices=INTEGRATION_METHODS, default="staig")
     integ.add_argument("--n-domains", type=int, required=True, help="number of domains K shared by the slices")

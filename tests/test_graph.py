@@ -32,6 +32,25 @@ def test_knn_graph_is_symmetric_sparse_without_self_loops() -> None:
     assert sorted(graph[interior].indices) == [interior - 10, interior - 1, interior + 1, interior + 10]
 
 
+def test_a_grid_keeps_every_neighbour_tied_with_the_kth_whatever_the_row_order() -> None:
+    """Visium HD / Stereo-seq bins: the 6th nearest bin is one of 4 equally near diagonals; all 4 are kept (8 in
+    all), and reordering the rows gives the same graph. Visium's hexagonal ring stays 6."""
+    adata = _grid(12)
+    graph = gr.spatial_neighbors(adata, n_neighbors=6).obsp["spatial_connectivities"]
+    xy = adata.obsm["spatial"]
+    interior = np.flatnonzero(((xy > 2) & (xy < 9)).all(axis=1))  # a border bin reaches 2 bins in
+    assert (graph[interior].getnnz(axis=1) == 8).all()
+    order = np.random.default_rng(0).permutation(adata.n_obs)
+    shuffled = gr.spatial_neighbors(adata[order].copy(), n_neighbors=6).obsp["spatial_connectivities"]
+    assert (shuffled != graph[order][:, order]).nnz == 0
+    rows, cols = np.meshgrid(np.arange(12), np.arange(12))
+    hexagons = np.stack([cols.ravel() + 0.5 * (rows.ravel() % 2), rows.ravel() * np.sqrt(3) / 2], axis=1) * 137.3
+    adata.obsm["spatial"] = hexagons
+    graph = gr.spatial_neighbors(adata, n_neighbors=6).obsp["spatial_connectivities"]
+    inside = np.flatnonzero((rows.ravel() > 2) & (rows.ravel() < 9) & (cols.ravel() > 2) & (cols.ravel() < 9))
+    assert (graph[inside].getnnz(axis=1) == 6).all()
+
+
 def test_radius_graph_matches_distance() -> None:
     adata = gr.spatial_neighbors(_grid(6), radius=1.5, n_neighbors=None)
     graph = adata.obsp["spatial_connectivities"]

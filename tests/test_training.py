@@ -60,7 +60,7 @@ def test_training_lowers_the_loss_and_separates_the_layers() -> None:
     features = np.hstack([layer_genes, rng.normal(scale=2.0, size=(900, 200))]).astype(np.float32)
     adata = ad.AnnData(X=np.abs(features))
     adata.obsm["spatial"] = coords
-    gr.spatial_neighbors(adata, n_neighbors=6)
+    gr.spatial_neighbors(adata, n_neighbors=4)  # the square ring: 4 neighbours, no ties
     edges = gr.undirected_edges(adata.obsp["spatial_connectivities"])
     tissue = (features, edges, gr.edge_drop_probabilities(edges, features, 900), layer)
     untrained = _train(tissue, 0, epochs=1, lr=5e-3)
@@ -68,7 +68,7 @@ def test_training_lowers_the_loss_and_separates_the_layers() -> None:
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
     before = metrics.ari(layer, gmm_eee(untrained.embedding, 3))
     learned = metrics.ari(layer, gmm_eee(result.embedding, 3))
-    assert learned > 0.6 and learned > before + 0.3  # measured: 0.79 after 100 epochs, 0.20 after one
+    assert learned > 0.6 and learned > before + 0.3  # measured: 0.93 after 100 epochs, 0.13 after one
 
 
 @pytest.mark.parametrize(("denominator", "tolerance"), [("exact", 1e-4), ("sampled", 0.1)])

@@ -128,6 +128,19 @@ def test_refine_fixes_isolated_spots() -> None:
     assert (refined == labels).mean() >= 0.95
 
 
+def test_refine_counts_every_spot_tied_with_the_last_whatever_the_row_order() -> None:
+    """On Visium's hexagons the 15th nearest spot is one of 6 equally near (the ring at twice the spacing); all 6
+    vote, so reordering the rows reorders the result and changes nothing else."""
+    rows, cols = np.meshgrid(np.arange(14), np.arange(14))
+    coords = np.stack([cols.ravel() + 0.5 * (rows.ravel() % 2), rows.ravel() * np.sqrt(3) / 2], axis=1) * 137.3
+    rng = np.random.default_rng(0)
+    labels = rng.choice(np.array(["a", "b", "c"]), size=len(coords))
+    refined = cluster.refine_labels(labels, coords)
+    for seed in range(5):
+        order = np.random.default_rng(seed).permutation(len(coords))
+        np.testing.assert_array_equal(cluster.refine_labels(labels[order], coords[order]), refined[order])
+
+
 def test_refine_tie_keeps_the_spot_own_label() -> None:
     # spot 0 votes over itself and its 3 nearest others: 'right' (itself, 2.2 away) 2, 'left' (1.0, 1.5 away) 2;
     # 'left' sorts first, so a plain argmax would flip it, and a vote over only 3 spots would give 'left' 2 to 1

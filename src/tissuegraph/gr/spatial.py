@@ -124,22 +124,29 @@ def check_slice_counts(adata: AnnData, batch_key: str | None = "batch") -> None:
 TIE_TOLERANCE = 1e-6
 
 
-def _knn_with_ties(coords: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
-    """Each spot's ``n_neighbors`` nearest spots plus every spot tied with the last of them (up to twice as many).
+def nearest_with_ties(coords: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each spot's ``n_neighbors`` nearest other spots plus every spot tied with the last of them (up to twice as
+    many), as ``(neighbours, kept)``: indices nearest first and a mask of those that count.
 
     On a grid the k-th distance is shared: a square grid's 6th nearest bin is one of 4 equally near diagonals, and
     which 2 a KD-tree returned depended on the order of the rows, so the graph, and the domains, changed when the
     spots were reordered, and its diagonals all leaned one way. Keeping the ties gives the 8 neighbours of the
-    square ring (Visium HD, Stereo-seq bins), still 6 on Visium's hexagons, and the same graph in any row order.
+    square ring (Visium HD, Stereo-seq bins), still 6 on Visium's hexagons, and the same result in any row order.
     """
     n_query = min(2 * n_neighbors, coords.shape[0] - 1)
     # Querying the fitted points themselves (None) leaves each spot out of its own list even when several
     # spots share its position; passing coords again could drop the spot's self-match instead.
     distances, neighbours = NearestNeighbors(n_neighbors=n_query).fit(coords).kneighbors(None)
-    keep = distances <= distances[:, n_neighbors - 1 : n_neighbors] * (1 + TIE_TOLERANCE)
-    rows = np.repeat(np.arange(coords.shape[0]), n_query).reshape(keep.shape)[keep]
+    kept = distances <= distances[:, n_neighbors - 1 : n_neighbors] * (1 + TIE_TOLERANCE)
+    return neighbours, kept
+
+
+def _knn_with_ties(coords: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
+    """The directed kNN graph of ``nearest_with_ties``."""
+    neighbours, kept = nearest_with_ties(coords, n_neighbors)
+    rows = np.broadcast_to(np.arange(coords.shape[0])[:, None], kept.shape)[kept]
     ones = np.ones(rows.size, dtype=np.float32)
-    return sparse.csr_matrix((ones, (rows, neighbours[keep])), shape=(coords.shape[0], coords.shape[0]))
+    return sparse.csr_matrix((ones, (rows, neighbours[kept])), shape=(coords.shape[0], coords.shape[0]))
 
 
 def _slice_graph(coords: np.ndarray, n_neighbors: int | None, radius: float | None) -> sparse.csr_matrix:

@@ -11,7 +11,7 @@ import scanpy as sc
 from scipy import sparse
 
 from tissuegraph import pp
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, TissuegraphWarning
 from tissuegraph.pp.expression import normalise_log_scale
 
 
@@ -44,8 +44,9 @@ def test_hvg_selection_is_scanpys_seurat_v3_on_real_counts(dlpfc_151673) -> None
 def test_spots_without_counts_are_kept_with_zero_features_and_a_warning() -> None:
     counts = np.array([[1, 3, 0], [0, 0, 0], [0, 5, 5], [2, 1, 1]], dtype=np.float32)
     adata = ad.AnnData(X=sparse.csr_matrix(counts))
-    with pytest.warns(UserWarning, match="1 spot.*no counts"):
+    with pytest.warns(TissuegraphWarning, match="1 spot.*no counts") as caught:
         pp.preprocess(adata)
+    assert caught[0].filename == __file__  # the caller's line, not the module three calls down that found it
     assert adata.obsm["X_expr"].shape[0] == 4
     assert np.all(adata.obsm["X_expr"][1] == 0) and np.isfinite(adata.obsm["X_expr"]).all()
 

@@ -14,7 +14,7 @@ from importlib import import_module
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, TissuegraphWarning
 
 if TYPE_CHECKING:
     from tissuegraph import cluster, datasets, gr, im, io, metrics, nn, pl, pp, report, tl
@@ -45,6 +45,7 @@ __all__ = [
     "report",
     "nn",
     "InputError",
+    "TissuegraphWarning",
 ]
 
 

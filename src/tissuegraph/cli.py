@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 import tissuegraph as tg
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, TissuegraphWarning
 from tissuegraph.options import CLUSTER_METHODS, IMAGE_BACKBONES, INTEGRATION_METHODS, check_seed
 
 if TYPE_CHECKING:
@@ -429,7 +429,7 @@ def _one_line_warning(
     message: Warning | str, category: type[Warning], filename: str, *args: object, **kwargs: object
 ) -> str:
     """Warnings as one line, not Python's file:line plus a source line; another library's keep its name and kind."""
-    if Path(filename).resolve().is_relative_to(Path(tg.__file__).resolve().parent):
+    if issubclass(category, TissuegraphWarning):
         return f"tissuegraph: warning: {_one_line(message)}\n"
     parts = Path(filename).parts
     package = parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(filename).stem

@@ -6,15 +6,13 @@ slices need no common coordinate frame.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.io.validate import check_coordinates, quote_examples
 
 #: The column that names each spot's slice unless told otherwise; an input without it is one slice.
@@ -199,11 +197,10 @@ def spatial_neighbors(
     mean_degree = float(graph.nnz / max(adata.n_obs, 1))
     if radius is not None and mean_degree < 1:
         spacing = _median_spacing([coords[rows] for rows in groups])
-        warnings.warn(
+        warn(
             f"radius {radius:g} gives spots {mean_degree:.2f} neighbours on average, so the graph holds almost no "
             f"spatial information; the median distance to a spot's nearest neighbour is {spacing:g}: choose a radius "
-            "of a few times that, in the units of obsm['spatial']",
-            stacklevel=2,
+            "of a few times that, in the units of obsm['spatial']"
         )
     adata.obsp[key_added] = graph
     adata.uns.setdefault("tissuegraph_graph", {})[key_added] = {

@@ -7,13 +7,12 @@ embedding space is shared across slices without aligning them.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
 from anndata import AnnData
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im.byol import DEFAULT_EPOCHS, Encoder, embed_patches, train_byol
 from tissuegraph.im.filter import default_window, stain_filter
@@ -96,12 +95,10 @@ def has_image(adata: AnnData, *, batch_key: str = "batch") -> bool:
             check_pixels(pixels, "the stored image")
             spot_diameter(adata, resolved, np.asarray(adata.obsm["spatial"])[rows])
     except InputError as err:
-        warnings.warn(
+        warn(
             f"uns['spatial'] holds an image that cannot be used, so this run uses gene mode ({err}); to use the "
             "image, fix that (image=... and scale=... go to tissuegraph.im.image_features, whose obsm['X_image'] is "
-            "then used), or pass image=False (--no-image) to choose gene mode knowingly",
-            UserWarning,
-            stacklevel=2,
+            "then used), or pass image=False (--no-image) to choose gene mode knowingly"
         )
         return False
     return True

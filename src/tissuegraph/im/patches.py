@@ -10,7 +10,6 @@ artificial edge that the encoder could learn as a feature. Blocks are then resam
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from anndata import AnnData
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.im.tissue import check_spots_on_tissue
 from tissuegraph.io.validate import check_coordinates, check_image_cover, quote_examples
 
@@ -406,11 +405,10 @@ def _warn_outside(adata: AnnData, outside: np.ndarray, shape: tuple[int, int]) -
     the repeated image edge, not tissue, so they should not pass without a word."""
     height, width = shape
     if outside.any():
-        warnings.warn(
+        warn(
             f"{int(outside.sum())} of {len(outside)} spot centres fall outside the {width} x {height} image (e.g. "
             f"{quote_examples(list(adata.obs_names[outside]))}); their patches repeat the image edge, not tissue: "
-            "check that these spots belong to this image, or drop them",
-            stacklevel=3,
+            "check that these spots belong to this image, or drop them"
         )
 
 

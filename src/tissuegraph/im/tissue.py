@@ -27,14 +27,13 @@ rather than the image's is not the image frame's symmetry and is mostly missed.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 
 MIN_ON_TISSUE = 0.5  # fewer spots than this on tissue: the image does not match (DLPFC in-tissue spots: 0.89-0.98)
 _BORDER_SHARE = 0.95  # share of the border one side must hold to be the background (slides: 0.99-1.00)
@@ -129,12 +128,10 @@ def check_spots_on_tissue(thumb: np.ndarray, xy: np.ndarray, diameter: float, ma
             "scalefactors (or scale=...), or run without the image (--no-image, image=False)"
         )
     if better is not None:
-        warnings.warn(
+        warn(
             f"{on_tissue:.0%} of the spots sit on tissue in the image ({mapping}){turned} (obsm['spatial'] is x = "
             "image column, y = image row, y pointing down); check them, or run without the image (--no-image, "
-            "image=False)",
-            UserWarning,
-            stacklevel=4,
+            "image=False)"
         )
     return on_tissue
 

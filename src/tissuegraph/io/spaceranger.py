@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pandas as pd
 from anndata import AnnData
 from PIL import Image
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.io.matrix10x import read_10x_matrix
 from tissuegraph.io.validate import check_image_cover, quote_examples, validate_spatial
 
@@ -74,11 +73,10 @@ def read_visium(folder: str | Path, *, counts_file: str | None = None) -> AnnDat
         adata.obs[col] = positions[col].to_numpy(dtype=np.int64)
     off_tissue = adata.obs_names[adata.obs["in_tissue"].to_numpy() == 0]
     if counts_file is None and len(off_tissue):  # the filtered matrix holds only spots under tissue
-        warnings.warn(
+        warn(
             f"'{folder}': {len(off_tissue)} of {adata.n_obs} spots of the filtered count matrix are marked outside "
             f"the tissue (in_tissue = 0) in spatial/ (e.g. {quote_examples(list(off_tissue))}); the counts and "
-            "spatial/ may come from different runs (or the tissue was re-selected by hand): check they match",
-            stacklevel=2,
+            "spatial/ may come from different runs (or the tissue was re-selected by hand): check they match"
         )
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
     stored = _read_images(folder / "spatial")
@@ -206,12 +204,10 @@ def _read_images(spatial: Path) -> dict[str, Any]:
         if path.suffix.lower() in _OTHER_IMAGE_SUFFIXES and path.name not in _QC_IMAGES and path.is_file()
     )
     if not images and others:
-        warnings.warn(
+        warn(
             f"'{spatial}' holds {', '.join(others[:3])} but no {' or '.join(_IMAGES.values())}, the images Space "
             "Ranger writes and tissuegraph reads; image mode needs one of them: save the image as PNG under that "
-            "name (with scalefactors_json.json from the same run)",
-            UserWarning,
-            stacklevel=3,
+            "name (with scalefactors_json.json from the same run)"
         )
     scalefactors_path = spatial / _SCALEFACTORS_FILE
     if scalefactors_path.is_file():

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.io.validate import COORDINATE_NAMES, NUMERIC_KINDS, quote_examples, validate_spatial
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
@@ -235,11 +235,9 @@ def _without_coordinates(counts: pd.DataFrame, path: Path, xy: list[str], *, sam
     ]
     if same_file:
         if annotations:
-            warnings.warn(
+            warn(
                 f"'{path}': columns {quote_examples(annotations, n=6)} are per-spot annotations, not genes; they "
-                "are left out of the counts",
-                UserWarning,
-                stacklevel=3,
+                "are left out of the counts"
             )
         return counts.drop(columns=found + annotations)
     if found or annotations:
@@ -257,11 +255,9 @@ def _without_control_probes(counts: pd.DataFrame, path: Path) -> pd.DataFrame:
     if len(probes) == counts.shape[1]:
         raise InputError(f"counts table '{path}' holds only control probes ({quote_examples(probes)}); it has no genes")
     if probes:
-        warnings.warn(
+        warn(
             f"'{path}': {_count(len(probes), 'column')} of control probes, not genes ({quote_examples(probes, n=4)}), "
-            "left out of the counts",
-            UserWarning,
-            stacklevel=3,
+            "left out of the counts"
         )
     return counts.drop(columns=probes)
 
@@ -308,13 +304,11 @@ def _warn_repeated_genes(columns: pd.Index, path: Path) -> None:
     separate genes; say so, since their names change ('G', 'G-1', as anndata makes names unique)."""
     repeated = columns[columns.duplicated()].unique()
     if len(repeated):
-        warnings.warn(
+        warn(
             f"counts table '{path}' names {_count(len(repeated), 'gene')} in more than one column "
             f"({quote_examples(list(repeated), n=4)}); each column is kept as a gene of its own, the repeats numbered "
             "as anndata's var_names_make_unique does (NAME-1, NAME-2, ... unless those names are taken): if a column "
-            "was pasted twice, drop the copy",
-            UserWarning,
-            stacklevel=3,
+            "was pasted twice, drop the copy"
         )
 
 

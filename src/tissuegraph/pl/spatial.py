@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.spatial import cKDTree
 
+from tissuegraph import errors
 from tissuegraph.errors import InputError
 from tissuegraph.gr.spatial import slice_column
 from tissuegraph.im.patches import check_pixels, spatial_libraries, stored_image, to_unit_rgb
@@ -68,7 +68,7 @@ def tissue_image(
         return to_unit_rgb(pixels if pixels.ndim == 3 else pixels[..., None]), scale
     except InputError as err:
         if warn:
-            warnings.warn(f"the slide image is not drawn: {err}", stacklevel=2)
+            errors.warn(f"the slide image is not drawn: {err}")
         return None
 
 

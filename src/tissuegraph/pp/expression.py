@@ -14,7 +14,7 @@ import scanpy as sc
 from anndata import AnnData
 from scipy import sparse
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts
 
 #: loess spans for seurat_v3's fit of variance on mean: scanpy's default first, wider ones only when a small
@@ -93,10 +93,9 @@ def library_sizes(adata: AnnData) -> np.ndarray | None:
     values = adata.obs[LIBRARY_SIZE_KEY].to_numpy(dtype=np.float64, na_value=np.nan)
     missing = int(np.isnan(values).sum())
     if missing:
-        warnings.warn(
+        warn(
             f"obs[{LIBRARY_SIZE_KEY!r}] is missing for {missing} of {values.size} spots (e.g. slices with and "
-            "without it joined by an outer join); every spot is normalised by its counts in X instead",
-            stacklevel=3,
+            "without it joined by an outer join); every spot is normalised by its counts in X instead"
         )
         return None
     return values
@@ -130,10 +129,9 @@ def normalise_log(
         )
     empty = (in_x <= 0) | (totals <= 0)
     if empty.any():
-        warnings.warn(
+        warn(
             f"{int(empty.sum())} spot(s) have no counts; they are kept with all-zero features and take their "
-            "domain from their spatial neighbours (filter them out first if that is not wanted)",
-            stacklevel=3,
+            "domain from their spatial neighbours (filter them out first if that is not wanted)"
         )
     scale = sparse.diags(np.where(empty, 0.0, 1e4 / np.maximum(totals, 1e-12)).astype(np.float32))
     logged = (scale @ counts).log1p()

@@ -9,7 +9,6 @@ those slices.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import anndata as ad
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.gr.spatial import slice_column
 from tissuegraph.io.validate import LIBRARY_SIZE_KEY, check_counts, quote_examples, validate_spatial
 from tissuegraph.pp.expression import hvg_ranks, select_hvgs
@@ -135,11 +134,10 @@ def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
     """Say so when only some slices store all-gene library sizes: the others are normalised by their counts in X."""
     without = [label for label, adata in parts if LIBRARY_SIZE_KEY not in adata.obs]
     if without and len(without) < len(parts):
-        warnings.warn(
+        warn(
             f"obs[{LIBRARY_SIZE_KEY!r}] is missing in slice(s) {quote_examples(without)}; those are normalised by "
             "their counts over all their genes in X, the others by the stored totals (give it to every slice, or to "
-            "none, to silence this)",
-            stacklevel=3,
+            "none, to silence this)"
         )
 
 
@@ -331,11 +329,10 @@ def concat_slices(
             + _name_hint(parts, matched_by, shared)
         )
     if 2 * len(shared) < fewest:
-        warnings.warn(
+        warn(
             f"the slices share only {len(shared)} genes matched by {matched_by}, fewer than half of the smallest "
             f"slice's {fewest} (genes per slice: {sizes}); integration uses those alone. The usual cause is "
-            f"gene names from different naming schemes or annotation versions{_case_hint(keys, len(shared))}",
-            stacklevel=2,
+            f"gene names from different naming schemes or annotation versions{_case_hint(keys, len(shared))}"
         )
     # each slice is normalised by its own total: the shared genes' total would make one slice's features depend on
     # which other slices it is joined with
@@ -391,11 +388,10 @@ def _stored_libraries(adata: AnnData, label: str) -> dict:
     spatial = adata.uns.get("spatial", {})
     if isinstance(spatial, Mapping) and all(isinstance(library, Mapping) for library in spatial.values()):
         return dict(spatial)
-    warnings.warn(
+    warn(
         f"slice {label!r}: uns['spatial'] is not laid out as scanpy writes it ({{library_id: {{'images': ..., "
         "'scalefactors': ...}}}), so its image is not carried into the joint result; rebuild it (tissuegraph.io."
-        "read_visium reads a Space Ranger folder that way) to use the image",
-        stacklevel=3,
+        "read_visium reads a Space Ranger folder that way) to use the image"
     )
     return {}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -12,7 +11,7 @@ from anndata import AnnData
 
 from tissuegraph import gr, pp
 from tissuegraph.cluster import gmm_eee, kmeans, leiden_n_clusters, refine_labels
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.gr.spatial import slice_groups
 from tissuegraph.im import has_image, image_features
 from tissuegraph.im.features import IMAGE_DOMAIN_KEY, image_record_key
@@ -42,11 +41,10 @@ def cluster_embedding(embedding: np.ndarray, n_domains: int, method: str = "gmm"
     labels = CLUSTERERS[method](embedding, n_domains, seed=seed)
     found = len(np.unique(labels))
     if found != n_domains:  # leiden cannot merge separate parts of its graph; a mixture component can empty
-        warnings.warn(
+        warn(
             f"asked for {n_domains} domains but {method} found {found}: the embedding may not hold {n_domains} "
             f"groups it can separate (leiden: no resolution gives exactly {n_domains} clusters, the count jumps past "
-            "it); try another clusterer (--cluster) or another number of domains",
-            stacklevel=2,
+            "it); try another clusterer (--cluster) or another number of domains"
         )
     return labels
 
@@ -109,10 +107,9 @@ def image_embedding(
         record = adata.uns.get(image_record_key(), {})
         made_with = record.get("seed")
         if record.get("encoder") == "trained" and made_with is not None and int(made_with) != seed:
-            warnings.warn(
+            warn(
                 f"obsm['X_image'] was computed with seed {int(made_with)} and is reused as it is, so seed {seed} "
-                "does not fix the whole result; delete obsm['X_image'] to recompute it with this seed",
-                stacklevel=3,
+                "does not fix the whole result; delete obsm['X_image'] to recompute it with this seed"
             )
     # a stored embedding may come from another tool: a NaN row would fail deep inside k-means (checked, not
     # converted: its own dtype is what image mode has always clustered)
@@ -214,11 +211,10 @@ def assign_domains(
         clustered = len(np.unique(labels))
         labels = refine_labels(labels, adata.obsm["spatial"], n_neighbors=refine_neighbors, groups=slices)
         if len(np.unique(labels)) < clustered:
-            warnings.warn(
+            warn(
                 f"the spatial refinement absorbed {clustered - len(np.unique(labels))} of the {clustered} domains "
                 "found (each was too small or scattered to win a majority anywhere); pass refine=False "
-                "(--no-refine) to keep them",
-                stacklevel=3,
+                "(--no-refine) to keep them"
             )
     timings["cluster_s"] = time.perf_counter() - start
     forget_markers(adata)

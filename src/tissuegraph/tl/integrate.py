@@ -9,7 +9,6 @@ spots of different slices together.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ import pandas as pd
 from anndata import AnnData
 
 from tissuegraph import gr, pp
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.nn.runtime import pick_device
 from tissuegraph.nn.staligner import train_staligner
 from tissuegraph.options import INTEGRATION_METHODS, check_seed
@@ -223,10 +222,9 @@ def integrate(
     start = time.perf_counter()
     joint = concat_slices(slices, names, batch_key=batch_key)
     if joint.obs[batch_key].nunique() < 2:
-        warnings.warn(
+        warn(
             "only one slice was given, so nothing is integrated: the result is that slice's domains (give two or more "
-            f"inputs, or one file whose obs[{batch_key!r}] names several slices)",
-            stacklevel=2,
+            f"inputs, or one file whose obs[{batch_key!r}] names several slices)"
         )
     check_domain_request(n_domains, joint.n_obs, cluster, seed=seed)
     # every override checked (name, type, range) before the graph reads n_neighbors, and before any training

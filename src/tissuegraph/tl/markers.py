@@ -22,7 +22,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from tissuegraph.cluster import gmm_eee
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, warn
 from tissuegraph.io.validate import check_counts, check_embedding
 from tissuegraph.labels import labels_as_text, natural_key, sorted_labels
 from tissuegraph.options import check_seed, check_whole
@@ -72,7 +72,7 @@ def rank_markers(
     names, sizes = np.unique(labels, return_counts=True)
     single = names[sizes < 2]
     if single.size:
-        warnings.warn(f"groups with a single spot have no markers and are left out: {', '.join(single)}", stacklevel=3)
+        warn(f"groups with a single spot have no markers and are left out: {', '.join(single)}")
     groups = marker_groups(labels)
     if len(groups) < 2:
         raise InputError(f"marker genes need at least 2 groups of 2 or more spots; found {len(groups)}")
@@ -297,7 +297,7 @@ def subdomains(
     try:
         groups, records = rank_markers(adata.X[rows], sub_labels, adata.var_names, n_genes, method)
     except InputError as error:  # only too few sub-domains of 2+ spots: the split itself stands
-        warnings.warn(f"no sub-domain markers: {error}", stacklevel=2)
+        warn(f"no sub-domain markers: {error}")
         return adata
     adata.uns[SUBDOMAIN_MARKERS_KEY] = {
         "params": params,

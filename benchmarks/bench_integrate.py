@@ -24,7 +24,7 @@ import pandas as pd
 
 from tissuegraph import metrics
 
-from bench_domains import DATA, DLPFC, large_input, run_process
+from bench_domains import DATA, DLPFC, environment, large_input, run_process
 
 JOBS = {
     "dlpfc4": ("DLPFC 151673-151676", [DATA / f"dlpfc_{s}.h5ad" for s in DLPFC], 7),
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="extra CLI options, e.g. '--epochs 100'")
     parser.add_argument("--large-spots", type=int, default=20000, help="spots per slice of the 'large' job")
     args = parser.parse_args()
+    print(environment(), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "joint.h5ad"

@@ -18,7 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from tissuegraph import metrics, tl
 
-from bench_domains import DATA, DLPFC
+from bench_domains import DATA, DLPFC, environment
 
 JOBS = {
     "dlpfc4": ([f"dlpfc_{s}" for s in DLPFC], 7),
@@ -34,6 +34,7 @@ def main(doc: str, ways: Callable[[list[ad.AnnData]], dict[str, dict]], method: 
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", choices=sorted(jobs), action="append")
     args = parser.parse_args()
+    print(environment(), flush=True)
     compare({job: JOBS[job] for job in args.only or jobs}, ways, method, args.seeds)
 
 

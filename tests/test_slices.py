@@ -404,6 +404,23 @@ def test_each_slice_keeps_its_own_library_size_whatever_it_is_joined_with(dlpfc_
         np.testing.assert_allclose(used[:half], own)
 
 
+def test_a_spot_without_a_stored_total_gets_its_own_not_every_slice_the_shared_genes_total() -> None:
+    """One gap in a slice's stored totals (an outer join) made every spot of every slice normalise by the shared
+    genes' counts, which depend on the slices it is joined with."""
+    a = _slice(GENES[:20], n=12, seed=0)
+    b = _slice(GENES[5:30], n=12, seed=1)
+    stored = np.asarray(b.X.sum(axis=1)).ravel() * 3.0  # b's file kept a third of its counts' genes
+    stored[4] = np.nan
+    b.obs["total_counts_all_genes"] = stored
+    with pytest.warns(UserWarning, match=r"missing for some spots \(a: 12 of 12, b: 1 of 12\) in slice\(s\) 'a', 'b'"):
+        joint = concat_slices([a, b], names=["a", "b"], min_shared_genes=10)
+    used = library_sizes(joint)
+    assert used is not None
+    np.testing.assert_allclose(used[:12], np.asarray(a.X.sum(axis=1)).ravel())  # all of a's 20 genes, not 15 shared
+    np.testing.assert_allclose(np.delete(used[12:], 4), np.delete(stored, 4))
+    assert used[16] == b.X[4].sum()
+
+
 @pytest.mark.realdata
 def test_a_joined_file_given_again_keeps_its_spot_ids_and_gene_ranks(dlpfc_151673) -> None:
     """Re-running integration on a saved result: its slices were re-ranked among the shared genes only (other HVGs)

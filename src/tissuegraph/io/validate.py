@@ -141,8 +141,8 @@ def _check_library_sizes(adata: AnnData, X: sp.csr_matrix, what: str) -> None:
     """A stored all-gene library size must be numeric, not infinite, and at least the spot's counts in X.
 
     Missing values (NaN) pass: slices with and without the column joined by an outer join (e.g. anndata's
-    ``concat(join="outer")``) have them, and normalisation then falls back to the counts in X for every spot, with a
-    warning (``pp.library_sizes``).
+    ``concat(join="outer")``) have them. ``integrate`` then gives each such spot its counts over all its slice's genes
+    (``pp.concat_slices``); ``domains`` normalises every spot by its counts in X, with a warning (``pp.library_sizes``).
     """
     if LIBRARY_SIZE_KEY not in adata.obs:
         return

@@ -130,14 +130,24 @@ def _writable_obs(obs: pd.DataFrame) -> None:
         obs[name] = pd.Categorical(column) if len(kinds) == 1 else column.where(column.isna(), column.astype(str))
 
 
+def _stored_library_sizes(adata: AnnData) -> np.ndarray:
+    """A slice's stored all-gene totals, NaN where a spot has none (the column absent, or gaps from an outer join)."""
+    if LIBRARY_SIZE_KEY not in adata.obs:
+        return np.full(adata.n_obs, np.nan)
+    return adata.obs[LIBRARY_SIZE_KEY].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def _warn_partial_library_sizes(parts: list[tuple[str, AnnData]]) -> None:
-    """Say so when only some slices store all-gene library sizes: the others are normalised by their counts in X."""
-    without = [label for label, adata in parts if LIBRARY_SIZE_KEY not in adata.obs]
-    if without and len(without) < len(parts):
+    """Say so when only some spots have stored all-gene library sizes: the others are normalised by their counts in
+    X."""
+    missing = {label: int(np.isnan(_stored_library_sizes(adata)).sum()) for label, adata in parts}
+    without = [label for label, adata in parts if missing[label]]
+    if without and sum(missing.values()) < sum(adata.n_obs for _, adata in parts):
+        counts = ", ".join(f"{label}: {missing[label]} of {adata.n_obs}" for label, adata in parts if missing[label])
         warn(
-            f"obs[{LIBRARY_SIZE_KEY!r}] is missing in slice(s) {quote_examples(without)}; those are normalised by "
-            "their counts over all their genes in X, the others by the stored totals (give it to every slice, or to "
-            "none, to silence this)"
+            f"obs[{LIBRARY_SIZE_KEY!r}] is missing for some spots ({counts}) in slice(s) {quote_examples(without)}; "
+            "those spots are normalised by their counts over all their genes in X, the others by the stored totals "
+            "(give it to every spot, or to none, to silence this)"
         )
 
 
@@ -346,8 +356,10 @@ def concat_slices(
         piece = AnnData(X=adata.X[:, columns], obs=adata.obs.copy(), var=adata.var.iloc[columns].copy())
         piece.var_names = gene_names
         piece.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
-        if own_totals and LIBRARY_SIZE_KEY not in adata.obs:
-            piece.obs[LIBRARY_SIZE_KEY] = np.asarray(adata.X.sum(axis=1, dtype=np.float64)).ravel()
+        if own_totals:  # a spot without a stored total (none stored, or a gap) gets its own over all its genes
+            stored = _stored_library_sizes(adata)
+            own = np.asarray(adata.X.sum(axis=1, dtype=np.float64)).ravel() if np.isnan(stored).any() else stored
+            piece.obs[LIBRARY_SIZE_KEY] = np.where(np.isnan(stored), own, stored)
         piece.obs[batch_key] = label
         suffix = f"-{label}"
         if not (label in split and adata.obs_names.str.endswith(suffix).all()):  # a joined file's ids are kept

@@ -96,6 +96,34 @@ def test_pca_reads_sparse_features_as_dense_and_refuses_a_single_spot() -> None:
     np.testing.assert_allclose(adata.obsm["from_sparse"], adata.obsm["from_dense"], atol=1e-5)
     with pytest.raises(InputError, match="PCA needs at least 2 spots"):
         pp.pca(adata[:1].copy(), 3, use_rep="dense")
+    with pytest.raises(InputError, match=r"obsm\['X_expr'\], which this AnnData lacks \(obsm holds: 'dense', 'sparse'"):
+        pp.pca(adata, 3)
+
+
+def test_genes_given_as_a_series_or_positions_select_the_same_features() -> None:
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(3.0, size=(40, 12)).astype(np.float32)))
+    adata.var["chosen"] = np.arange(12) % 3 == 0
+    mask = pp.preprocess(adata.copy(), genes=adata.var["chosen"].to_numpy()).obsm["X_expr"]
+    np.testing.assert_array_equal(pp.preprocess(adata.copy(), genes=adata.var["chosen"]).obsm["X_expr"], mask)
+    np.testing.assert_array_equal(pp.preprocess(adata.copy(), genes=[0, 3, 6, 9]).obsm["X_expr"], mask)
+    assert mask.shape == (40, 4)
+
+
+@pytest.mark.parametrize(
+    ("genes", "message"),
+    [
+        (np.ones(10, dtype=bool), "the genes mask has 10 entries but the data has 12 genes"),
+        (np.array([0, 12]), r"gene positions must lie in 0\.\.11"),
+        (np.array(["g1", "g2"]), "genes holds <U2 values"),
+        (np.zeros(12, dtype=bool), "genes selects none of the 12 genes"),
+        (np.ones((2, 6), dtype=bool), r"genes must be one-dimensional, got shape \(2, 6\)"),
+    ],
+)
+def test_genes_that_do_not_select_from_the_data_are_refused(genes: np.ndarray, message: str) -> None:
+    adata = ad.AnnData(X=sparse.csr_matrix(np.random.default_rng(0).poisson(3.0, size=(40, 12)).astype(np.float32)))
+    with pytest.raises(InputError, match=message + ".*var_names.isin"):
+        pp.preprocess(adata, genes=genes)
 
 
 def test_preprocess_refuses_normalised_counts() -> None:

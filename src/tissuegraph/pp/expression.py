@@ -169,6 +169,30 @@ def normalise_log_scale(
     return dense
 
 
+def _gene_mask(genes, n_vars: int) -> np.ndarray:
+    """``genes`` given to ``preprocess`` as a boolean mask over the ``n_vars`` genes: a mask (array, list or Series,
+    e.g. ``adata.var['highly_variable']``) or integer positions; anything else is refused before it indexes X."""
+    given = np.asarray(genes)
+    fix = "give a boolean mask over the genes (e.g. adata.var_names.isin(names)) or their integer positions"
+    if given.ndim != 1:
+        raise InputError(f"genes must be one-dimensional, got shape {given.shape}; {fix}")
+    if given.dtype == bool:
+        if given.size != n_vars:
+            raise InputError(f"the genes mask has {given.size} entries but the data has {n_vars} genes; {fix}")
+        mask = given.copy()
+    elif np.issubdtype(given.dtype, np.integer) or given.size == 0:
+        positions = given.astype(np.int64)
+        if positions.size and (positions.min() < -n_vars or positions.max() >= n_vars):
+            raise InputError(f"gene positions must lie in 0..{n_vars - 1} (the data has {n_vars} genes); {fix}")
+        mask = np.zeros(n_vars, dtype=bool)
+        mask[positions] = True
+    else:
+        raise InputError(f"genes holds {given.dtype} values; {fix}")
+    if not mask.any():
+        raise InputError(f"genes selects none of the {n_vars} genes; {fix}")
+    return mask
+
+
 def preprocess(
     adata: AnnData,
     n_top_genes: int = 3000,
@@ -180,15 +204,14 @@ def preprocess(
 ) -> AnnData:
     """Compute the model's expression features into ``obsm[key_added]`` and flag genes in ``var['highly_variable']``.
 
-    ``genes`` (a boolean mask, e.g. ``per_slice_hvgs`` for several slices) skips the selection and uses exactly
-    those genes.
+    ``genes`` (a boolean mask over the genes, e.g. ``per_slice_hvgs`` for several slices or
+    ``adata.var_names.isin(names)``, or their integer positions) skips the selection and uses exactly those genes.
     ``library_size`` (one total per spot) replaces the counts in ``X`` as the normaliser, see ``library_sizes``.
     """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"the input is empty ({adata.n_obs} spots x {adata.n_vars} genes); give a slice with data.")
     counts = check_counts(adata)  # seurat_v3 and the normalisation below assume raw counts
-    if genes is None:
-        genes = select_hvgs(adata, n_top_genes)
+    genes = select_hvgs(adata, n_top_genes) if genes is None else _gene_mask(genes, adata.n_vars)
     require_variation(counts[:, genes])  # constant genes would train a model on nothing, into one domain
     adata.var["highly_variable"] = genes
     adata.obsm[key_added] = normalise_log_scale(counts, genes, clip, library_size)

@@ -26,6 +26,12 @@ def pca(
     not of its difference from the mean, so a model that reads them sees its input restricted to the top axes.
     """
     n_comps = check_whole(n_comps, "n_comps (the number of principal components)", 1)
+    if use_rep not in adata.obsm:
+        present = ", ".join(map(repr, adata.obsm.keys())) or "nothing"
+        raise InputError(
+            f"PCA reads obsm[{use_rep!r}], which this AnnData lacks (obsm holds: {present}); run tg.pp.preprocess "
+            "first for the expression features, or name the representation with use_rep="
+        )
     features = adata.obsm[use_rep]
     if features.shape[0] < 2:
         raise InputError(f"PCA needs at least 2 spots; obsm[{use_rep!r}] holds {features.shape[0]}")

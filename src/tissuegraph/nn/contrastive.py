@@ -19,9 +19,11 @@ The denominator can be computed three ways (``denominator=``):
   ``n_negatives`` nodes drawn per slice each call, O(N n_negatives), for sharp temperatures on large inputs.
 
 With ``pseudo_labels`` (image mode: k-means labels of the spots' histology) nodes sharing the anchor's label
-are taken out of its denominator, so histologically similar spots are never pushed away. Their sums are
-computed exactly label by label as small dense blocks (sum over labels of size^2 work, about N^2 / K for K
-labels, in bounded chunks) and subtracted: no N x N mask.
+are taken out of its denominator, so histologically similar spots are never pushed away. For the exact and moment
+denominators their sums are computed exactly label by label as small dense blocks (sum over labels of size^2
+work, about N^2 / K for K labels, in bounded chunks) and subtracted: no N x N mask. The sampled estimate never
+counts them (sampled nodes sharing the anchor's label are left out, and the rest scaled to the nodes of other
+labels): subtracting exact sums from an estimate went below the anchor's own copy at sharp tau.
 
 All exponents are shifted by 1 / tau (the largest possible similarity), which cancels in the ratio and keeps
 exp() from overflowing in float32.
@@ -44,35 +46,43 @@ EDGE_CHUNK = 4096  # edges per chunk of the positive sums: their gathered rows s
 class ExpSimilaritySums(torch.autograd.Function):
     """Row and column sums of exp((a @ b.T - 1) / tau), tiled over rows of ``a``; never stores the full matrix.
 
-    ``skip`` names, per row of ``a``, one column of ``b`` left out of the sums (-1: none): the anchor itself when
-    ``b`` holds the anchor's own view. Leaving it out inside the tile, rather than subtracting its value from the
-    sum afterwards, keeps the sum exact at sharp temperatures, where the self term dwarfs the others and float32
-    would cancel them to rounding noise.
+    ``row_keys`` and ``col_keys`` (one integer per row of ``a`` and of ``b``, or both None) leave out of the sums
+    every pair whose keys are equal: the anchor itself when ``b`` holds the anchor's own view (keys: node ids), or
+    every node sharing the anchor's pseudo-label. Leaving them out inside the tile, rather than subtracting their
+    values from the sum afterwards, keeps the sum exact at sharp temperatures, where those terms dwarf the others
+    and float32 would cancel them to rounding noise.
     """
 
     @staticmethod
     def forward(
-        ctx, a: torch.Tensor, b: torch.Tensor, inv_tau: float, tile: int, skip: torch.Tensor | None = None
+        ctx,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        inv_tau: float,
+        tile: int,
+        row_keys: torch.Tensor | None = None,
+        col_keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
         cols = torch.zeros(b.shape[0], dtype=a.dtype, device=a.device)
         for start in range(0, a.shape[0], tile):
-            block = _skipped(torch.exp(a[start : start + tile] @ b.t() * inv_tau - inv_tau), skip, start)
+            block = torch.exp(a[start : start + tile] @ b.t() * inv_tau - inv_tau)
+            block = _left_out(block, row_keys, col_keys, start)
             rows[start : start + tile] = block.sum(1)
             cols += block.sum(0)
-        ctx.save_for_backward(a, b, skip)
+        ctx.save_for_backward(a, b, row_keys, col_keys)
         ctx.inv_tau, ctx.tile = inv_tau, tile
         return rows, cols
 
     @staticmethod
     def backward(ctx, grad_rows: torch.Tensor | None, grad_cols: torch.Tensor | None):
-        a, b, skip = ctx.saved_tensors
+        a, b, row_keys, col_keys = ctx.saved_tensors
         inv_tau, tile = ctx.inv_tau, ctx.tile
         grad_a = torch.zeros_like(a)
         grad_b = torch.zeros_like(b)
         for start in range(0, a.shape[0], tile):
             a_tile = a[start : start + tile]
-            weight = _skipped(torch.exp(a_tile @ b.t() * inv_tau - inv_tau), skip, start)
+            weight = _left_out(torch.exp(a_tile @ b.t() * inv_tau - inv_tau), row_keys, col_keys, start)
             if grad_rows is not None and grad_cols is not None:
                 weight *= grad_rows[start : start + tile, None] + grad_cols[None, :]
             elif grad_rows is not None:
@@ -81,15 +91,15 @@ class ExpSimilaritySums(torch.autograd.Function):
                 weight *= grad_cols[None, :]
             grad_a[start : start + tile] = weight @ b
             grad_b += weight.t() @ a_tile
-        return grad_a * inv_tau, grad_b * inv_tau, None, None, None
+        return grad_a * inv_tau, grad_b * inv_tau, None, None, None, None
 
 
-def _skipped(block: torch.Tensor, skip: torch.Tensor | None, start: int) -> torch.Tensor:
-    """``block`` (rows start.. of the similarity matrix) with each row's ``skip`` column set to 0, in place."""
-    if skip is not None:
-        columns = skip[start : start + block.shape[0]]
-        rows = torch.nonzero(columns >= 0).ravel()
-        block[rows, columns[rows]] = 0.0
+def _left_out(
+    block: torch.Tensor, row_keys: torch.Tensor | None, col_keys: torch.Tensor | None, start: int
+) -> torch.Tensor:
+    """``block`` (rows start.. of the similarity matrix) with the pairs of equal keys set to 0, in place."""
+    if row_keys is not None:
+        block.masked_fill_(row_keys[start : start + block.shape[0], None] == col_keys[None, :], 0.0)
     return block
 
 
@@ -97,8 +107,8 @@ def _exact_denominators(
     u: torch.Tensor, v: torch.Tensor, inv_tau: float, tile: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     itself = torch.arange(u.shape[0], device=u.device)
-    uu, _ = ExpSimilaritySums.apply(u, u, inv_tau, tile, itself)
-    vv, _ = ExpSimilaritySums.apply(v, v, inv_tau, tile, itself)
+    uu, _ = ExpSimilaritySums.apply(u, u, inv_tau, tile, itself, itself)
+    vv, _ = ExpSimilaritySums.apply(v, v, inv_tau, tile, itself, itself)
     uv_rows, uv_cols = ExpSimilaritySums.apply(u, v, inv_tau, tile)
     return uu + uv_rows, vv + uv_cols
 
@@ -132,25 +142,27 @@ def _sampled_denominators(
     tile: int,
     n_negatives: int,
     generator: torch.Generator | None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each anchor's own copy in the other view exactly, plus the other nodes of both views estimated from a sample.
+    """Each anchor's own copy in the other view exactly, plus the other nodes of both views estimated from a sample
+    of ``n_negatives`` of them (the caller makes sure there are more nodes than that).
 
-    The anchor's two own terms (itself, never counted, and its other-view copy, counted exactly) are left out of
-    the sampled sum, so the estimate of the rest, scaled by (n - 1) / (sampled nodes other than the anchor), is a
-    sum of positive terms: unbiased, and positive however sharp tau is.
+    The anchor's own terms (itself, never counted, and its other-view copy, counted exactly) are left out of the
+    sampled sum, and so, with ``labels`` (pseudo-labels, one per node), are the nodes sharing its label, which its
+    denominator must not count at all. The sampled nodes left, scaled by (nodes of the anchor's slice it may count)
+    / (sampled nodes it may count), give a sum of positive terms: unbiased, and positive however sharp tau is.
     """
     n = u.shape[0]
-    picks = torch.randperm(n, generator=generator, device=u.device)[:n_negatives] if n > n_negatives else None
-    if picks is None:
-        return _exact_denominators(u, v, inv_tau, tile)
-    position = torch.full((n,), -1, dtype=torch.long, device=u.device)
-    position[picks] = torch.arange(picks.numel(), device=u.device)
-    scale = (n - 1) / (picks.numel() - (position >= 0).to(u.dtype))
-    u_neg, v_neg = u[picks], v[picks]
-    uu, _ = ExpSimilaritySums.apply(u, u_neg, inv_tau, tile, position)
-    uv, _ = ExpSimilaritySums.apply(u, v_neg, inv_tau, tile, position)
-    vv, _ = ExpSimilaritySums.apply(v, v_neg, inv_tau, tile, position)
-    vu, _ = ExpSimilaritySums.apply(v, u_neg, inv_tau, tile, position)
+    picks = torch.randperm(n, generator=generator, device=u.device)[:n_negatives]
+    keys = torch.arange(n, device=u.device) if labels is None else labels
+    sizes = torch.bincount(keys)  # each node's key class: itself alone, or its pseudo-label
+    picked = torch.bincount(keys[picks], minlength=sizes.numel())
+    scale = (n - sizes[keys]).to(u.dtype) / (picks.numel() - picked[keys]).clamp_min(1).to(u.dtype)
+    u_neg, v_neg, neg_keys = u[picks], v[picks], keys[picks]
+    uu, _ = ExpSimilaritySums.apply(u, u_neg, inv_tau, tile, keys, neg_keys)
+    uv, _ = ExpSimilaritySums.apply(u, v_neg, inv_tau, tile, keys, neg_keys)
+    vv, _ = ExpSimilaritySums.apply(v, v_neg, inv_tau, tile, keys, neg_keys)
+    vu, _ = ExpSimilaritySums.apply(v, u_neg, inv_tau, tile, keys, neg_keys)
     own_copy = torch.exp(((u * v).sum(1) - 1.0) * inv_tau)
     return own_copy + scale * (uu + uv), own_copy + scale * (vv + vu)
 
@@ -174,6 +186,17 @@ def same_label_blocks(labels: torch.Tensor) -> list[torch.Tensor]:
             block[row, :size] = order[starts[label] : starts[label] + size]
         blocks.append(block)
     return blocks
+
+
+def _node_labels(blocks: list[torch.Tensor], n: int) -> torch.Tensor:
+    """Each node's label as the running number of its row in ``same_label_blocks``' output."""
+    labels = torch.empty(n, dtype=torch.long, device=blocks[0].device)
+    offset = 0
+    for block in blocks:
+        numbers = torch.arange(offset, offset + block.shape[0], device=block.device)[:, None].expand_as(block)
+        labels[block[block >= 0]] = numbers[block >= 0]
+        offset += block.shape[0]
+    return labels
 
 
 def _chunk_label_sums(
@@ -290,27 +313,33 @@ def neighbor_contrastive_loss(
         raise ValueError(f"the sampled denominator needs n_negatives >= {MIN_NEGATIVES} (got {n_negatives})")
     u, v = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     inv_tau = 1.0 / tau
+    labels = None if label_blocks is None else _node_labels(label_blocks, u.shape[0])
     den_u = torch.empty(u.shape[0], dtype=u.dtype, device=u.device)
     den_v = torch.empty_like(den_u)
+    counts_same_label = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
     for rows in groups if groups is not None else [None]:
         u_g, v_g = (u, v) if rows is None else (u[rows], v[rows])
         if denominator == "moments":
             du, dv = _moment_denominators(u_g, v_g, inv_tau)
-        elif denominator == "exact":
+        elif denominator == "exact" or u_g.shape[0] <= n_negatives:  # a slice no larger than the sample: exact
             du, dv = _exact_denominators(u_g, v_g, inv_tau, tile_size)
         else:
-            du, dv = _sampled_denominators(u_g, v_g, inv_tau, tile_size, n_negatives, generator)
+            labels_g = labels if labels is None or rows is None else labels[rows]
+            du, dv = _sampled_denominators(u_g, v_g, inv_tau, tile_size, n_negatives, generator, labels_g)
+            counts_same_label[slice(None) if rows is None else rows] = False
         if rows is None:
             den_u, den_v = du, dv
         else:
             den_u = den_u.index_put((rows,), du)
             den_v = den_v.index_put((rows,), dv)
-    if label_blocks is not None:
+    if label_blocks is not None and counts_same_label.any():
         # the anchor's own copy in the other view stays: it is the first positive
         own_copy = torch.exp(((u * v).sum(1) - 1.0) * inv_tau)
         budget = 4 * tile_size * tile_size  # similarities per chunk: 16 MB per float32 temporary at the default tile
-        den_u = torch.maximum(den_u - _same_label_sums(u, v, label_blocks, inv_tau, budget), own_copy)
-        den_v = torch.maximum(den_v - _same_label_sums(v, u, label_blocks, inv_tau, budget), own_copy)
+        without_u = torch.maximum(den_u - _same_label_sums(u, v, label_blocks, inv_tau, budget), own_copy)
+        without_v = torch.maximum(den_v - _same_label_sums(v, u, label_blocks, inv_tau, budget), own_copy)
+        den_u = torch.where(counts_same_label, without_u, den_u)
+        den_v = torch.where(counts_same_label, without_v, den_v)
     loss_u = torch.log(den_u) - torch.log(_positives(u, v, edge_index, inv_tau))
     loss_v = torch.log(den_v) - torch.log(_positives(v, u, edge_index, inv_tau))
     return 0.5 * (loss_u.mean() + loss_v.mean())

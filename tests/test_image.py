@@ -149,6 +149,18 @@ def test_unusable_images_are_refused(change, message: str) -> None:
         spot_patches(adata)
 
 
+def test_floats_that_overshoot_by_rounding_are_clipped_and_further_ones_refused() -> None:
+    """Resampled or stain-normalised float images stray from [0, 1] by rounding: 1.000001 was refused as 'to 1'."""
+    unit = _ramp_image() / np.float64(255)
+    overshoot = np.where(_ramp_image() == 7, 1.002, unit)  # the blue channel (7) overshoots, others unchanged
+    undershoot = np.where(_ramp_image() == 0, -0.002, unit)
+    for strayed in (overshoot, undershoot):
+        patches = spot_patches(_slide(strayed, SPOTS), out_px=7)
+        np.testing.assert_array_equal(patches, spot_patches(_slide(np.clip(strayed, 0, 1), SPOTS), out_px=7))
+    with pytest.raises(InputError, match=r"floats from 0 to 1\.01; float images must lie in \[0, 1\]"):
+        spot_patches(_slide(np.where(_ramp_image() == 7, 1.01, unit), SPOTS))
+
+
 def _set_factor(adata: ad.AnnData, **factors: object) -> None:
     adata.uns["spatial"]["lib"]["scalefactors"].update(factors)
 
@@ -818,6 +830,30 @@ def test_a_dict_of_images_gives_each_slice_its_entry(monkeypatch) -> None:
     with pytest.raises(InputError, match="image is a dict but the data holds one slice"):
         image_features(_slide(image, SPOTS), image={"lib": image}, scale=SCALE, out_px=8, epochs=1)
     assert len(seen) == 1  # both refused before any patch was filtered
+
+
+def test_each_slice_can_take_its_own_scale_with_its_image(monkeypatch) -> None:
+    """Captures map full-resolution coordinates onto their images differently: one scale for every slice cut the
+    second slice's patches from the wrong place."""
+    image = _ramp_image()
+    first = _slide(image, SPOTS)
+    second = _slide(image, SPOTS)
+    second.obsm["spatial"] = second.obsm["spatial"] / 2  # its coordinates map onto the image at twice the scale
+    second.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] = DIAMETER / 2
+    first.uns["spatial"] = {"a": first.uns["spatial"]["lib"]}
+    second.uns["spatial"] = {"b": second.uns["spatial"]["lib"]}
+    joined = ad.concat({"a": first, "b": second}, label="batch", index_unique="-", uns_merge="unique")
+    in_a = (joined.obs["batch"] == "a").to_numpy()
+    seen = _record_filtered_patches(monkeypatch)
+    image_features(
+        joined, image={"a": image, "b": image}, scale={"a": SCALE, "b": 2 * SCALE}, out_px=8, epochs=1, n_comps=4
+    )
+    np.testing.assert_array_equal(seen[0][in_a], seen[0][~in_a])  # the same spots of the same image
+    np.testing.assert_array_equal(seen[0][in_a], spot_patches(first, out_px=8))
+    with pytest.raises(InputError, match="scale has no entry for slice 'b'"):
+        image_features(joined, image={"a": image, "b": image}, scale={"a": SCALE}, out_px=8, epochs=1)
+    with pytest.raises(InputError, match="scale is a dict but the data holds one slice"):
+        image_features(_slide(image, SPOTS), scale={"lib": SCALE}, out_px=8, epochs=1)
 
 
 def test_a_dict_of_images_needs_no_stored_library(monkeypatch) -> None:

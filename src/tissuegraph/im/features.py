@@ -117,6 +117,15 @@ def _reduce(embedding: np.ndarray, n_comps: int) -> np.ndarray:
     return (u[:, :k] * (s[:k] * signs)).astype(np.float32)
 
 
+def _for_slice(given, what: str, name: str, batch_key: str):
+    """A per-slice option's value for slice ``name``: its dict entry, or the one value every slice shares."""
+    if not isinstance(given, Mapping):
+        return given
+    if name not in given:
+        raise InputError(f"{what} has no entry for slice {name!r}; give one {what} per obs[{batch_key!r}] value")
+    return given[name]
+
+
 def image_record_key(key_added: str = "X_image") -> str:
     """Where ``image_features`` records how it made ``obsm[key_added]``."""
     return "tissuegraph_image" if key_added == "X_image" else f"tissuegraph_image_{key_added}"
@@ -127,7 +136,7 @@ def image_features(
     *,
     image: ImageInput | Mapping[str, ImageInput] | None = None,
     library_id: str | None = None,
-    scale: float | None = None,
+    scale: float | Mapping[str, float] | None = None,
     size_factor: float = 3.5,
     out_px: int = 32,
     filter_window: int | None = None,
@@ -152,7 +161,8 @@ def image_features(
     (``epochs`` = 0; each BYOL epoch of this larger network costs about 60 s and 5-6 GB per Visium slice on 2 cores).
 
     ``image``, ``library_id`` and ``scale`` are as in ``spot_patches``; with several slices (``obs[batch_key]``)
-    each slice's library is named by its batch value and ``image`` may map batch values to images. A given encoder
+    each slice's library is named by its batch value and ``image`` may map batch values to images, ``scale`` too
+    (slides of different captures map full-resolution coordinates onto their images differently). A given encoder
     fixes ``out_px`` to the size it was trained on. Every image is checked before training starts. A new
     ``obsm['X_image']`` drops ``obs['image_domain']``, which was clustered from the one it replaces.
     """
@@ -163,8 +173,9 @@ def image_features(
             f"one image was given for {len(slices)} slices; pass a dict {{obs[{batch_key!r}] value: image}} or leave "
             "image out to use each slice's stored image"
         )
-    if len(slices) == 1 and isinstance(image, Mapping):
-        raise InputError("image is a dict but the data holds one slice; pass the image itself")
+    for what, given in (("image", image), ("scale", scale)):
+        if len(slices) == 1 and isinstance(given, Mapping):
+            raise InputError(f"{what} is a dict but the data holds one slice; pass the {what} itself")
     if backbone not in IMAGE_BACKBONES:
         raise InputError(f"unknown image backbone {backbone!r}; choose one of {', '.join(IMAGE_BACKBONES)}")
     if encoder is not None and backbone != "scratch":
@@ -186,12 +197,10 @@ def image_features(
     patches = np.empty((adata.n_obs, out_px, out_px, 3), dtype=np.float32)
     libraries = spatial_libraries(adata)
     for rows, library, name in slices:
-        picked = image
-        if isinstance(image, Mapping):
-            if name not in image:
-                raise InputError(f"image has no entry for slice {name!r}; give one image per obs[{batch_key!r}] value")
-            picked = image[name]
-        else:
+        picked, picked_scale = (
+            _for_slice(given, what, name, batch_key) for what, given in (("image", image), ("scale", scale))
+        )
+        if not isinstance(image, Mapping):
             _check_slice_library(libraries, library, name, batch_key)
         part = adata if len(slices) == 1 else adata[rows]
         if isinstance(image, Mapping) and library not in libraries:
@@ -199,7 +208,7 @@ def image_features(
             # read from another slice's library (which spot_patches would otherwise pick as the only one stored)
             part, library = AnnData(obs=part.obs, obsm={"spatial": part.obsm["spatial"]}), None
         patches[rows] = spot_patches(
-            part, image=picked, library_id=library, scale=scale, size_factor=size_factor, out_px=out_px
+            part, image=picked, library_id=library, scale=picked_scale, size_factor=size_factor, out_px=out_px
         )
     timings["patches_s"] = time.perf_counter() - start
 

@@ -44,6 +44,7 @@ class _Source(NamedTuple):
 
 
 MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too coarse or the scale too small
+FLOAT_SLACK = 1 / 255  # float pixels this far outside [0, 1] are rounding (resampling), clipped; further is refused
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf"}
 _BAND_BYTES = 256 * 2**20  # rows of a file image read at once
 THUMBNAIL_PX = 1024  # longest side of the picture that check_spots_on_tissue looks at
@@ -162,7 +163,8 @@ def check_pixels(image: np.ndarray, what: str) -> None:
 
 
 def to_unit_rgb(block: np.ndarray) -> np.ndarray:
-    """Pixels as float32 RGB in [0, 1]: uint8/uint16 divided by their type's maximum, floats checked, alpha dropped.
+    """Pixels as float32 RGB in [0, 1]: uint8/uint16 divided by their type's maximum, floats checked (and clipped
+    when they stray from [0, 1] by at most ``FLOAT_SLACK``, as resampled images do), alpha dropped.
 
     Other integer types are refused: their maximum (e.g. 2**63 - 1 for int64) says nothing about the range the
     values use, so dividing by it would silently give black patches.
@@ -189,11 +191,12 @@ def to_unit_rgb(block: np.ndarray) -> np.ndarray:
                 "the image holds NaN or infinite pixels; fill them (e.g. np.nan_to_num(image, nan=1.0, posinf=1.0, "
                 "neginf=0.0)) or mask them before cutting patches"
             )
-        if unit.size and (unit.min() < 0 or unit.max() > 1):
+        if unit.size and (unit.min() < -FLOAT_SLACK or unit.max() > 1 + FLOAT_SLACK):
             raise InputError(
-                f"the image holds floats from {unit.min():g} to {unit.max():g}; float images must lie in [0, 1]: "
+                f"the image holds floats from {unit.min():.7g} to {unit.max():.7g}; float images must lie in [0, 1]: "
                 "divide by 255 (8-bit) or 65535 (16-bit), or pass the integer image"
             )
+        np.clip(unit, 0.0, 1.0, out=unit)  # resampling or stain normalisation overshoots by rounding
     if unit.shape[-1] == 1:
         unit = np.repeat(unit, 3, axis=-1)
     return unit

@@ -21,6 +21,7 @@ from scipy import sparse
 from tissuegraph import metrics, tl
 from tissuegraph.cli import main
 from tissuegraph.errors import InputError
+from tissuegraph.report import sections as report_sections
 from tissuegraph.report import write_report
 
 from conftest import real_data
@@ -147,12 +148,22 @@ def test_unlabelled_result_gets_label_free_scores_and_every_text_escaped(starmap
 
 
 @pytest.mark.realdata
-def test_a_result_made_with_another_slice_column_is_reported_by_slice(starmap_run, tmp_path) -> None:
+def test_a_result_made_with_another_slice_column_is_reported_by_slice(starmap_run, tmp_path, monkeypatch) -> None:
     """integrate(batch_key='section') was reported, scored and drawn as one slice: the report read obs['batch']."""
     result = ad.read_h5ad(starmap_run[0])
     result.obs = result.obs.rename(columns={"batch": "section"})
     result.uns["tissuegraph"]["batch_key"] = "section"
+    drawn = []  # each domain map's panel titles: they name the slice only when the map reads the slice column
+    real_domains = report_sections.pl.domains
+
+    def recording_domains(adata, **kwargs):
+        figure = real_domains(adata, **kwargs)
+        drawn.append([ax.get_title() for ax in figure.axes if ax.get_title()])
+        return figure
+
+    monkeypatch.setattr(report_sections.pl, "domains", recording_domains)
     text = check_self_contained(write_report(result, tmp_path / "r.html"))
+    assert [titles[0].split(":")[0] for titles in drawn] == list(STARMAP_SLICES), drawn
     assert "spots of 2 slices" in text and "Per slice" in text and "median iLISI" in text
     assert all(f"spatial domains of slice {name}" in text for name in STARMAP_SLICES)
     assert metrics.score(result)["median_ilisi"] == metrics.score(result, batch_key="section")["median_ilisi"]

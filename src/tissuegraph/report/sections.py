@@ -92,7 +92,8 @@ def domain_maps(adata: AnnData) -> Section:
     figure takes its colours from the whole result, so a domain has one colour in every slice (a slice's view
     drops the domains it lacks, which would shift the colours of the rest).
     """
-    groups = slices(adata, metrics.recorded_batch_key(adata))
+    batch_key = metrics.recorded_batch_key(adata)
+    groups = slices(adata, batch_key)
     palette = pl.domain_palette(adata)
     truth = _truth(adata)
     caption = "Domains on the tissue"
@@ -106,6 +107,7 @@ def domain_maps(adata: AnnData) -> Section:
                 pl.domains(
                     adata[rows],
                     image=tissue_image(adata, name, len(groups), warn=False) is not None,  # data_summary warned
+                    batch_key=batch_key,
                     palette=palette,
                     truth_palette=truth_palette,
                 )

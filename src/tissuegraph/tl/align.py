@@ -83,7 +83,8 @@ def align(
     ``obsm[use_rep]``) among the reference spots, both restricted to ``obs[domain_key] == landmark_domain`` when
     given; ``rigid_fit`` on the paired ``obsm['spatial']`` coordinates gives the transform applied to the whole
     slice. The reference is copied unchanged and ``obsm['spatial']`` is never modified. Per slice, the rotation
-    (degrees, counter-clockwise), translation, number of pairs and the root-mean-square distance of the pairs
+    (degrees, counter-clockwise with y pointing up, so clockwise as drawn on an image, whose y points down),
+    translation, number of pairs and the root-mean-square distance of the pairs
     after the fit go to ``uns['tissuegraph_alignment']``.
     """
     if "spatial" not in adata.obsm:

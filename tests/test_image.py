@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from scipy.spatial.distance import pdist
 
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, TissuegraphWarning
 from tissuegraph.im import (
     PretrainedEncoder,
     embed_patches,
@@ -455,9 +455,14 @@ def test_a_dim_fluorescence_image_is_judged_by_its_own_range() -> None:
     inside = (rows - 120) ** 2 + (cols - 120) ** 2 < 60**2
     image = np.clip(np.where(inside, 1000, 100) + rng.normal(0, 30, (240, 240)), 0, 4095).astype(np.uint16)
     on_section = _grid((120.0, 120.0), 36.0)
-    assert spot_patches(_slide(image, on_section, spot_diameter_fullres=8.0), out_px=7).shape[0] == len(on_section)
+    with pytest.warns(TissuegraphWarning, match=r"brightest pixel is 1\.[0-9]% of its type's range.*image \* 16"):
+        patches = spot_patches(_slide(image, on_section, spot_diameter_fullres=8.0), out_px=7)
+    assert patches.shape[0] == len(on_section)
     with pytest.raises(InputError, match="only 0% of the spots sit on tissue"):
         spot_patches(_slide(image, _grid((30.0, 30.0), 18.0), spot_diameter_fullres=8.0), out_px=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TissuegraphWarning)  # the same image on its full range: no word
+        spot_patches(_slide(image * 16, on_section, spot_diameter_fullres=8.0), out_px=7)
 
 
 def test_an_image_without_background_is_not_judged() -> None:

@@ -47,6 +47,7 @@ MIN_SIDE_PX = 3  # a patch narrower than this holds no texture: the image is too
 FLOAT_SLACK = 1 / 255  # float pixels this far outside [0, 1] are rounding (resampling), clipped; further is refused
 _TIFF_SUFFIXES = {".tif", ".tiff", ".btf"}
 _BAND_BYTES = 256 * 2**20  # rows of a file image read at once
+DIM_IMAGE = 4095 / 65535  # brightest pixel at most this share of the range: fewer bits used than the type holds
 THUMBNAIL_PX = 1024  # longest side of the picture that check_spots_on_tissue looks at
 _CHUNK_BYTES = 64 * 2**20  # float32 pixels of patches gathered at once before resampling
 _SCANPY_LAYOUT = (
@@ -403,6 +404,18 @@ def _gather(source: _Source, xy: np.ndarray, side: int, out_px: int) -> np.ndarr
     return out
 
 
+def _warn_dim(brightest: float) -> None:
+    """Warn about an image that uses a small part of its pixel range (12-bit camera data stored as uint16, 8-bit
+    values in a 16-bit file): its patches come out nearly black, which a pretrained backbone reads poorly."""
+    if brightest <= DIM_IMAGE:
+        warn(
+            f"the image's brightest pixel is {brightest:.1%} of its type's range (e.g. 12-bit data stored as uint16 "
+            "reaches at most 6.2%), so every patch is nearly black; if the data has fewer bits than its type, "
+            "rescale it to the full range (e.g. image * 16 for 12 bits in uint16, or image.astype(np.uint8) for "
+            "8-bit values in uint16) before image mode"
+        )
+
+
 def _warn_outside(adata: AnnData, outside: np.ndarray, shape: tuple[int, int]) -> None:
     """Warn about the few spot centres outside the image that check_image_cover lets through: their patches are
     the repeated image edge, not tissue, so they should not pass without a word."""
@@ -483,4 +496,5 @@ def spot_patches(
         check_spots_on_tissue(
             thumb, xy[under] / step, diameter * scale / step, f"obsm['spatial']{of_slice} x {scale_name} = {scale:g}"
         )
+        _warn_dim(float(thumb.max()))  # judged on an image that passed: a refused one gets its error alone
         return _gather(source, xy, side, out_px)

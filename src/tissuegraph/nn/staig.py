@@ -42,7 +42,6 @@ def train_staig(
     n_negatives: int = 512,
     tile_size: int = 1024,
     seed: int = 0,
-    weight_average: float | None = None,
     device: str | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> StaigResult:
@@ -74,11 +73,6 @@ def train_staig(
 
         model = GraphContrastiveEncoder(n_features, hidden_dims, proj_dim).to(dev)
         optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-        averaged = None
-        if weight_average is not None:
-            averaged = torch.optim.swa_utils.AveragedModel(
-                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(weight_average)
-            )
         losses: list[float] = []
         model.train()
         for epoch in range(epochs):
@@ -101,13 +95,9 @@ def train_staig(
             )
             loss.backward()
             optimiser.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
             losses.append(float(loss.detach()))
             if on_epoch is not None:
                 on_epoch(epoch, losses[-1])
-        if averaged is not None:
-            model = averaged.module
         model.eval()
         with torch.no_grad():
             h, p = model(x, full_edge_index)

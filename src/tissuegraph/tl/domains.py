@@ -167,7 +167,6 @@ def staig_embedding(
         pseudo_labels=pseudo_labels,
         denominator=settings.denominator,
         n_negatives=settings.n_negatives,
-        weight_average=settings.weight_average,
         seed=seed,
         device=device,
         on_epoch=on_epoch,

@@ -55,7 +55,6 @@ class StaigSettings:
     denominator: str = "auto"
     n_negatives: int = 512
     refine_neighbors: int = 15
-    weight_average: float | None = None
 
     @classmethod
     def from_data(cls, n_genes: int, /, **overrides) -> StaigSettings:

@@ -7,6 +7,9 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.mixture import GaussianMixture
 
+EM_TOL = 1e-8  # nats per spot: the fit has stopped moving, not merely slowed
+EM_MAX_ITER = 2000
+
 
 def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sample: int = 5000) -> np.ndarray:
     """Labels from a tied-covariance Gaussian mixture started from Ward clustering (as mclust starts from hc).
@@ -17,6 +20,10 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
     The embedding is first brought to unit mean variance: mclust's EEE model is the same in any units, and the
     small ridge that keeps the covariance invertible assumes unit-scale data (in the L2-normalised embedding a
     fixed ridge was a sizeable share of the thinnest directions' variance).
+
+    EM runs until the mean log-likelihood per spot changes by less than ``EM_TOL`` nats: scikit-learn's default
+    (1e-3) stopped it after 7-29 steps on DLPFC embeddings, on slow stretches that precede real gains (up to 0.12
+    nats per spot) and partitions that differ (ARI 0.85 between the stopped and the converged fit).
     """
     x = np.asarray(embedding, dtype=np.float64)
     scale = np.sqrt(x.var(axis=0).mean())
@@ -44,7 +51,8 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
         means_init=means,
         precisions_init=precision,
         random_state=seed,
-        max_iter=500,
+        max_iter=EM_MAX_ITER,
+        tol=EM_TOL,
         reg_covar=1e-6,
     )
     return model.fit_predict(x)

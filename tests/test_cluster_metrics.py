@@ -12,6 +12,7 @@ from scipy import sparse
 from sklearn.datasets import make_blobs
 
 from tissuegraph import cluster, metrics, tl
+from tissuegraph.cluster import gmm as gmm_module
 from tissuegraph.errors import InputError
 
 
@@ -55,6 +56,20 @@ def test_gmm_eee_does_not_depend_on_the_embedding_units(blobs, scale: float) -> 
     labels = cluster.gmm_eee(x, 3, seed=0)
     assert metrics.ari(y, cluster.gmm_eee(x * scale, 3, seed=0)) > 0.9
     np.testing.assert_array_equal(labels, cluster.gmm_eee(x * scale, 3, seed=0))
+
+
+def test_gmm_eee_runs_em_until_the_fit_stops_moving(monkeypatch) -> None:
+    """Spots along a continuum (as layered tissue lies in an embedding) give EM long slow stretches; scikit-learn's
+    default tolerance stopped on one, far from where the fit ends up. A tighter tolerance changes nothing now."""
+    rng = np.random.default_rng(1)
+    t = rng.uniform(0, 1, 1500)
+    curve = np.column_stack([np.cos(3 * t), np.sin(3 * t), t, t**2, 0.3 * np.sin(7 * t), 0.3 * np.cos(5 * t)])
+    x = curve + 0.15 * rng.normal(size=curve.shape)
+    converged = cluster.gmm_eee(x, 5)
+    monkeypatch.setattr(gmm_module, "EM_TOL", 1e-12)
+    assert metrics.ari(converged, cluster.gmm_eee(x, 5)) > 0.999
+    monkeypatch.setattr(gmm_module, "EM_TOL", 1e-3)  # scikit-learn's default
+    assert metrics.ari(converged, cluster.gmm_eee(x, 5)) < 0.9
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

@@ -23,7 +23,7 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
 
     EM runs until the mean log-likelihood per spot changes by less than ``EM_TOL`` nats: scikit-learn's default
     (1e-3) stopped it after 7-29 steps on DLPFC embeddings, on slow stretches that precede real gains (up to 0.12
-    nats per spot) and partitions that differ (ARI 0.85 between the stopped and the converged fit).
+    nats per spot) and partitions that differ (ARI as low as 0.85 between the stopped and the converged fit).
     """
     x = np.asarray(embedding, dtype=np.float64)
     scale = np.sqrt(x.var(axis=0).mean())

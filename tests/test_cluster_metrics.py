@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from scipy import sparse
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
 from tissuegraph import cluster, metrics, tl
 from tissuegraph.cluster import gmm as gmm_module
-from tissuegraph.errors import InputError
+from tissuegraph.errors import InputError, TissuegraphWarning
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,25 @@ def test_gmm_eee_runs_em_until_the_fit_stops_moving(monkeypatch) -> None:
     assert metrics.ari(converged, cluster.gmm_eee(x, 5)) > 0.999
     monkeypatch.setattr(gmm_module, "EM_TOL", 1e-3)  # scikit-learn's default
     assert metrics.ari(converged, cluster.gmm_eee(x, 5)) < 0.9
+
+
+def test_gmm_eee_warns_in_its_own_words_when_em_stops_short(monkeypatch) -> None:
+    """A fit cut off by the step limit keeps its last partition and says so, as a tissuegraph warning that names
+    the way out, instead of scikit-learn's ConvergenceWarning about n_init and tol (settings a user cannot reach)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 4))
+    monkeypatch.setattr(gmm_module, "EM_MAX_ITER", 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        labels = cluster.gmm_eee(x, 4)
+    assert labels.shape == (600,)
+    messages = [str(w.message) for w in caught if issubclass(w.category, TissuegraphWarning)]
+    assert len(messages) == 1 and "still moving after 2 EM steps" in messages[0]
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    monkeypatch.setattr(gmm_module, "EM_MAX_ITER", 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cluster.gmm_eee(x, 4)
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

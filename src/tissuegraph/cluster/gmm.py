@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.mixture import GaussianMixture
+
+from tissuegraph.errors import warn
 
 EM_TOL = 1e-8  # nats per spot: the fit has stopped moving, not merely slowed
 EM_MAX_ITER = 2000
@@ -24,6 +29,7 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
     EM runs until the mean log-likelihood per spot changes by less than ``EM_TOL`` nats: scikit-learn's default
     (1e-3) stopped it after 7-29 steps on DLPFC embeddings, on slow stretches that precede real gains (up to 0.12
     nats per spot) and partitions that differ (ARI as low as 0.85 between the stopped and the converged fit).
+    A fit still moving after ``EM_MAX_ITER`` steps keeps its last partition, with a warning that says so.
     """
     x = np.asarray(embedding, dtype=np.float64)
     scale = np.sqrt(x.var(axis=0).mean())
@@ -55,4 +61,14 @@ def gmm_eee(embedding: np.ndarray, n_clusters: int, *, seed: int = 0, ward_sampl
         tol=EM_TOL,
         reg_covar=1e-6,
     )
-    return model.fit_predict(x)
+    with warnings.catch_warnings():  # scikit-learn's own warning names none of this; ours below does
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = model.fit_predict(x)
+    if not model.converged_:
+        warn(
+            f"the Gaussian mixture was still moving after {EM_MAX_ITER} EM steps (the log-likelihood changes by more "
+            f"than {EM_TOL:g} nats per spot per step); the domains are from its last step and may differ from a "
+            "converged fit's. The embedding may hold fewer than the requested groups: try another number of domains, "
+            "or another clusterer (--cluster leiden or kmeans)"
+        )
+    return labels

@@ -1519,6 +1519,18 @@ def test_write_h5ad_long_names(tmp_path: Path) -> None:
         check_writable(tmp_path / ("b" * (name_max - 4) + ".h5ad"))
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_check_writable_refuses_a_folder_that_refuses_new_files(tmp_path: Path) -> None:
+    """/proc passes a permission check (for root) but takes no new file: refused before any work, not after
+    training (as a user, by the permission check); a writable folder is left as it was."""
+    from tissuegraph.io import check_writable
+
+    with pytest.raises(InputError, match=r"'/proc/x.h5ad' cannot be written: (a new file in|no permission to write in) '/proc'"):
+        check_writable("/proc/x.h5ad", "--out")
+    assert check_writable(tmp_path / "out.h5ad") == tmp_path / "out.h5ad"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_saved_image_encoder_is_written_atomically_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ def check_writable(path: str | Path, option: str = "the output") -> Path:
         raise InputError(
             f"{option} '{path}' cannot be written: no permission to write in '{folder}'; choose another path"
         )
+    _probe(path, folder, option)
     name_bytes, name_max = len(os.fsencode(path.name)), _name_max(folder)
     if name_bytes > name_max:
         raise InputError(
@@ -37,6 +39,19 @@ def check_writable(path: str | Path, option: str = "the output") -> Path:
             f"allows at most {name_max}; choose a shorter name"
         )
     return path
+
+
+def _probe(path: Path, folder: Path, option: str) -> None:
+    """Create and remove a file in ``folder``: permissions alone pass folders that refuse new files anyway (a
+    read-only or virtual file system such as /proc, a full disk's quota), which would fail only after training."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tissuegraph-probe-"):
+            pass
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise InputError(
+            f"{option} '{path}' cannot be written: a new file in '{folder}' was refused ({reason}); choose another path"
+        ) from None
 
 
 def _name_max(folder: Path) -> int:

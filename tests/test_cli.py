@@ -38,7 +38,7 @@ def test_domains_cli_writes_every_spot_in_order(tmp_path, capsys) -> None:
     assert settings["library_size"] == "obs['total_counts_all_genes']"  # the file holds a gene subset
     assert len(settings["loss"]) == 20
     out = capsys.readouterr().out
-    assert f"wrote {original.n_obs} spots with 7 domains to" in out and "ARI" in out
+    assert f"wrote {original.n_obs} spots with 7 domains (STAIG, gene mode) to" in out and "ARI" in out
 
 
 @pytest.mark.realdata
@@ -101,8 +101,8 @@ def test_the_summary_says_how_many_domains_the_result_holds(tmp_path, capsys) ->
     out = tmp_path / "o.h5ad"
     assert main(["domains", str(source), "--n-domains", "12", "--epochs", "3", "--quiet", "--out", str(out)]) == 0
     found = ad.read_h5ad(out).obs["domain"].nunique()
-    asked = "" if found == 12 else " (12 asked for)"
-    assert f"with {found} domains{asked} to" in capsys.readouterr().out
+    asked = "" if found == 12 else ", 12 asked for"
+    assert f"with {found} domains (STAIG, gene mode{asked}) to" in capsys.readouterr().out
 
 
 def test_image_mode_without_an_image_is_refused_clearly(tmp_path, capsys) -> None:
@@ -238,6 +238,15 @@ def _two_slice_files(tmp_path) -> list[str]:
         paths.append(str(tmp_path / f"{name}.h5ad"))
         data.write_h5ad(paths[-1])
     return paths
+
+
+@pytest.mark.parametrize(("method", "source"), [("staig", "STAIG, gene mode"), ("staligner", "STAligner")])
+def test_the_summary_names_the_method_that_ran(tmp_path, capsys, method: str, source: str) -> None:
+    argv = ["integrate", *_two_slice_files(tmp_path), "--n-domains", "3", "--epochs", "2", "--quiet"]
+    assert main([*argv, "--method", method, "--out", str(tmp_path / "joint.h5ad")]) == 0
+    found = ad.read_h5ad(tmp_path / "joint.h5ad").obs["domain"].nunique()
+    asked = "" if found == 3 else ", 3 asked for"
+    assert f"with {found} domains ({source}{asked}) to" in capsys.readouterr().out
 
 
 def test_inputs_without_slice_labels_are_named_after_their_files(tmp_path, capsys) -> None:

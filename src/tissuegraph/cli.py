@@ -217,9 +217,13 @@ def _write_report(adata, path: Path | None) -> None:
 
 
 def _found(result: AnnData, args: argparse.Namespace) -> str:
-    """How many domains the result holds; refinement can absorb a domain too small to win any vote."""
+    """How many domains the result holds (refinement can absorb a domain too small to win any vote), and from what:
+    image mode runs by default whenever the input has an image, so the line says which mode ran."""
     found = result.obs["domain"].nunique()
-    return f"{found} domains" + ("" if found == args.n_domains else f" ({args.n_domains} asked for)")
+    run = result.uns["tissuegraph"]
+    source = "STAligner" if run["method"] == "staligner" else f"STAIG, {run['mode']} mode"
+    asked = "" if found == args.n_domains else f", {args.n_domains} asked for"
+    return f"{found} domains ({source}{asked})"
 
 
 def cmd_domains(args: argparse.Namespace) -> None:

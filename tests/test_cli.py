@@ -105,6 +105,17 @@ def test_the_summary_says_how_many_domains_the_result_holds(tmp_path, capsys) ->
     assert f"with {found} domains (STAIG, gene mode{asked}) to" in capsys.readouterr().out
 
 
+def test_training_shows_a_progress_bar_that_names_the_wait_after_it(tmp_path, capsys) -> None:
+    source = tmp_path / "in.h5ad"
+    _small_slice(60).write_h5ad(source)
+    argv = ["domains", str(source), "--n-domains", "3", "--epochs", "3", "--out", str(tmp_path / "o.h5ad")]
+    assert main(argv) == 0
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("training: 100%" in line and "3/3" in line and "; clustering" in line for line in bar)
+    assert main([*argv, "--quiet"]) == 0
+    assert "epoch" not in capsys.readouterr().err
+
+
 def test_image_mode_without_an_image_is_refused_clearly(tmp_path, capsys) -> None:
     source = tmp_path / "in.h5ad"
     _small_slice().write_h5ad(source)

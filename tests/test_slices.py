@@ -50,6 +50,8 @@ def test_a_file_with_several_batches_counts_as_those_slices() -> None:
     assert joint.obs["batch"].value_counts().to_dict() == {"s1": 10, "s2": 8, "s3": 7}
     with pytest.raises(InputError, match=r"input 1 holds 2 slices \('s1', 's2'\).*the name 'a' cannot apply"):
         concat_slices([multi, _slice(GENES, 7, 2, "s3")], names=["a", "b"])
+    with pytest.raises(InputError, match=r"got 3 names for 1 input; give one name per input.*keeps those names"):
+        concat_slices([multi], names=["a", "b", "c"])  # said '3 names for 1 slices', hiding the file's two slices
     other = _slice(GENES, 7, 2)
     other.obs["section"] = "s3"
     with pytest.raises(InputError, match=r"input 1 has no obs\['section'\], but its obs\['batch'\] names 2 slices"):

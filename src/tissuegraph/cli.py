@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _progress(total: int, quiet: bool, desc: str = "training") -> Iterator[Callable[[int, float], None] | None]:
+def _progress(
+    total: int, quiet: bool, desc: str = "training", then: str = "clustering"
+) -> Iterator[Callable[[int, float], None] | None]:
     """A tqdm bar over training epochs for the duration; yields the per-epoch callback (None when quiet).
 
     The bar is drawn at the first epoch, so that an input refused before training ends with its one-line error
-    and no empty bar above it.
+    and no empty bar above it. After the last epoch it names ``then``, the work it stays up for (the mixture can
+    take a minute on a large slice); "" names nothing.
     """
     if quiet:
         yield None
@@ -41,7 +44,9 @@ def _progress(total: int, quiet: bool, desc: str = "training") -> Iterator[Calla
         if bar is None:
             bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr)
         bar.update(1)
-        if epoch % 10 == 0:
+        if bar.n >= total and then:  # the bar stays up while the run goes on; say what it waits for
+            bar.set_postfix_str(f"loss={loss:.4f}; {then}")
+        elif epoch % 10 == 0:
             bar.set_postfix(loss=f"{loss:.4f}")
 
     try:
@@ -60,7 +65,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 def _image_features(adata, args: argparse.Namespace, backbone: str = "scratch") -> None:
     """Image features with their own progress bar (BYOL epochs), so that ``domains`` then finds ``obsm['X_image']``."""
     epochs = tg.im.DEFAULT_EPOCHS if backbone == "scratch" else 0
-    with _progress(epochs, args.quiet, "image features (BYOL)") as on_epoch:
+    with _progress(epochs, args.quiet, "image features (BYOL)", then="embedding every patch") as on_epoch:
         tg.im.image_features(adata, backbone=backbone, seed=args.seed, device=args.device, on_epoch=on_epoch)
 
 
@@ -131,7 +136,7 @@ def cmd_integrate(args: argparse.Namespace) -> None:
             )
     overrides = _overrides(args)
     epochs = tg.tl.integration_epochs(args.method, **overrides)
-    image_bar = _progress(tg.im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)")  # shown only in image mode
+    image_bar = _progress(tg.im.DEFAULT_EPOCHS, args.quiet, "image features (BYOL)", then="")  # image mode only
     with image_bar as on_image_epoch, _progress(epochs, args.quiet) as on_epoch:
         joint = tg.tl.integrate(
             slices,
@@ -342,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     integ.add_argument("--method", choices=INTEGRATION_METHODS, default="staig")
     integ.add_argument("--n-domains", type=int, required=True, help="number of domains K shared by the slices")
     integ.add_argument(
-        "--names", nargs="+", default=None, help="one name per input (default: each slice's obs['batch'])"
+        "--names",
+        nargs="+",
+        default=None,
+        help="one name per input (default: each slice's obs['batch'], else its file's name, else slice1, slice2, ...)",
     )
     integ.add_argument(
         "--genes",

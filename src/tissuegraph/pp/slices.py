@@ -241,7 +241,11 @@ def _inputs(
     if len(slices) == 0:
         raise InputError("no slices given; pass at least one AnnData or file")
     if names is not None and len(names) != len(slices):
-        raise InputError(f"got {len(names)} names for {len(slices)} slices; give one name per input")
+        inputs = f"{len(slices)} input{'s' if len(slices) != 1 else ''}"
+        raise InputError(
+            f"got {len(names)} names for {inputs}; give one name per input, in the order given (an input whose "
+            "obs['batch'] names several slices, such as the STARmap file, keeps those names and takes no name)"
+        )
     return slices, names
 
 

@@ -42,8 +42,8 @@ def check_writable(path: str | Path, option: str = "the output") -> Path:
 
 
 def _probe(path: Path, folder: Path, option: str) -> None:
-    """Create and remove a file in ``folder``: permissions alone pass folders that refuse new files anyway (a
-    read-only or virtual file system such as /proc, a full disk's quota), which would fail only after training."""
+    """Create and remove a file in ``folder``: permission bits pass folders that refuse new files anyway (a virtual
+    file system such as /proc, network file systems whose bits do not tell), which would fail only after training."""
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tissuegraph-probe-"):
             pass

@@ -48,10 +48,15 @@ def _probe(path: Path, folder: Path, option: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tissuegraph-probe-"):
             pass
     except OSError as err:
-        reason = os.strerror(err.errno) if err.errno else str(err)
         raise InputError(
-            f"{option} '{path}' cannot be written: a new file in '{folder}' was refused ({reason}); choose another path"
+            f"{option} '{path}' cannot be written: a new file in '{folder}' was refused ({_reason(err)}); choose "
+            "another path"
         ) from None
+
+
+def _reason(err: OSError) -> str:
+    """The system's words for an error, without the temporary or probe file's name that ``str(err)`` carries."""
+    return os.strerror(err.errno) if err.errno else str(err)
 
 
 def _name_max(folder: Path) -> int:
@@ -79,9 +84,8 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
         os.replace(tmp, path)
     except OSError as err:  # name the file the user asked for, not the temporary one
         _remove(tmp)
-        reason = os.strerror(err.errno) if err.errno else str(err)
         raise OSError(
-            f"could not write '{path}': {reason}; check the disk space and the folder, or choose another path"
+            f"could not write '{path}': {_reason(err)}; check the disk space and the folder, or choose another path"
         ) from err
     except BaseException:
         _remove(tmp)
